@@ -1,0 +1,165 @@
+"""NAS-Bench-201: a cell of 4 nodes, 6 edges, 5 operations per edge (15,625 architectures).
+
+String format (official): ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``; the six edges, in order, are
+(1<-0), (2<-0), (2<-1), (3<-0), (3<-1), (3<-2). Indices follow the official benchmark order,
+taken from the shipped reference data.
+
+The network is the standard NB201 skeleton: a 3x3 conv stem, three stages of N cells joined by
+two residual reduction blocks that double the channels and halve the resolution, then BN-ReLU,
+global average pooling and a linear classifier. The discrete network skips ``none`` edges and
+any computation that only feeds from nodes with no live input (what a deployment compiler does
+for a known-zero tensor).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from hilnas.pipeline.spaces.base import Architecture, ArchitectureError, ModelConfig, SearchSpace
+
+OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+#: (target node, source node) of each of the six edges, in string order.
+EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+
+_NODE_RE = re.compile(r"^\|(?:[a-z0-9_]+~\d\|)+$")
+_EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+def live_edges(arch: Sequence[int]) -> tuple[bool, ...]:
+    """Which edges carry computation in the pruned discrete network.
+
+    A node is live if it is the input or has a live incoming non-``none`` edge; an edge is
+    computed if its op is not ``none`` and its source is live.
+    """
+    live = [True, False, False, False]
+    used = []
+    for (dst, src), op in zip(EDGES, arch):
+        on = op != 0 and live[src]
+        used.append(on)
+        if on:
+            live[dst] = True
+    return tuple(used)
+
+
+class NB201(SearchSpace):
+    """The NAS-Bench-201 cell search space."""
+
+    name = "nb201"
+
+    @property
+    def decisions(self) -> tuple[str, ...]:
+        return tuple(f"edge_{dst}<-{src}" for dst, src in EDGES)
+
+    @property
+    def options(self) -> tuple[tuple[str, ...], ...]:
+        return (OPS,) * len(EDGES)
+
+    # ----- strings ------------------------------------------------------------------
+    def parse(self, text: str) -> Architecture:
+        if not isinstance(text, str):
+            raise ArchitectureError(f"nb201: expected an architecture string, got {type(text).__name__}")
+        s = text.strip()
+        nodes = s.split("+")
+        if len(nodes) != 3 or not all(_NODE_RE.match(n) for n in nodes):
+            raise ArchitectureError(
+                f"nb201: malformed architecture string {text!r}; expected three '+'-joined nodes "
+                f"like {_EXAMPLE}"
+            )
+        code: list[int] = []
+        for target, node in enumerate(nodes, start=1):
+            parts = node.strip("|").split("|")
+            if len(parts) != target:
+                raise ArchitectureError(
+                    f"nb201: node {target} of {text!r} has {len(parts)} inputs, expected {target}"
+                )
+            for src, part in enumerate(parts):
+                op, _, idx = part.partition("~")
+                if op not in OPS:
+                    raise ArchitectureError(
+                        f"nb201: unknown operation {op!r} in {text!r}; valid: {', '.join(OPS)}"
+                    )
+                if int(idx) != src:
+                    raise ArchitectureError(
+                        f"nb201: node {target} input {src} is written '~{idx}' in {text!r}; "
+                        f"inputs must be numbered 0..{target - 1} in order"
+                    )
+                code.append(OPS.index(op))
+        return tuple(code)
+
+    def format(self, arch: Sequence[int]) -> str:
+        c = self.validate(arch)
+        ops = [OPS[i] for i in c]
+        return (
+            f"|{ops[0]}~0|+|{ops[1]}~0|{ops[2]}~1|+|{ops[3]}~0|{ops[4]}~1|{ops[5]}~2|"
+        )
+
+    # ----- official index order --------------------------------------------------------
+    @functools.cached_property
+    def _order(self) -> tuple[np.ndarray, np.ndarray]:
+        from hilnas.pipeline.refdata import load_nb201
+
+        codes = load_nb201().arch_codes.astype(np.int64)
+        flat = codes @ (5 ** np.arange(5, -1, -1))
+        inverse = np.empty(len(flat), dtype=np.int64)
+        inverse[flat] = np.arange(len(flat))
+        return codes, inverse
+
+    def index(self, arch: Sequence[int]) -> int:
+        c = self.validate(arch)
+        flat = 0
+        for v in c:
+            flat = flat * 5 + v
+        return int(self._order[1][flat])
+
+    def from_index(self, index: int) -> Architecture:
+        n = self.size()
+        if not 0 <= int(index) < n:
+            raise IndexError(f"nb201 index must be in 0..{n - 1}, got {index}")
+        return tuple(int(v) for v in self._order[0][int(index)])
+
+    def all_architectures(self) -> list[Architecture]:
+        return [tuple(int(v) for v in row) for row in self._order[0]]
+
+    def reference_architectures(self) -> list[Architecture]:
+        from hilnas.pipeline.refdata import load_nb201
+
+        return [self.from_index(i) for i in load_nb201().reference_indices]
+
+    # ----- models ---------------------------------------------------------------------
+    def build_model(self, arch: Sequence[int], config: ModelConfig | None = None):
+        from hilnas.pipeline.spaces.nb201_torch import NB201Network
+
+        return NB201Network(self.validate(arch), config or self.default_model_config()).eval()
+
+    def build_onnx(self, arch: Sequence[int], config: ModelConfig, batch_size: int, opset: int):
+        from hilnas.pipeline.spaces.nb201_onnx import build_onnx
+
+        return build_onnx(self, self.validate(arch), config, batch_size, opset)
+
+    def flops(self, arch: Sequence[int], config: ModelConfig | None = None) -> float:
+        """Multiply-accumulates (millions) of the pruned network for one input."""
+        cfg = config or self.default_model_config()
+        code = self.validate(arch)
+        used = live_edges(code)
+        total = 0.0
+        size, ch = cfg.input_size, cfg.channels
+        total += size * size * ch * cfg.in_channels * 9  # stem
+        for stage in range(3):
+            if stage:
+                c_in, ch, size_in = ch, ch * 2, size
+                size = (size_in + 1) // 2
+                total += size * size * ch * c_in * 9 + size * size * ch * ch * 9  # conv a, b
+                total += size * size * ch * c_in  # 1x1 shortcut
+            per_cell = 0.0
+            for op, on in zip(code, used):
+                if on and op == 2:
+                    per_cell += size * size * ch * ch
+                elif on and op == 3:
+                    per_cell += size * size * ch * ch * 9
+            total += per_cell * cfg.cells_per_stage
+        total += ch * cfg.num_classes
+        return total / 1e6
