@@ -1,0 +1,1 @@
+"""Benchmarks shipped with hilnas: each prints its figures and saves them (JSON + markdown)."""
