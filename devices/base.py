@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 
 class DeviceKind(str, Enum):
@@ -24,6 +26,26 @@ class DeviceError(RuntimeError):
 
 class DeviceNotFoundError(DeviceError, LookupError):
     """A device id that discovery (or the store) does not know."""
+
+
+class DeviceLibraryError(DeviceError):
+    """A vendor library (e.g. nvidia-ml-py / libnvidia-ml) is missing or failed to initialise."""
+
+
+class DeviceNotSupportedError(DeviceError):
+    """The device lacks a feature that was asked for (e.g. a total-energy counter)."""
+
+
+class DevicePermissionError(DeviceError, PermissionError):
+    """The device or counter exists but this process may not read it."""
+
+
+class ExecutionProviderUnavailableError(DeviceError):
+    """ONNX Runtime in this environment cannot run on the device (e.g. no CUDAExecutionProvider)."""
+
+
+# ``cpu-1a2b3c4d`` / ``gpu-1a2b3c4d``: the ids discovery gives local devices.
+LOCAL_ID_PATTERN = re.compile(r"^(cpu|gpu)-[0-9a-f]{8}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +87,51 @@ def fingerprint_of(facts: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def local_device_id(kind: DeviceKind, *parts: Any) -> str:
+    """``<kind>-<8 hex>``: the first 8 hex digits of sha256 over ``parts`` joined by ``|``."""
+    if kind not in (DeviceKind.CPU, DeviceKind.GPU):
+        raise ValueError(f"local device ids exist for cpu and gpu only, not {kind.value!r}")
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+    return f"{kind.value}-{digest[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    """What one backend found: the devices, and notes saying why some are missing."""
+
+    devices: tuple[DeviceInfo, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+class DeviceBackend(ABC):
+    """Finds the local devices of one kind (one implementation per vendor).
+
+    Promises every implementation keeps (checked by ``tests/devices/test_conformance.py``):
+
+    - :meth:`probe` never raises for missing hardware, a missing vendor library or a vendor
+      error: it returns fewer devices and a note saying why (also logged at INFO).
+    - Every :class:`DeviceInfo` it returns has an id matching :data:`LOCAL_ID_PATTERN` whose
+      prefix is its kind, the same id and fingerprint on every call on the same machine, a
+      non-empty name, JSON-serialisable ``properties``, at least one alias, and either
+      ``energy_counter`` (``"rapl"`` / ``"nvml"``) or ``energy_unavailable_reason`` (never both).
+    - Vendor errors are translated into :class:`DeviceError` subclasses in one place per vendor.
+    """
+
+    kind: ClassVar[DeviceKind]
+
+    @abstractmethod
+    def probe(self) -> Discovery:
+        """Discover the devices (see the class promises)."""
+
+    def discover(self) -> list[DeviceInfo]:
+        return list(self.probe().devices)
+
+    @staticmethod
+    def supports_energy(info: DeviceInfo) -> bool:
+        """Whether discovery found a readable energy counter for ``info``."""
+        return info.energy_counter is not None
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
     """A device under fixed measurement settings (HELP's titanx_1 vs titanx_32).
@@ -79,7 +146,9 @@ class DeviceConfig:
 
     def __post_init__(self) -> None:
         if self.intra_op_threads < 0:
-            raise ValueError(f"intra_op_threads must be >= 0 (0 = ORT default), got {self.intra_op_threads}")
+            raise ValueError(
+                f"intra_op_threads must be >= 0 (0 = ORT default), got {self.intra_op_threads}"
+            )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 

@@ -1,1 +1,30 @@
-"""hilnas: profilers."""
+"""hilnas: profilers — measure an ONNX model on one device configuration (never imports torch).
+
+onnxruntime is imported by the worker process and by ``validate_onnx_file``, not on import.
+"""
+
+from hilnas.profilers.base import (
+    EnergyMethod,
+    InvalidModelError,
+    Measurement,
+    MeasurementStatus,
+    Profiler,
+    ProfilerError,
+    ProfileSettings,
+)
+from hilnas.profilers.ort import OrtProfiler, validate_onnx_file
+from hilnas.profilers.stats import LatencyStats, latency_stats
+
+__all__ = [
+    "EnergyMethod",
+    "InvalidModelError",
+    "LatencyStats",
+    "Measurement",
+    "MeasurementStatus",
+    "OrtProfiler",
+    "ProfileSettings",
+    "Profiler",
+    "ProfilerError",
+    "latency_stats",
+    "validate_onnx_file",
+]

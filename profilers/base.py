@@ -1,17 +1,37 @@
-"""The measurement record every profiler returns (no torch here)."""
+"""The measurement record every profiler returns, and the profiler contract (no torch here)."""
 
 from __future__ import annotations
 
+import os
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
+# Defined next to the counters (devices/ may not import profilers/); re-exported here so that
+# ``hilnas.profilers.base.EnergyMethod`` is the one enum used by records and the store.
+from hilnas.devices.energy import EnergyMethod
 
-class EnergyMethod(str, Enum):
-    NVML_TOTAL_ENERGY = "nvml_total_energy"  # nvmlDeviceGetTotalEnergyConsumption delta
-    RAPL_POWERCAP = "rapl_powercap"  # /sys/class/powercap intel-rapl energy_uj delta
-    ESTIMATE_POWER_X_TIME = "estimate_power_x_time"  # labelled estimate, never mixed with measured
-    UNKNOWN = "unknown"  # no counter; energy_mj is None and energy_reason says why
+__all__ = [
+    "EnergyMethod",
+    "InvalidModelError",
+    "Measurement",
+    "MeasurementStatus",
+    "ProfileSettings",
+    "Profiler",
+    "ProfilerError",
+]
+
+
+class ProfilerError(RuntimeError):
+    """The profiler itself cannot work here (worker cannot start, provider missing...).
+
+    Never raised for a fault of the model being measured: that is a FAILED Measurement.
+    """
+
+
+class InvalidModelError(ProfilerError, ValueError):
+    """A file that is not a loadable ONNX model (raised by ``validate_onnx_file``)."""
 
 
 class MeasurementStatus(str, Enum):
@@ -21,15 +41,23 @@ class MeasurementStatus(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class ProfileSettings:
-    """How one model is timed. Validated up front."""
+    """How one model is timed. Validated up front.
 
-    warmup: int = 10
+    Defaults: ``warmup=5`` untimed runs after session creation (the first run allocates the
+    arena and, on CUDA, picks kernels; a few more settle caches), ``repetitions=50`` timed runs
+    (enough for a stable median/p90 of a millisecond model at a fraction of a second), and
+    ``timeout_s=120`` per model for session creation + warm-up + timed runs together.
+    """
+
+    warmup: int = 5
     repetitions: int = 50
     timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         if self.repetitions < 1:
-            raise ValueError(f"repetitions must be >= 1, got {self.repetitions}; use --reps 1 or more")
+            raise ValueError(
+                f"repetitions must be >= 1, got {self.repetitions}; use --reps 1 or more"
+            )
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.timeout_s <= 0:
@@ -74,3 +102,32 @@ class Measurement:
         d["status"] = self.status.value
         d["energy_method"] = self.energy_method.value
         return d
+
+
+class Profiler(ABC):
+    """Measures ONNX models on one device configuration.
+
+    Promises every implementation keeps:
+    - :meth:`measure` returns a :class:`Measurement` for every path; a model that is missing,
+      invalid, crashes or hangs the runtime gives ``status=FAILED`` with ``error`` saying what
+      happened and what to do; it never raises for a fault of the model. It raises
+      :class:`ProfilerError` only when the profiler itself cannot work (and the next call may
+      succeed again).
+    - Latencies are milliseconds per run of one batch; energy is millijoules per run with its
+      method, or None with ``EnergyMethod.UNKNOWN`` and a reason (never 0 for unknown).
+    - One measurement at a time: not thread-safe. Use as a context manager (``close`` frees
+      worker processes).
+    """
+
+    @abstractmethod
+    def measure(self, onnx_path: str | os.PathLike[str]) -> Measurement:
+        """Measure one ONNX file (see the class promises)."""
+
+    def close(self) -> None:
+        """Release resources (worker processes); the profiler may not be used afterwards."""
+
+    def __enter__(self) -> Profiler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

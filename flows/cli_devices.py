@@ -1,0 +1,180 @@
+"""``hilnas devices``: list local and stored devices, import an external device from a CSV."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from hilnas.flows import cli_common
+from rich.table import Table
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+devices_app = typer.Typer(
+    name="devices",
+    help="Devices: what is attached here and what the measurement store knows.",
+    no_args_is_help=True,
+)
+
+DB_OPTION_HELP = (
+    "Database URL of the measurement store (default: $HILNAS_DATABASE_URL, else "
+    "sqlite:///$HILNAS_HOME/hilnas.db)."
+)
+
+
+def user_errors(func: F) -> F:
+    """Turn the library's input errors into :class:`cli_common.UserError` (one clear line)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from hilnas.devices.base import DeviceError
+        from hilnas.pipeline.home import HomeError
+        from hilnas.pipeline.store import StoreError
+
+        try:
+            return func(*args, **kwargs)
+        except cli_common.UserError:
+            raise
+        except (StoreError, HomeError, DeviceError, ValueError) as exc:
+            raise cli_common.UserError(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def open_store(db: str | None) -> Iterator[Any]:
+    from hilnas.pipeline.store import MeasurementStore
+
+    store = MeasurementStore(db)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _local_devices() -> list[Any]:
+    from hilnas.devices import discover
+
+    return list(discover())
+
+
+def device_rows(store: Any) -> list[dict[str, Any]]:
+    """Local devices (discovered now) merged with the store's devices, as plain dicts."""
+    local = {d.id: d for d in _local_devices()}
+    stored = {d.id: d for d in store.devices()}
+    counts: dict[str, list[dict[str, Any]]] = {}
+    for s in store.config_summaries():
+        counts.setdefault(s.device_id, []).append(
+            {
+                "config_key": s.config_key,
+                "space": s.space,
+                "model_config": s.model_config_key,
+                "ok": s.ok,
+                "failed": s.failed,
+            }
+        )
+    external = {e.name: e for e in store.external_devices()}
+    rows = []
+    for dev_id in list(local) + [i for i in stored if i not in local]:
+        info = local.get(dev_id) or stored[dev_id]
+        d = info.to_dict()
+        seen = store.device_seen(dev_id)
+        d.update(
+            local=dev_id in local,
+            stored=dev_id in stored,
+            first_seen=seen[0].isoformat() if seen else None,
+            last_seen=seen[1].isoformat() if seen else None,
+            configurations=counts.get(dev_id, []),
+        )
+        if dev_id in external:
+            e = external[dev_id]
+            d["external"] = {
+                "space": e.space,
+                "rows": e.count,
+                "with_energy": e.with_energy,
+                "source": e.source_name,
+            }
+        rows.append(d)
+    return rows
+
+
+@devices_app.command("list")
+@user_errors
+def list_devices(
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON (a list)."),
+    db: str | None = typer.Option(None, "--db", help=DB_OPTION_HELP),
+) -> None:
+    """Devices attached here (discovered now) and devices known to the store."""
+    with open_store(db) as store:
+        rows = device_rows(store)
+        url = store.url
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"devices (store: {url})", title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("aliases", overflow="fold")
+    table.add_column("here", no_wrap=True)
+    table.add_column("energy", overflow="fold")
+    table.add_column("measured (ok)", overflow="fold")
+    notes: list[str] = []
+    for d in rows:
+        energy = d["energy_counter"]
+        if not energy:
+            notes.append(f"{d['id']}: energy unknown: {d['energy_unavailable_reason'] or '-'}")
+            energy = f"unknown [{len(notes)}]"
+        configs = d["configurations"]
+        measured = "\n".join(
+            f"{c['config_key'].removeprefix(d['id'] + '/')}: {c['ok']}" for c in configs
+        )
+        if "external" in d:
+            measured = f"external: {d['external']['rows']} rows"
+        table.add_row(
+            d["id"],
+            d["kind"],
+            d["name"],
+            ", ".join(d["aliases"]) or "-",
+            "yes" if d["local"] else "no",
+            energy,
+            measured or "-",
+        )
+    cli_common.console.print(table)
+    for i, note in enumerate(notes, start=1):
+        cli_common.console.print(f"[{i}] {note}", highlight=False, markup=False)
+    if not any(d["local"] for d in rows):
+        cli_common.err_console.print(
+            "no local device was discovered (see `hilnas -v devices list`)"
+        )
+
+
+@devices_app.command("import")
+@user_errors
+def import_device(
+    name: str = typer.Argument(..., help="Name of the external device, e.g. jetson_nano."),
+    csv_path: Path = typer.Option(
+        ..., "--csv", help="CSV with columns arch, latency_ms[, energy_mj]."
+    ),
+    space: str = typer.Option("nb201", "--space", help="Search space of the architectures."),
+    replace: bool = typer.Option(False, "--replace", help="Replace earlier data of this name."),
+    db: str | None = typer.Option(None, "--db", help=DB_OPTION_HELP),
+) -> None:
+    """Register an external device from a CSV of measurements made elsewhere (all or nothing)."""
+    from hilnas.pipeline.store import read_external_csv
+
+    if not csv_path.is_file():
+        raise cli_common.UserError(f"{csv_path} does not exist or is not a file; pass --csv FILE")
+    rows = read_external_csv(csv_path)
+    with open_store(db) as store:
+        n = store.import_external_device(name, rows, space=space, source=csv_path, replace=replace)
+    cli_common.console.print(f"imported {n} {space} measurements of external device {name!r}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(devices_app, name="devices")

@@ -1,0 +1,248 @@
+"""``hilnas predict``, ``hilnas fit`` and ``hilnas devices import``: hardware cost predictions.
+
+``devices import`` lives in the ``hilnas devices`` sub-app (flows/cli_devices.py); this module
+installs its validating version there (it checks the 10 reference architectures and every row
+before anything is stored).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from hilnas.flows import cli_common
+
+DB_HELP = (
+    "Database URL of the measurement store (default: $HILNAS_DATABASE_URL, else "
+    "sqlite:///$HILNAS_HOME/hilnas.db)."
+)
+METRIC_CHOICES = ("all", "latency_ms", "energy_mj")
+
+
+def _user_errors(func):
+    """Library input errors -> one clear line (cli_common.UserError)."""
+    from functools import wraps
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from hilnas.pipeline.home import HomeError
+
+        errors: tuple[type[BaseException], ...] = (ValueError, HomeError, LookupError, FileNotFoundError)
+        try:
+            from hilnas.pipeline.store import StoreError
+
+            errors = (*errors, StoreError)
+        except ModuleNotFoundError:  # pragma: no cover - store not installed
+            pass
+        try:
+            return func(*args, **kwargs)
+        except cli_common.UserError:
+            raise
+        except errors as exc:
+            raise cli_common.UserError(str(exc)) from exc
+
+    return wrapper
+
+
+def _open_store(db: str | None):
+    from hilnas.pipeline.store import MeasurementStore
+
+    return MeasurementStore(db)
+
+
+# ----------------------------------------------------------------------------------------------
+# hilnas devices import
+# ----------------------------------------------------------------------------------------------
+@_user_errors
+def import_device_command(
+    name: str = typer.Argument(..., help="Name of the external device, e.g. jetson_nano."),
+    measurements: Path | None = typer.Option(
+        None, "--measurements", "-m", help="CSV with columns arch, latency_ms[, energy_mj]."
+    ),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Same as --measurements."),
+    replace: bool = typer.Option(False, "--replace", help="Replace earlier data of this name."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Register an external device from a CSV of its measurements (all or nothing).
+
+    The CSV needs the 10 reference architectures (their latencies are the device's hardware
+    embedding); every row is checked before anything is stored.
+    """
+    from hilnas.pipeline.predictors_io import import_device
+
+    path = measurements or csv_path
+    if path is None:
+        raise cli_common.UserError("pass the measurements file: --measurements FILE.csv")
+    if measurements is not None and csv_path is not None and measurements != csv_path:
+        raise cli_common.UserError("pass either --measurements or --csv, not both")
+    store = _open_store(db)
+    try:
+        table = import_device(name, path, store, replace=replace)
+    finally:
+        store.close()
+    extra = " with energy_mj" if table.has_energy else ""
+    cli_common.console.print(
+        f"imported {len(table.archs)} measurements{extra} of external device {name!r}; "
+        f"predict it with `hilnas predict --device {name}`"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# hilnas predict
+# ----------------------------------------------------------------------------------------------
+@_user_errors
+def predict_command(
+    device: str = typer.Option(..., "--device", "-d", help="Target: reference device, config key, device id or imported name."),
+    archs: Path | None = typer.Option(None, "--archs", help="Architectures to predict (CSV with an arch column, or one per line); default: the whole space."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the CSV here (default: standard output)."),
+    metric: str = typer.Option("all", "--metric", help="all, latency_ms or energy_mj."),
+    model: str = typer.Option("auto", "--model", help="auto (a per-device model from `hilnas fit` when current, else the meta-predictor) or meta."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Predict latency (ms) and, where an energy model exists, energy (mJ) for a target."""
+    import numpy as np
+
+    from hilnas.pipeline import predictors_io as pio
+    from hilnas.pipeline import refdata
+
+    if metric not in METRIC_CHOICES:
+        raise cli_common.UserError(f"--metric must be one of {', '.join(METRIC_CHOICES)}, got {metric!r}")
+    if model not in ("auto", "meta"):
+        raise cli_common.UserError(f"--model must be auto or meta, got {model!r}")
+    codes = (
+        np.asarray(pio.read_arch_list(archs), dtype=np.int64)
+        if archs is not None
+        else refdata.load_nb201().arch_codes.astype(np.int64)
+    )
+    metrics = ("latency_ms", "energy_mj") if metric == "all" else (metric,)
+    strict = () if metric == "all" else (metric,)
+    store = _lazy_store(db, device)
+    try:
+        preds = pio.predict_target(
+            device, codes, metrics=metrics, store=store, strict_metrics=strict or ("latency_ms",),
+            use_device_models=(model == "auto"),
+        )
+    finally:
+        if store is not None:
+            store.close()
+    if not preds:
+        raise cli_common.UserError(f"no prediction for {device!r}")
+    text = pio.write_predictions_csv(out, codes, preds)
+    if text is not None:
+        sys.stdout.write(text)
+    cols = ", ".join(preds)
+    where = f" to {out}" if out else ""
+    cli_common.err_console.print(f"predicted {cols} of {len(codes)} architectures for {device!r}{where}")
+
+
+def _lazy_store(db: str | None, device: str):
+    """The store, unless the target is a reference device and no store was asked for."""
+    from hilnas.pipeline.predictors import reference_targets
+
+    if db is None and any(device in reference_targets(m) for m in ("latency_ms", "energy_mj")):
+        return None
+    return _open_store(db)
+
+
+# ----------------------------------------------------------------------------------------------
+# hilnas fit
+# ----------------------------------------------------------------------------------------------
+@_user_errors
+def fit_command(
+    device: list[str] = typer.Option([], "--device", "-d", help="Only these targets (repeatable; default: every target in the store)."),
+    meta: bool = typer.Option(False, "--meta", help="Also retrain the meta-predictor from the reference data plus the store."),
+    meta_devices: str = typer.Option("all", "--meta-devices", help="Reference devices for --meta: all (27) or modnas (the 13 MODNAS training devices)."),
+    folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and the meta-predictor."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Refit per-device models (cross-validated) for targets with enough measurements of their
+    own, and with --meta the meta-predictor, from what the store holds."""
+    from hilnas.pipeline import predictors as P
+    from hilnas.pipeline import predictors_device as PD
+
+    if folds < 2:
+        raise cli_common.UserError(f"--folds must be at least 2, got {folds}")
+    if meta_devices not in ("all", "modnas"):
+        raise cli_common.UserError(f"--meta-devices must be all or modnas, got {meta_devices!r}")
+    store = _open_store(db)
+    report: dict[str, Any] = {"devices": [], "meta": None}
+    try:
+        targets = list(device) or store.targets()
+        if device:
+            targets = [store.resolve_target(t) for t in device]
+        for target in targets:
+            for metric in P.METRICS:
+                row: dict[str, Any] = {"target": target, "metric": metric}
+                try:
+                    emb = P.embedding_for(target, metric, store)
+                except P.NoEmbeddingError:
+                    continue
+                except P.MissingReferenceError as exc:
+                    row.update(status="skipped", reason=str(exc))
+                    report["devices"].append(row)
+                    continue
+                row["n"] = len(emb.raw) + len(emb.support_values)
+                if len(emb.support_values) < PD.MIN_EXTRA:
+                    row.update(status="meta only", reason=f"fewer than {PD.MIN_EXTRA} measurements besides the references")
+                    report["devices"].append(row)
+                    continue
+                model = PD.fit_device_predictor(emb, folds=folds, seed=seed)
+                path = PD.save_device_predictor(model)
+                row.update(status="fitted", chosen=model.kind, cv=model.cv, path=str(path))
+                report["devices"].append(row)
+        if meta:
+            from hilnas.pipeline import refdata
+
+            lat = refdata.load_nb201().latency_devices if meta_devices == "all" else refdata.MODNAS_TRAIN_DEVICES
+            for metric in P.METRICS:
+                extra = P.store_training_targets(store, metric)
+                model = P.train_meta_predictor(metric, latency_devices=lat, extra_targets=extra, seed=seed)
+                st, _ = P.save_meta_predictor(model, P.user_weights_path(metric))
+                report.setdefault("meta_models", []).append(
+                    {"metric": metric, "path": str(st), "targets": model.metadata["fingerprint"]["training_targets"]}
+                )
+            report["meta"] = "refit"
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    table = Table(title="per-device models (k-fold CV over non-reference measurements)", title_justify="left")
+    for col in ("target", "metric", "n", "status", "model", "spearman", "kendall", "within ±10%"):
+        table.add_column(col, overflow="fold")
+    for r in report["devices"]:
+        cv = r.get("cv", {}).get(r.get("chosen", ""), {})
+        table.add_row(
+            r["target"], r["metric"], str(r.get("n", "-")), r["status"], r.get("chosen", "-"),
+            f"{cv['spearman']:.3f}" if cv else "-", f"{cv['kendall']:.3f}" if cv else "-",
+            f"{100 * cv['within10']:.1f}%" if cv else "-",
+        )
+    cli_common.console.print(table)
+    for r in report["devices"]:
+        if r["status"] == "skipped":
+            cli_common.err_console.print(f"{r['target']} ({r['metric']}): {r['reason']}")
+    for m in report.get("meta_models", []):
+        cli_common.console.print(f"meta-predictor {m['metric']} refit on {len(m['targets'])} targets -> {m['path']}")
+    if not report["devices"] and not meta:
+        cli_common.err_console.print("the store holds no targets yet; profile a device or import one")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict_command)
+    app.command("fit")(fit_command)
+    try:
+        from hilnas.flows.cli_devices import devices_app
+    except ModuleNotFoundError:  # pragma: no cover - devices CLI not built
+        return
+    # our validating import replaces a plain one registered by cli_devices
+    devices_app.registered_commands[:] = [
+        c for c in devices_app.registered_commands if (c.name or getattr(c.callback, "__name__", "")) != "import"
+    ]
+    devices_app.command("import")(import_device_command)

@@ -1,0 +1,484 @@
+"""``hilnas profile`` and ``hilnas measurements``: measure a local device, inspect and export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+from hilnas.flows import cli_common
+from hilnas.flows.cli_devices import DB_OPTION_HELP, open_store, user_errors
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+measurements_app = typer.Typer(
+    name="measurements",
+    help="Stored measurements: list them, export a device's table as CSV.",
+    no_args_is_help=True,
+)
+
+#: Columns of ``hilnas measurements export`` (the first three are the external-device format).
+CSV_COLUMNS = (
+    "arch",
+    "latency_ms",
+    "energy_mj",
+    "energy_method",
+    "energy_reason",
+    "energy_mj_estimate",
+    "status",
+    "error",
+    "latency_ms_p90",
+    "latency_ms_iqr",
+    "latency_ms_cv",
+    "latency_ms_mean",
+    "latency_ms_min",
+    "peak_memory_mb",
+    "memory_method",
+    "arch_index",
+    "space",
+    "model_config_key",
+    "opset",
+    "device_id",
+    "device_fingerprint",
+    "config_key",
+    "execution_provider",
+    "threads",
+    "batch_size",
+    "warmup",
+    "repetitions",
+    "onnxruntime_version",
+    "onnx_sha256",
+    "exporter",
+    "host",
+    "hilnas_version",
+    "started_at",
+    "created_at",
+)
+
+
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+# ----------------------------------------------------------------------------------------------
+# hilnas profile
+# ----------------------------------------------------------------------------------------------
+@user_errors
+def profile_command(
+    device: str = typer.Option(
+        ..., "--device", "-d", help="Local device id or alias (see `hilnas devices list`)."
+    ),
+    archs: int = typer.Option(
+        50, "--archs", help="Architectures sampled besides the 10 reference ones."
+    ),
+    reps: int = typer.Option(30, "--reps", help="Timed repetitions per architecture (>= 1)."),
+    warmup: int = typer.Option(5, "--warmup", help="Untimed warm-up runs per architecture."),
+    space: str = typer.Option("nb201", "--space", help="Search space."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the architecture sample."),
+    threads: int = typer.Option(
+        1, "--threads", help="ONNX Runtime intra-op threads (0 = runtime default)."
+    ),
+    batch_size: int = typer.Option(1, "--batch-size", help="Batch size of the measured models."),
+    arch: list[str] = typer.Option(
+        [], "--arch", help="Also measure this architecture (string or index; repeatable)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Measure again even what is stored (replaces rows)."
+    ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Measure again architectures stored as failed."
+    ),
+    channels: int | None = typer.Option(
+        None, "--channels", help="Model width C (default: the space's)."
+    ),
+    cells: int | None = typer.Option(
+        None, "--cells", help="Cells per stage N (default: the space's)."
+    ),
+    timeout: float = typer.Option(
+        120.0, "--timeout", help="Seconds one model may take before it counts as hung."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the report as JSON instead of tables."
+    ),
+    db: str | None = typer.Option(None, "--db", help=DB_OPTION_HELP),
+) -> None:
+    """Measure the 10 reference architectures plus --archs sampled ones on a local device.
+
+    Resumable: what is already stored is skipped, so rerun the same command after an
+    interruption.
+    """
+    from hilnas.pipeline.profiling import profile_device
+    from hilnas.pipeline.spaces import get_space
+
+    if reps < 1:
+        raise cli_common.UserError(f"--reps must be at least 1, got {reps}; use --reps 1 or more")
+    include: list[str | int] = [int(a) if a.strip().isdigit() else a for a in arch]
+    model_config = None
+    if channels is not None or cells is not None:
+        import dataclasses
+
+        base = get_space(space).default_model_config()
+        changes = {}
+        if channels is not None:
+            changes["channels"] = channels
+        if cells is not None:
+            changes["cells_per_stage"] = cells
+        model_config = dataclasses.replace(base, **changes)
+    progress = _ProgressBar(enabled=not as_json)
+    with progress:
+        # the store is opened by profile_device once every input has been validated
+        report = profile_device(
+            device,
+            archs=archs,
+            reps=reps,
+            warmup=warmup,
+            seed=seed,
+            space=space,
+            threads=threads,
+            batch_size=batch_size,
+            force=force,
+            retry_failed=retry_failed,
+            store=db,
+            progress=progress,
+            include=include,
+            model_config=model_config,
+            timeout_s=timeout,
+        )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print_report(report)
+    if report.failed:
+        cli_common.err_console.print(
+            f"{report.failed} architecture(s) failed (see the table); failed measurements are "
+            "stored and not retried unless you pass --retry-failed"
+        )
+
+
+class _ProgressBar:
+    """The ``progress`` callback of :func:`profile_device` drawn as a rich progress bar."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=cli_common.err_console,
+            disable=not enabled,
+        )
+        self.task: Any = None
+
+    def __enter__(self) -> _ProgressBar:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, event: Any) -> None:
+        if event.kind == "wait":
+            self.bar.console.print(f"[yellow]{event.message}[/]")
+        elif event.kind == "plan":
+            if event.skipped:
+                self.bar.console.print(
+                    f"{event.skipped} architecture(s) already stored; measuring {event.total}"
+                )
+            self.task = self.bar.add_task("measuring", total=event.total, status="")
+        elif event.kind == "start" and self.task is not None:
+            self.bar.update(self.task, status=f"#{event.done + 1}")
+        elif event.kind == "done" and self.task is not None:
+            row = event.row
+            note = (
+                ""
+                if row is None
+                else (f"{row.latency_ms_median:.3f} ms" if row.latency_ms_median else row.outcome)
+            )
+            self.bar.update(self.task, advance=1, status=note)
+
+
+def print_report(report: Any) -> None:
+    console = cli_common.console
+    table = Table(
+        title=f"{report.config_key}  ({report.space}, {report.model_config_key}, "
+        f"warm-up {report.warmup}, {report.repetitions} reps)",
+        title_justify="left",
+    )
+    for col, justify in (
+        ("#", "right"),
+        ("index", "right"),
+        ("ref", "center"),
+        ("outcome", "left"),
+        ("median ms", "right"),
+        ("p90 ms", "right"),
+        ("CV %", "right"),
+        ("energy mJ", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for i, r in enumerate(report.rows, start=1):
+        energy = _fmt(r.energy_mj) if r.energy_mj is not None else "unknown"
+        if r.energy_method == "estimate_power_x_time" and r.energy_mj is not None:
+            energy = f"~{_fmt(r.energy_mj)} (est.)"
+        outcome = (
+            r.outcome if r.status != "failed" or r.outcome == "failed" else f"{r.outcome} (failed)"
+        )
+        if r.status is None and r.error:
+            outcome = "failed"
+        table.add_row(
+            str(i),
+            "-" if r.arch_index is None else str(r.arch_index),
+            "*" if r.reference else "",
+            outcome,
+            _fmt(r.latency_ms_median),
+            _fmt(r.latency_ms_p90),
+            _fmt(None if r.latency_ms_cv is None else 100 * r.latency_ms_cv, ".1f"),
+            energy if r.status == "ok" else "-",
+        )
+    console.print(table)
+
+    stats = report.latency_stats()
+    summary = Table(title="summary", title_justify="left", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", overflow="fold")
+    summary.add_row("device", f"{report.device_id} ({report.device_name})")
+    summary.add_row("store", report.store_url)
+    summary.add_row(
+        "architectures",
+        f"{report.planned} planned: {report.measured} measured now, {report.skipped} already "
+        f"stored, {report.failed} failed; {report.stored_ok} ok in the store",
+    )
+    summary.add_row(
+        "latency (median over archs)",
+        f"{_fmt(stats['median_of_medians_ms'])} ms (range {_fmt(stats['min_median_ms'])} - "
+        f"{_fmt(stats['max_median_ms'])} ms); median p90 {_fmt(stats['median_p90_ms'])} ms",
+    )
+    summary.add_row(
+        "stability (CV)",
+        f"median {_pct(stats['median_cv'])} %, max {_pct(stats['max_cv'])} %",
+    )
+    summary.add_row("energy", report.energy_status)
+    summary.add_row(
+        "time",
+        f"wall {report.wall_s:.1f} s = export {report.export_s:.1f} s + sessions "
+        f"{report.session_create_s:.1f} s + timed runs {report.timed_s:.1f} s + rest",
+    )
+    errors = sorted({r.error.splitlines()[0][:160] for r in report.rows if r.error})
+    for e in errors[:5]:
+        summary.add_row("error", e)
+    console.print(summary)
+
+
+# ----------------------------------------------------------------------------------------------
+# hilnas measurements
+# ----------------------------------------------------------------------------------------------
+def _resolve_device_filter(store: Any, name: str) -> tuple[str, str]:
+    """``("config", key)``, ``("device", id)`` or ``("external", name)`` for --device."""
+    if name in store.config_keys(ok_only=False):
+        return "config", name
+    stored = {d.id: d for d in store.devices()}
+    externals = {e.name for e in store.external_devices()}
+    if name in externals:
+        return "external", name
+    if name in stored:
+        return "device", name
+    try:  # a local alias such as `cpu` or `gpu0`
+        from hilnas.devices import get_device
+
+        local = get_device(name)
+        if local.id in stored:
+            return "device", local.id
+    except Exception:  # noqa: BLE001 - discovery problems only mean "not a local alias"
+        pass
+    known = sorted(stored)
+    raise cli_common.UserError(
+        f"no measurements of device {name!r} in the store {store.url}; stored devices: "
+        f"{', '.join(known) if known else 'none yet'}. Measure it first with "
+        f"`hilnas profile --device {name}` (or see `hilnas measurements list`)"
+    )
+
+
+def _csv_rows(
+    store: Any, kind: str, value: str, space: str, include_failed: bool
+) -> list[dict[str, Any]]:
+    if kind == "external":
+        return [
+            {
+                "arch": a,
+                "latency_ms": lat,
+                "energy_mj": en,
+                "energy_method": "imported" if en is not None else "unknown",
+                "status": "ok",
+                "space": space,
+                "device_id": value,
+                "config_key": value,
+            }
+            for a, lat, en in store.external_measurements(value, space)
+        ]
+    records = store.measurements(
+        device_id=value if kind == "device" else None,
+        config_key=value if kind == "config" else None,
+        space=space,
+        status=None if include_failed else "ok",
+    )
+    out = []
+    for rec in records:
+        d = rec.to_dict()
+        m = rec.measurement
+        estimate = m.energy_method.value == "estimate_power_x_time"
+        d.update(
+            latency_ms=m.latency_ms_median,
+            energy_mj=None if (estimate or m.energy_method.value == "unknown") else m.energy_mj,
+            energy_mj_estimate=m.energy_mj if estimate else None,
+        )
+        out.append(d)
+    return out
+
+
+@measurements_app.command("export")
+@user_errors
+def export_command(
+    device: str = typer.Option(
+        ...,
+        "--device",
+        "-d",
+        help="Device id or alias, configuration key, or external device name.",
+    ),
+    csv_path: str = typer.Option(..., "--csv", help="Output CSV file ('-' for standard output)."),
+    space: str = typer.Option("nb201", "--space", help="Search space."),
+    include_failed: bool = typer.Option(
+        False, "--include-failed", help="Also write failed measurements (empty latency)."
+    ),
+    db: str | None = typer.Option(None, "--db", help=DB_OPTION_HELP),
+) -> None:
+    """Write a device's measurements as CSV: arch, latency_ms (median), energy_mj (empty when
+    unknown; estimates go to energy_mj_estimate), energy_method, then provenance columns."""
+    with open_store(db) as store:
+        kind, value = _resolve_device_filter(store, device)
+        rows = _csv_rows(store, kind, value, space, include_failed)
+    if not rows:
+        raise cli_common.UserError(
+            f"no {space} measurements of {device!r} to export; measure it with "
+            f"`hilnas profile --device {device}`"
+        )
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
+    if csv_path == "-":
+        typer.echo(buf.getvalue(), nl=False)
+        return
+    path = Path(csv_path).expanduser()
+    if path.is_dir():
+        raise cli_common.UserError(f"--csv {path} is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise cli_common.UserError(
+            f"cannot write {path} ({exc.strerror or exc}); choose a writable location"
+        ) from exc
+    cli_common.err_console.print(f"wrote {len(rows)} rows to {path}")
+
+
+@measurements_app.command("list")
+@user_errors
+def list_command(
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    db: str | None = typer.Option(None, "--db", help=DB_OPTION_HELP),
+) -> None:
+    """Measured device configurations and external devices, with counts."""
+    with open_store(db) as store:
+        summaries = store.config_summaries()
+        externals = store.external_devices()
+        url = store.url
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "store": url,
+                    "configurations": [
+                        {
+                            **{k: getattr(s, k) for k in s.__dataclass_fields__},
+                            "energy_methods": list(s.energy_methods),
+                            "last_created_at": s.last_created_at.isoformat()
+                            if s.last_created_at
+                            else None,
+                        }
+                        for s in summaries
+                    ],
+                    "external": [
+                        {
+                            "name": e.name,
+                            "space": e.space,
+                            "rows": e.count,
+                            "with_energy": e.with_energy,
+                            "source": e.source_name,
+                            "source_sha256": e.source_sha256,
+                            "imported_at": e.imported_at.isoformat() if e.imported_at else None,
+                        }
+                        for e in externals
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
+    if not summaries and not externals:
+        cli_common.console.print(
+            f"no measurements in {url} yet; run `hilnas profile --device cpu` to measure this CPU"
+        )
+        return
+    table = Table(title=f"measurements (store: {url})", title_justify="left")
+    table.add_column("configuration", no_wrap=True)
+    table.add_column("settings", overflow="fold")
+    table.add_column("ok", justify="right", no_wrap=True)
+    table.add_column("failed", justify="right", no_wrap=True)
+    table.add_column("energy", overflow="fold")
+    for s in summaries:
+        table.add_row(
+            s.config_key,
+            f"{s.space} {s.model_config_key} opset {s.opset}, warm-up {s.warmup}, "
+            f"{s.repetitions} reps",
+            str(s.ok),
+            str(s.failed),
+            ", ".join(s.energy_methods) or "-",
+        )
+    for e in externals:
+        table.add_row(
+            f"{e.name} (external)",
+            f"{e.space}, imported from {e.source_name or '-'}",
+            str(e.count),
+            "0",
+            f"{e.with_energy} with energy",
+        )
+    cli_common.console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile")(profile_command)
+    app.add_typer(measurements_app, name="measurements")

@@ -1,0 +1,145 @@
+"""`hilnas run`: the main job in one command (Prefect's embedded API, SQLite store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from hilnas.flows.cli_common import UserError, console
+
+RUN_HELP = (
+    "Run the whole pipeline on this machine: profile the local devices (10 reference "
+    "architectures + a sample), fit the predictors, train the hypernetwork, and write every "
+    "known device's Pareto front (JSON, PNG, ONNX of the chosen subnets) into a run directory "
+    "(default ./runs/<UTC timestamp>). Rerunning reuses what the store holds. Every flag can "
+    "also be set in a TOML file given with --config (keys as the flags, with underscores)."
+)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run", help=RUN_HELP)
+    def run(
+        config: Path | None = typer.Option(
+            None, "--config", "-c", help="TOML file with any of the settings below."
+        ),
+        devices: str | None = typer.Option(
+            None, "--devices", help="Local devices to profile, comma-separated ids or aliases "
+            "(default: all discovered)."
+        ),
+        archs: int | None = typer.Option(None, "--archs", help="Sampled architectures per device [50]."),
+        reps: int | None = typer.Option(None, "--reps", help="Timed repetitions per model [30]."),
+        warmup: int | None = typer.Option(None, "--warmup", help="Warm-up runs per model [5]."),
+        threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime threads [1]."),
+        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size [1]."),
+        seed: int | None = typer.Option(None, "--seed", help="Seed [0]."),
+        mode: str | None = typer.Option(
+            None, "--mode", help="Search mode: supernet (on digits) or surrogate [supernet]."
+        ),
+        objectives: str | None = typer.Option(
+            None, "--objectives", help="Comma-separated: error,latency_ms[,energy_mj]."
+        ),
+        epochs: int | None = typer.Option(None, "--epochs", help="Search epochs [mode default]."),
+        points: int | None = typer.Option(None, "--points", help="Architectures per front [8]."),
+        reference_devices: bool | None = typer.Option(
+            None, "--reference-devices/--no-reference-devices",
+            help="Also write the 27 reference devices' fronts [yes].",
+        ),
+        onnx: bool | None = typer.Option(
+            None, "--onnx/--no-onnx", help="Export the chosen subnets to ONNX [yes]."
+        ),
+        run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory."),
+    ) -> None:
+        from hilnas.flows.config import ConfigError, resolve_config
+
+        overrides: dict[str, Any] = dict(
+            devices=devices, archs=archs, reps=reps, warmup=warmup, threads=threads,
+            batch_size=batch_size, seed=seed, mode=mode, objectives=objectives, epochs=epochs,
+            points=points, reference_devices=reference_devices, onnx=onnx,
+            run_dir=str(run_dir) if run_dir else None,
+        )
+        try:
+            cfg = resolve_config(config, overrides)
+        except ConfigError as exc:
+            raise UserError(str(exc)) from None
+        result = run_main_job(cfg)
+        print_summary(result)
+
+
+def run_main_job(cfg: Any) -> dict[str, Any]:
+    """Run the pipeline flow for a validated RunConfig; translate known faults to UserError."""
+    from hilnas.flows import jobs
+    from hilnas.flows.server import PrefectSetupError, check_api
+
+    try:
+        check_api()
+    except PrefectSetupError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        run_dir = jobs.new_run_dir(cfg.run_dir)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create the run directory ({exc}); pass a writable --run-dir"
+        ) from None
+    console.print(f"[bold]hilnas run[/]: run directory {run_dir}", highlight=False)
+    from hilnas.flows.flows import pipeline_flow
+
+    params = cfg.model_copy(update={"run_dir": run_dir}).model_dump(mode="json")
+    try:
+        return pipeline_flow(config=params)
+    except Exception as exc:
+        if _is_user_fault(exc):
+            raise UserError(f"{exc} (run directory: {run_dir})") from None
+        raise
+
+
+def _is_user_fault(exc: Exception) -> bool:
+    from hilnas.devices.base import DeviceError
+    from hilnas.pipeline.home import HomeError
+
+    try:
+        from hilnas.pipeline.store import StoreError
+    except ImportError:  # pragma: no cover
+        StoreError = ()  # type: ignore[assignment]  # noqa: N806
+    return isinstance(exc, (DeviceError, HomeError, StoreError, LookupError, ValueError))
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3g}{unit}" if isinstance(v, float) else str(v)
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    """The closing summary: fronts per device, stage times, and the run directory."""
+    table = Table(title="Pareto fronts", show_lines=False)
+    table.add_column("device")
+    table.add_column("points", justify="right")
+    table.add_column("min error %", justify="right")
+    table.add_column("min latency ms", justify="right")
+    table.add_column("min energy mJ", justify="right")
+    table.add_column("ONNX", justify="right")
+    table.add_column("front")
+    for f in result.get("fronts", []):
+        best = f.get("best") or {}
+        table.add_row(
+            f["target"],
+            str(f.get("points", 0)),
+            _fmt(best.get("error")),
+            _fmt(best.get("latency_ms")),
+            _fmt(best.get("energy_mj")),
+            str(f.get("onnx", 0)),
+            "[red]" + str(f["error"]) + "[/]" if f.get("error") else str(Path(f["json"]).parent.name),
+        )
+    console.print(table)
+    for dev, reason in (result.get("failed_devices") or {}).items():
+        console.print(f"[yellow]profiling of {dev} failed:[/] {reason}", highlight=False)
+    timings = result.get("timings") or {}
+    t = Table(title="Wall time (s)")
+    for k in timings:
+        t.add_column(k.removesuffix("_s"), justify="right")
+    t.add_row(*(f"{v:.1f}" for v in timings.values()))
+    console.print(t)
+    console.print(f"[bold green]run directory:[/] {result.get('run_dir')}", highlight=False)

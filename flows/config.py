@@ -1,0 +1,142 @@
+"""Settings of the main job (`hilnas run`): one pydantic model for flags and config files.
+
+A TOML file (``hilnas run --config FILE``) may set every key below; flags given on the command
+line win over the file. Validation happens here, at the boundary: an unknown key or a bad value
+raises :class:`ConfigError` naming the key, what is wrong and how to fix it. Example::
+
+    # hilnas.toml
+    archs = 50            # sampled architectures per device, besides the 10 reference ones
+    reps = 30             # timed repetitions per measurement
+    mode = "supernet"     # or "surrogate"
+    objectives = ["error", "latency_ms"]
+    points = 8            # architectures on each device's front
+    run_dir = "runs/first"
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+OBJECTIVES = ("error", "latency_ms", "energy_mj")
+_OBJECTIVE_ALIASES = {"latency": "latency_ms", "energy": "energy_mj", "err": "error"}
+
+
+class ConfigError(ValueError):
+    """A config file or setting that cannot be used; the message names the key and the fix."""
+
+
+class RunConfig(BaseModel):
+    """Everything `hilnas run` can be told (defaults: the embedded main job)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    devices: list[str] = Field(
+        default_factory=list,
+        description="local devices to profile (ids or aliases such as cpu, gpu0); empty = all",
+    )
+    archs: int = Field(50, ge=0, le=15625, description="sampled architectures per device")
+    reps: int = Field(30, ge=1, description="timed repetitions per measurement")
+    warmup: int = Field(5, ge=0, description="untimed warm-up runs per measurement")
+    threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = ORT default)")
+    batch_size: int = Field(1, ge=1, description="batch size of the measured models")
+    seed: int = Field(0, ge=0, description="seed of sampling and search")
+    space: Literal["nb201"] = Field("nb201", description="search space")
+    mode: Literal["supernet", "surrogate"] = Field("supernet", description="search mode")
+    objectives: list[str] = Field(
+        default_factory=lambda: ["error", "latency_ms"],
+        description="objectives to minimise: error, latency_ms, energy_mj (at least two)",
+    )
+    epochs: int | None = Field(None, ge=1, description="search epochs (None: the mode's default)")
+    points: int = Field(8, ge=2, le=200, description="architectures on each device's front")
+    reference_devices: bool = Field(True, description="also write fronts of the 27 reference devices")
+    onnx: bool = Field(True, description="export the chosen subnets to ONNX in the run directory")
+    run_dir: Path | None = Field(None, description="run directory (default ./runs/<timestamp>)")
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objectives(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            return value
+        out: list[str] = []
+        for raw in value:
+            name = _OBJECTIVE_ALIASES.get(str(raw).strip(), str(raw).strip())
+            if name not in OBJECTIVES:
+                raise ValueError(f"unknown objective {raw!r}; choose from {', '.join(OBJECTIVES)}")
+            if name not in out:
+                out.append(name)
+        if len(out) < 2:
+            raise ValueError(f"need at least two objectives, got {out}; e.g. error,latency_ms")
+        return out
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    fields = RunConfig.model_fields
+    lines: list[str] = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<top level>"
+        top = str(err["loc"][0]) if err["loc"] else ""
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(top, list(fields), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            lines.append(
+                f"unknown key {key!r} in {source}; {hint}valid keys: {', '.join(fields)}"
+            )
+            continue
+        desc = fields[top].description if top in fields else None
+        msg = err["msg"].removeprefix("Value error, ")
+        fix = f" ({key}: {desc})" if desc else ""
+        lines.append(f"bad value for {key!r} in {source}: {msg}; got {err.get('input')!r}{fix}")
+    return "; ".join(lines)
+
+
+def build_config(values: dict[str, Any], source: str = "settings") -> RunConfig:
+    """Validate a mapping of settings; raise :class:`ConfigError` with key-level messages."""
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a TOML config file, apply ``overrides`` (flags that were given), validate."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {str(path)!r} ({exc.strerror or exc}); pass an existing "
+            "TOML file to --config"
+        ) from None
+    try:
+        values = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid TOML ({exc}); fix the syntax, e.g. "
+            "`archs = 50` or `objectives = [\"error\", \"latency_ms\"]`"
+        ) from None
+    # Relative run directories in a file are relative to the file, not to the caller's cwd.
+    if isinstance(values.get("run_dir"), str) and not Path(values["run_dir"]).is_absolute():
+        values["run_dir"] = str(path.parent / values["run_dir"])
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build_config(values, source=f"config file {str(path)!r}")
+
+
+def resolve_config(path: Path | str | None, overrides: dict[str, Any]) -> RunConfig:
+    """Flags over file over defaults (``None`` flags count as not given)."""
+    if path is not None:
+        return load_config(path, overrides)
+    return build_config({k: v for k, v in overrides.items() if v is not None}, source="flags")

@@ -1,0 +1,396 @@
+"""The main job's steps as plain functions (no Prefect): flows/flows.py wraps them as tasks.
+
+Each step calls the layers below (pipeline/, devices/) and adds only orchestration: which
+devices, which targets, where files go, how long each stage took. Heavy libraries (torch for the
+search, matplotlib for plots) are imported inside the steps that need them, so that profiling
+on an agent never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+AGENT_DEVICE_ENV = "HILNAS_AGENT_DEVICE"
+
+
+def slug(name: str) -> str:
+    """A file- and Prefect-key-safe name for a target (``cpu-1a2b/cpu/t1/b1`` -> ``cpu-1a2b-cpu-t1-b1``)."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "target"
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready view of a report object (dataclass, enum, path, numpy scalar)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "value") and type(value).__module__ != "builtins" and hasattr(type(value), "__members__"):
+        return value.value
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            return value.item()
+        except Exception:  # noqa: BLE001
+            return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- timing
+@dataclass
+class StageTimes:
+    """Wall time per stage of the main job (seconds), written to ``timings.json``."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - t0
+
+    def as_dict(self) -> dict[str, Any]:
+        total = time.perf_counter() - self.started
+        out: dict[str, Any] = {f"{k}_s": round(v, 3) for k, v in self.stages.items()}
+        out["other_s"] = round(max(0.0, total - sum(self.stages.values())), 3)
+        out["total_s"] = round(total, 3)
+        return out
+
+
+# ----------------------------------------------------------------------------- devices
+def resolve_device(name: str | None) -> Any:
+    """The local device a profiling run is for (``name``, else the agent's, else ``cpu``).
+
+    An agent started for device X (``HILNAS_AGENT_DEVICE``) refuses runs for another device.
+    A device that is not attached (any more) raises ``DeviceNotFoundError`` naming the fix.
+    """
+    import os
+
+    from hilnas.devices import get_device
+
+    agent = os.environ.get(AGENT_DEVICE_ENV) or None
+    info = get_device(name or agent or "cpu")
+    if agent and name:
+        served = get_device(agent)
+        if served.id != info.id:
+            raise ValueError(
+                f"this agent serves device {served.id} but the run asks for {info.id} ({name}); "
+                "point the deployment at the work pool of that device's agent"
+            )
+    return info
+
+
+def local_devices(names: list[str] | None = None) -> list[Any]:
+    """Devices to profile: the named ones, or every discovered local CPU and GPU."""
+    from hilnas.devices import discover, get_device
+
+    if names:
+        return [get_device(n) for n in names]
+    return list(discover())
+
+
+# ----------------------------------------------------------------------------- profiling
+def agent_mode() -> bool:
+    """True inside a measurement agent (``hilnas agent start`` sets ``HILNAS_AGENT_DEVICE``):
+    ONNX files then come from the artifact location, never from a local export (no torch)."""
+    import os
+
+    return bool(os.environ.get(AGENT_DEVICE_ENV))
+
+
+def profile(
+    device: str | None = None,
+    *,
+    archs: int = 50,
+    reps: int = 30,
+    warmup: int = 5,
+    seed: int = 0,
+    space: str = "nb201",
+    threads: int = 1,
+    batch_size: int = 1,
+    force: bool = False,
+    artifacts: bool | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Profile one device (10 reference architectures + ``archs`` sampled); resumable.
+
+    ``artifacts``: take the ONNX files from the artifact location by content hash instead of
+    exporting them here (default: in agent mode). Returns a JSON-ready summary of the report
+    (counts, timings, latency statistics; not the per-architecture rows).
+    """
+    from hilnas.pipeline.profiling import profile_device
+
+    info = resolve_device(device)
+    exporter = None
+    if agent_mode() if artifacts is None else artifacts:
+        from hilnas.flows.artifacts import ArtifactExporter
+
+        exporter = ArtifactExporter()
+
+    def on_progress(event: Any) -> None:
+        if progress is not None:
+            text = progress_text(info.id, event)
+            if text:
+                progress(text)
+
+    report = profile_device(
+        info.id,
+        archs=archs,
+        reps=reps,
+        warmup=warmup,
+        seed=seed,
+        space=space,
+        threads=threads,
+        batch_size=batch_size,
+        force=force,
+        progress=on_progress,
+        exporter=exporter,
+    )
+    summary = plain({k: v for k, v in report.to_dict().items() if k != "rows"})
+    summary["failures"] = [
+        {"arch": r.arch, "error": r.error} for r in report.rows if r.outcome == "failed"
+    ][:10]
+    return summary
+
+
+def progress_text(device_id: str, event: Any) -> str | None:
+    """One log line for a profiling progress event (None for the ones not worth a line)."""
+    kind = getattr(event, "kind", None)
+    if kind == "plan":
+        return f"{device_id}: {event.total} to measure, {event.skipped} already stored"
+    if kind == "wait":
+        return event.message
+    if kind == "done" and event.row is not None:
+        row = event.row
+        lat = f"{row.latency_ms_median:.3f} ms" if row.latency_ms_median else (row.error or "")
+        return f"{device_id}: {event.done}/{event.total} {row.outcome} {row.arch} {lat}"
+    return None
+
+
+# ----------------------------------------------------------------------------- fitting
+def fit(*, store: Any = None, seed: int = 0, progress: Progress | None = None) -> dict[str, Any]:
+    """Refit the predictors from what the store holds.
+
+    - the cross-device meta-predictor of each metric, with the store's well-measured targets on
+      top of the reference devices (saved under HILNAS_HOME/models, where the search loads it);
+      a metric without such targets keeps the shipped weights;
+    - a per-device predictor (chosen by cross-validation) for every target with enough
+      measurements of its own; its CV quality is reported.
+    """
+    from hilnas.pipeline import predictors as P
+    from hilnas.pipeline import predictors_device as D
+    from hilnas.pipeline.store import MeasurementStore
+
+    def say(text: str) -> None:
+        if progress is not None:
+            progress(text)
+
+    st = store if store is not None else MeasurementStore()
+    out: dict[str, Any] = {"meta": {}, "devices": {}}
+    try:
+        for metric in P.METRICS:
+            extra = P.store_training_targets(st, metric)
+            if not extra:
+                out["meta"][metric] = "shipped weights (no store target with enough measurements)"
+                continue
+            model = P.train_meta_predictor(metric, extra_targets=extra, seed=seed)
+            target = P.user_weights_path(metric)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            P.save_meta_predictor(model, target)
+            out["meta"][metric] = f"refit with {', '.join(t.name for t in extra)}"
+            say(f"meta-predictor {metric}: {out['meta'][metric]}")
+        for name in st.targets():
+            for metric in P.METRICS:
+                try:
+                    emb = P.embedding_for(name, metric=metric, store=st)
+                except P.PredictorError:
+                    continue  # no such measurements (e.g. energy unknown on this CPU)
+                if len(emb.support_values) < D.MIN_EXTRA:
+                    continue
+                dev = D.fit_device_predictor(emb, seed=seed)
+                D.save_device_predictor(dev)
+                chosen = dev.cv[dev.kind]
+                out["devices"][f"{name}:{metric}"] = {
+                    "model": dev.kind,
+                    **{k: round(float(chosen[k]), 4) for k in ("spearman", "kendall", "within10")},
+                    "n": int(chosen["n"]),
+                }
+                say(f"per-device {metric} predictor of {name}: {dev.kind}, CV within +-10% "
+                    f"{chosen['within10']:.1%}, Spearman {chosen['spearman']:.3f}")
+    finally:
+        if store is None:
+            st.close()
+    return out
+
+
+# ----------------------------------------------------------------------------- search
+def reference_devices() -> list[str]:
+    from hilnas.pipeline.refdata import load_nb201
+
+    return list(load_nb201().latency_devices)
+
+
+def search(
+    *,
+    mode: str = "surrogate",
+    objectives: list[str] | tuple[str, ...] = ("error", "latency_ms"),
+    devices: list[str] | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    store: Any = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Train the MetaHypernetwork; return the path of the saved search."""
+    from hilnas.pipeline.search import SearchConfig, run_search
+
+    kwargs: dict[str, Any] = {"mode": mode, "objectives": tuple(objectives), "seed": seed}
+    if devices:
+        kwargs["devices"] = tuple(devices)
+    if epochs is not None:
+        kwargs["epochs"] = epochs
+    cfg = SearchConfig(**kwargs)
+
+    def on_progress(*args: Any, **kw: Any) -> None:
+        if progress is not None:
+            progress(_progress_text(args, kw))
+
+    return Path(run_search(cfg, store=store, progress=on_progress))
+
+
+def front_targets(store: Any, *, reference: bool = True, space: str = "nb201") -> list[str]:
+    """Every known device: measured configurations and external devices in the store, then
+    (``reference``) the 27 reference device configurations."""
+    names = list(store.targets())
+    if reference:
+        names += [d for d in reference_devices() if d not in names]
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class FrontFiles:
+    target: str
+    json: Path
+    png: Path | None
+    onnx: tuple[Path, ...]
+    points: list[dict[str, Any]]
+    error: str | None = None
+
+
+def write_fronts(
+    search_path: Path | str,
+    targets: list[str],
+    out_dir: Path | str,
+    *,
+    points: int = 8,
+    onnx: bool = True,
+    store: Any = None,
+    progress: Progress | None = None,
+) -> list[FrontFiles]:
+    """For each target: its front from the trained hypernetwork (no retraining) as
+    ``<out>/<slug>/front.json`` and ``front.png``, and (``onnx``) the chosen subnets as ONNX.
+
+    A target that cannot be served (e.g. no embedding) is reported with its error; the others
+    go on.
+    """
+    from hilnas.pipeline.fronts import plot_front_png, point_records, write_front_json
+    from hilnas.pipeline.predictors import embedding_for
+    from hilnas.pipeline.search import TrainedSearch
+
+    trained = TrainedSearch.load(Path(search_path))
+    objectives = tuple(trained.objectives)
+    metrics = [o for o in objectives if o != "error"]
+    exporter = None
+    out_dir = Path(out_dir)
+    results: list[FrontFiles] = []
+    for n, target in enumerate(targets, start=1):
+        folder = out_dir / slug(target)
+        try:
+            embeddings = {m: embedding_for(target, metric=m, store=store) for m in metrics}
+            pts = trained.front(embeddings, points=points)
+            meta = {"search": str(search_path), "target": target}
+            json_path = write_front_json(folder / "front.json", target, objectives, pts, meta)
+            png_path = plot_front_png(folder / "front.png", target, objectives, pts)
+            records = point_records(pts, objectives)
+            onnx_paths: list[Path] = []
+            if onnx:
+                if exporter is None:
+                    from hilnas.pipeline.export import OnnxExporter
+
+                    exporter = OnnxExporter()
+                onnx_paths = _export_front(exporter, trained, records, folder / "onnx")
+            results.append(FrontFiles(target, json_path, png_path, tuple(onnx_paths), records))
+        except Exception as exc:  # noqa: BLE001 - one bad target must not stop the others
+            log.warning("front for %s failed: %s", target, exc)
+            results.append(FrontFiles(target, folder / "front.json", None, (), [], str(exc)))
+        if progress is not None:
+            progress(f"fronts {n}/{len(targets)}: {target}")
+    return results
+
+
+def _export_front(exporter: Any, trained: Any, records: list[dict[str, Any]], folder: Path) -> list[Path]:
+    from hilnas.pipeline.spaces import get_space
+
+    space = get_space(getattr(trained, "space", "nb201") or "nb201")
+    folder.mkdir(parents=True, exist_ok=True)
+    out: list[Path] = []
+    seen: set[str] = set()
+    for rank, rec in enumerate(records):
+        arch = rec.get("arch") or rec.get("architecture")
+        if not arch or arch in seen:
+            continue
+        seen.add(arch)
+        code = space.parse(arch)
+        model = exporter.export(space, code)
+        name = f"{rank:02d}-arch{space.index(code):05d}.onnx"
+        target = folder / name
+        if not target.exists():
+            tmp = target.with_suffix(".onnx.tmp")
+            shutil.copyfile(model.path, tmp)
+            tmp.replace(target)
+        out.append(target)
+    return out
+
+
+# ----------------------------------------------------------------------------- run directory
+def new_run_dir(base: Path | None = None) -> Path:
+    """``base`` as given, or ``./runs/<UTC timestamp>`` (never reused)."""
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+        return base
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / stamp
+    i = 1
+    while path.exists():
+        i += 1
+        path = Path("runs") / f"{stamp}-{i}"
+    path.mkdir(parents=True)
+    return path.resolve()
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(plain(data), indent=2) + "\n")
+    tmp.replace(path)
+    return path

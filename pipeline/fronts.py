@@ -1,0 +1,433 @@
+"""Pareto fronts: the exact NB201 fronts to score a search against, and front files (JSON, PNG).
+
+Scoring follows ``docs/method.md``: on NB201, for one device and a tuple of objectives
+(``error`` = 100 - CIFAR-10 test accuracy in %, ``latency_ms``, ``energy_mj``), every objective
+is normalised to [0, 1] with its min and max over the whole space after dropping the
+architectures with error >= 90 % (no path from input to output), all are minimised, and the
+reference point is (1, ..., 1). :func:`hv_ratio` is the hypervolume of what a method found
+divided by that of the exact Pareto front; :func:`igd_of` the inverted generational distance to
+the exact front in the same normalised space.
+
+Writers: :func:`write_front_json` and :func:`plot_front_png` take the points a search returns
+(``FrontPoint`` objects, dataclasses or mappings with an architecture, objective values and
+optionally a preference) and are shared by ``hilnas front``, ``hilnas run`` and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hilnas.pipeline import mo
+
+__all__ = [
+    "ERROR_CUTOFF",
+    "FRONT_SCHEMA",
+    "OBJECTIVES",
+    "OBJECTIVE_LABELS",
+    "OBJECTIVE_UNITS",
+    "NB201Problem",
+    "exact_front",
+    "hv_ratio",
+    "igd_of",
+    "nb201_problem",
+    "plot_front_png",
+    "point_records",
+    "read_front_json",
+    "write_front_json",
+]
+
+#: Objectives known to hilnas, all minimised.
+OBJECTIVES: tuple[str, ...] = ("error", "latency_ms", "energy_mj")
+OBJECTIVE_UNITS: dict[str, str] = {"error": "%", "latency_ms": "ms", "energy_mj": "mJ"}
+OBJECTIVE_LABELS: dict[str, str] = {
+    "error": "error (%)",
+    "latency_ms": "latency (ms)",
+    "energy_mj": "energy (mJ)",
+}
+#: Architectures at or above this error (%) are dropped before normalising and scoring.
+ERROR_CUTOFF = 90.0
+FRONT_SCHEMA = "hilnas.front/1"
+
+
+def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
+    """Validate an objective tuple: known names, no repeats, at least two."""
+    objs = tuple(str(o) for o in objectives)
+    unknown = [o for o in objs if o not in OBJECTIVES]
+    if unknown:
+        raise ValueError(
+            f"unknown objective(s) {', '.join(map(repr, unknown))}; known: {', '.join(OBJECTIVES)}"
+        )
+    if len(set(objs)) != len(objs):
+        raise ValueError(f"objectives {objs} repeat a name")
+    if len(objs) < 2:
+        raise ValueError(f"need at least two objectives, got {objs}")
+    return objs
+
+
+# ----------------------------------------------------------------------------- NB201 exact fronts
+@dataclasses.dataclass(frozen=True)
+class NB201Problem:
+    """One device's NB201 objectives, normalised over the whole space, and its exact front.
+
+    ``values`` holds the raw objectives (rows in the official NB201 order, units as named);
+    ``normalized`` the same in [0, 1] (rows with error >= 90 % fall outside the box). ``valid``
+    marks the rows that are scored. ``front`` holds the indices of the exact Pareto front.
+    """
+
+    device: str
+    objectives: tuple[str, ...]
+    values: np.ndarray
+    normalized: np.ndarray
+    valid: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    front: np.ndarray
+    exact_hv: float
+
+    @property
+    def ref_point(self) -> np.ndarray:
+        return np.ones(len(self.objectives))
+
+    def _found(self, indices: Any) -> np.ndarray:
+        idx = np.unique(np.asarray(indices, dtype=np.int64).reshape(-1))
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self.values)):
+            raise IndexError(f"NB201 indices must lie in 0..{len(self.values) - 1}")
+        return idx[self.valid[idx]]
+
+    def front_of(self, indices: Any) -> np.ndarray:
+        """The non-dominated indices among ``indices`` (valid ones only), sorted."""
+        idx = self._found(indices)
+        if idx.size == 0:
+            return idx
+        return np.sort(idx[mo.pareto_mask(self.normalized[idx])])
+
+    def hv(self, indices: Any) -> float:
+        idx = self._found(indices)
+        return mo.hypervolume(self.normalized[idx], self.ref_point)
+
+    def hv_ratio(self, indices: Any) -> float:
+        """HV(found) / HV(exact front); 1.0 means the front was found."""
+        return self.hv(indices) / self.exact_hv
+
+    def igd(self, indices: Any) -> float:
+        """IGD of the found points to the exact front (normalised space); inf if none valid."""
+        idx = self._found(indices)
+        return mo.igd(self.normalized[idx], self.normalized[self.front])
+
+    def evaluate(self, indices: Any) -> np.ndarray:
+        """Normalised objective rows of ``indices`` (what one true evaluation returns)."""
+        return self.normalized[np.asarray(indices, dtype=np.int64)]
+
+
+def _objective_column(ref: Any, device: str, objective: str) -> np.ndarray:
+    if objective == "error":
+        return 100.0 - ref.accuracy_of("cifar10_test").astype(np.float64)
+    if objective == "latency_ms":
+        try:
+            return ref.latency(device).astype(np.float64)
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+    try:
+        return ref.energy(device).astype(np.float64)
+    except KeyError:
+        raise ValueError(
+            f"no reference energy for {device!r}; energy_mj is known for: "
+            f"{', '.join(ref.energy_devices)}"
+        ) from None
+
+
+@functools.lru_cache(maxsize=128)
+def nb201_problem(
+    device: str, objectives: tuple[str, ...] = ("error", "latency_ms")
+) -> NB201Problem:
+    """The normalised objectives and exact Pareto front of one NB201 reference device (cached)."""
+    from hilnas.pipeline.refdata import load_nb201
+
+    objs = check_objectives(objectives)
+    ref = load_nb201()
+    values = np.stack([_objective_column(ref, device, o) for o in objs], axis=1)
+    error = 100.0 - ref.accuracy_of("cifar10_test").astype(np.float64)
+    valid = error < ERROR_CUTOFF
+    lo, hi = values[valid].min(axis=0), values[valid].max(axis=0)
+    normalized = mo.normalize(values, lo, hi)
+    vidx = np.flatnonzero(valid)
+    front = np.sort(vidx[mo.pareto_mask(normalized[vidx])])
+    exact = mo.hypervolume(normalized[front], np.ones(len(objs)))
+    for a in (values, normalized, valid, lo, hi, front):
+        a.setflags(write=False)
+    return NB201Problem(device, objs, values, normalized, valid, lo, hi, front, exact)
+
+
+def exact_front(device: str, objectives: Sequence[str] = ("error", "latency_ms")) -> np.ndarray:
+    """NB201 indices of the exact Pareto front of ``device`` for ``objectives``."""
+    return nb201_problem(device, tuple(objectives)).front
+
+
+def hv_ratio(
+    found_indices: Any, device: str, objectives: Sequence[str] = ("error", "latency_ms")
+) -> float:
+    """HV of the architectures ``found_indices`` / HV of the exact front (see module doc)."""
+    return nb201_problem(device, tuple(objectives)).hv_ratio(found_indices)
+
+
+def igd_of(
+    found_indices: Any, device: str, objectives: Sequence[str] = ("error", "latency_ms")
+) -> float:
+    """IGD of ``found_indices`` to the exact front, in the normalised objective space."""
+    return nb201_problem(device, tuple(objectives)).igd(found_indices)
+
+
+def linear_scalarisation_front(
+    device: str, objectives: Sequence[str] = ("error", "latency_ms"), *, weights: int = 2001
+) -> np.ndarray:
+    """Indices a linear scalarisation can reach (argmin of r . f over a dense preference grid).
+
+    The best any method that optimises weighted sums can do; its HV ratio is below 1 where the
+    front is not convex.
+    """
+    p = nb201_problem(device, tuple(objectives))
+    F = p.normalized[p.front]
+    W = mo.uniform_preferences(len(p.objectives), weights)
+    return np.unique(p.front[np.argmin(W @ F.T, axis=1)])
+
+
+# ----------------------------------------------------------------------------- records
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars/arrays, tensors, tuples, non-finite floats (-> None)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+_VALUE_KEYS = ("objectives", "values", "predicted", "objective_values")
+
+
+def _record(point: Any, objectives: tuple[str, ...]) -> dict[str, Any]:
+    if isinstance(point, Mapping) or (
+        dataclasses.is_dataclass(point) and not isinstance(point, type)
+    ):
+        rec = _plain(point)
+    elif hasattr(point, "__dict__"):
+        rec = _plain({k: v for k, v in vars(point).items() if not k.startswith("_")})
+    elif hasattr(point, "__slots__"):
+        rec = _plain({k: getattr(point, k) for k in point.__slots__ if hasattr(point, k)})
+    else:
+        raise TypeError(f"cannot read a front point from {type(point).__name__}")
+    values: dict[str, Any] | None = None
+    for key in _VALUE_KEYS:
+        if key in rec:
+            raw = rec.pop(key)
+            if isinstance(raw, Mapping):
+                values = dict(raw)
+            elif isinstance(raw, list):
+                if len(raw) != len(objectives):
+                    raise ValueError(
+                        f"front point has {len(raw)} objective values for {len(objectives)} "
+                        f"objectives {objectives}"
+                    )
+                values = dict(zip(objectives, raw))
+            break
+    if values is None:
+        values = {o: rec.pop(o) for o in objectives if o in rec}
+    missing = [o for o in objectives if o not in values]
+    if missing:
+        raise ValueError(f"front point lacks values for {', '.join(missing)}: {rec}")
+    rec["objectives"] = {o: values[o] for o in objectives}
+    return rec
+
+
+def point_records(points: Sequence[Any], objectives: Sequence[str]) -> list[dict[str, Any]]:
+    """Normalise front points to dicts with ``objectives`` as ``{name: value}`` (JSON-ready)."""
+    objs = tuple(objectives)
+    return [_record(p, objs) for p in points]
+
+
+def _values(records: list[dict[str, Any]], objectives: tuple[str, ...]) -> np.ndarray:
+    return np.array(
+        [
+            [np.nan if r["objectives"][o] is None else r["objectives"][o] for o in objectives]
+            for r in records
+        ],
+        dtype=np.float64,
+    ).reshape(len(records), len(objectives))
+
+
+def _atomic_write(path: Path, write: Any, suffix: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_front_json(
+    path: str | Path,
+    device: str,
+    objectives: Sequence[str],
+    points: Sequence[Any],
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a front as JSON (atomically) and return the path.
+
+    Layout: ``{"schema", "device", "objectives", "units", "created", "metadata", "points"}``;
+    each point keeps its own fields (architecture, preference, ...) and carries
+    ``"objectives": {name: value}`` in the units of ``"units"``. Points are also flagged
+    ``"pareto": true|false`` (non-dominated among the points written).
+    """
+    path = Path(path)
+    objs = tuple(objectives)
+    records = point_records(points, objs)
+    V = _values(records, objs)
+    ok = np.all(np.isfinite(V), axis=1)
+    pareto = np.zeros(len(records), dtype=bool)
+    if ok.any():
+        pareto[np.flatnonzero(ok)[mo.pareto_mask(V[ok])]] = True
+    for rec, flag in zip(records, pareto):
+        rec["pareto"] = bool(flag)
+    doc = {
+        "schema": FRONT_SCHEMA,
+        "device": device,
+        "objectives": list(objs),
+        "units": {o: OBJECTIVE_UNITS.get(o, "") for o in objs},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "metadata": _plain(dict(metadata or {})),
+        "points": records,
+    }
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    _atomic_write(path, lambda fh: fh.write(text.encode()), ".json")
+    return path
+
+
+def read_front_json(path: str | Path) -> dict[str, Any]:
+    """Read a file written by :func:`write_front_json` (checks the schema tag)."""
+    doc = json.loads(Path(path).read_text())
+    if not isinstance(doc, dict) or doc.get("schema") != FRONT_SCHEMA:
+        raise ValueError(f"{path} is not a hilnas front file (schema {FRONT_SCHEMA!r} expected)")
+    return doc
+
+
+def _label(objective: str) -> str:
+    return OBJECTIVE_LABELS.get(objective, objective)
+
+
+def plot_front_png(
+    path: str | Path,
+    device: str,
+    objectives: Sequence[str],
+    points: Sequence[Any],
+    *,
+    reference: Any = None,
+    reference_label: str = "exact Pareto front",
+    title: str | None = None,
+    dpi: int = 120,
+) -> Path:
+    """Plot a front to a PNG (matplotlib, Agg backend) and return the path.
+
+    Two objectives: one panel, hardware cost on x and error on y when error is one of them.
+    Three or more: one panel per pair of objectives. Points are coloured by their preference's
+    first component when they carry one; the non-dominated ones are joined by a staircase in the
+    2-objective plot. ``reference`` (an (n, M) array of raw objective values, same order as
+    ``objectives``) is drawn underneath, e.g. the exact NB201 front.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    objs = tuple(objectives)
+    records = point_records(points, objs)
+    V = _values(records, objs)
+    pref = []
+    for r in records:
+        p = r.get("preference")
+        pref.append(p[0] if isinstance(p, list) and p and p[0] is not None else np.nan)
+    pref_arr = np.asarray(pref, dtype=np.float64)
+    coloured = bool(np.isfinite(pref_arr).any())
+    R = (
+        None
+        if reference is None
+        else np.asarray(reference, dtype=np.float64).reshape(-1, len(objs))
+    )
+
+    if len(objs) == 2:
+        pairs = [(1, 0) if objs[0] == "error" else (0, 1)]
+    else:
+        pairs = [(j, i) for i in range(len(objs)) for j in range(i + 1, len(objs))]
+        pairs = [(a, b) if objs[b] == "error" or objs[a] != "error" else (b, a) for a, b in pairs]
+    ncols = len(pairs)
+    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.2), squeeze=False)
+    sc = None
+    for ax, (xi, yi) in zip(axes[0], pairs):
+        if R is not None and len(R):
+            ax.scatter(R[:, xi], R[:, yi], s=8, c="0.75", label=reference_label, zorder=1)
+        ok = np.all(np.isfinite(V[:, [xi, yi]]), axis=1)
+        if len(objs) == 2 and ok.any():
+            P = V[ok][mo.pareto_mask(V[ok])]
+            P = P[np.argsort(P[:, xi])]
+            ax.step(P[:, xi], P[:, yi], where="post", c="C0", lw=1, alpha=0.7, zorder=2)
+        if coloured:
+            sc = ax.scatter(
+                V[ok, xi],
+                V[ok, yi],
+                c=pref_arr[ok],
+                cmap="viridis",
+                vmin=0,
+                vmax=1,
+                s=28,
+                edgecolors="k",
+                linewidths=0.4,
+                label="found",
+                zorder=3,
+            )
+        else:
+            ax.scatter(
+                V[ok, xi],
+                V[ok, yi],
+                s=28,
+                c="C0",
+                edgecolors="k",
+                linewidths=0.4,
+                label="found",
+                zorder=3,
+            )
+        ax.set_xlabel(_label(objs[xi]))
+        ax.set_ylabel(_label(objs[yi]))
+        ax.grid(True, alpha=0.3)
+        if R is not None:
+            ax.legend(loc="upper right", fontsize=8)
+    if coloured and sc is not None:
+        fig.colorbar(sc, ax=axes[0].tolist(), label=f"preference weight on {objs[0]}")
+    fig.suptitle(title or f"Pareto front on {device} ({len(records)} points)")
+    _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi), ".png")
+    plt.close(fig)
+    return path

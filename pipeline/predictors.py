@@ -1,0 +1,771 @@
+"""Hardware cost predictors: cross-device meta-predictor, hardware embeddings, per-device models.
+
+A *target* is a device configuration (``cpu-1a2b3c4d/cpu/t1/b1``), an external device imported
+from a CSV, or one of the 27 NB201 reference device configurations shipped in
+:mod:`hilnas.pipeline.refdata`. Its *embedding* for a metric (``latency_ms`` or ``energy_mj``) is
+its values on the 10 reference architectures of the space (``space.reference_architectures()``),
+min-max normalised among themselves; the raw values are kept so predictions come out in ms / mJ.
+
+The meta-predictor (:class:`MetaPredictor`) is a hierarchical (empirical-Bayes) linear cost model
+on differentiable architecture features (:mod:`hilnas.pipeline.predictors_features`):
+
+    cost(a, d) = s_d * phi(a) . w_d,      w_d ~ N(mu, Sigma),  s_d = mean of d's 10 reference values
+
+``mu`` and ``Sigma`` (and the noise level) are learned across the training devices. For a target
+it conditions on the 10 reference measurements (zero-shot) and on any further measurements
+(few-shot): the posterior mean of ``w_d`` is a closed-form, differentiable function of the support
+set, so ``predict`` is differentiable in the architecture encoding. Costs are additive over the
+operations of a network, which is why the model works in linear (not log) space; the benchmark
+in :mod:`hilnas.pipeline.benchmarks.predictors` compares the alternatives.
+
+Promises:
+- ``predict`` returns strictly positive values in the target's units; it never trains.
+- Trained weights are safetensors + a JSON metadata file holding the training-data fingerprint
+  (reference-data sha256, device list, seed, hyper-parameters, hilnas version, sha256 of the
+  tensor file); loading checks all of it and raises :class:`PredictorFingerprintError` on a
+  mismatch. No pickles are read.
+- Training is deterministic for a seed on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hilnas.pipeline import refdata
+from hilnas.pipeline.predictors_features import (
+    FEATURE_SETS,
+    arch_features,
+    feature_dim,
+    features_np,
+    one_hot_codes,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hilnas.pipeline.store import MeasurementStore
+
+log = logging.getLogger(__name__)
+
+METRICS: tuple[str, ...] = ("latency_ms", "energy_mj")
+SPACE = "nb201"
+FORMAT_VERSION = 1
+DATA_DIR = Path(__file__).with_name("data")
+
+
+# ----------------------------------------------------------------------------------------------
+# errors
+# ----------------------------------------------------------------------------------------------
+class PredictorError(ValueError):
+    """Bad input to a predictor; the message says what is wrong and how to fix it."""
+
+
+class MissingReferenceError(PredictorError):
+    """A target lacks some of the reference architectures; ``missing`` lists their strings."""
+
+    def __init__(self, message: str, missing: Sequence[str]):
+        super().__init__(message)
+        self.missing = tuple(missing)
+
+
+class NoEmbeddingError(PredictorError, LookupError):
+    """A target that has no embedding for a metric (unknown name or no measurements)."""
+
+
+class PredictorFingerprintError(PredictorError):
+    """Saved weights that do not match the data, space, metric or code they are loaded for."""
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------------------------
+def hilnas_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hilnas")
+    except Exception:  # pragma: no cover - running from a bare source tree
+        return "0+unknown"
+
+
+def _check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise PredictorError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    return metric
+
+
+def _space():
+    from hilnas.pipeline.spaces import get_space
+
+    return get_space(SPACE)
+
+
+def reference_codes() -> np.ndarray:
+    """``(10, 6)`` codes of the reference architectures, in embedding order."""
+    return np.asarray(_space().reference_architectures(), dtype=np.int64)
+
+
+def reference_strings() -> list[str]:
+    sp = _space()
+    return [sp.format(a) for a in sp.reference_architectures()]
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# embeddings
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TargetEmbedding:
+    """A target's hardware embedding for one metric.
+
+    ``raw``: its values (ms or mJ) on the 10 reference architectures, in reference order;
+    ``normalized``: the same min-max normalised to [0, 1] among themselves (the search's input).
+    ``support_codes``/``support_values``: further measurements of the target (few-shot), may be
+    empty; the meta-predictor conditions on them too.
+    """
+
+    name: str
+    metric: str
+    raw: np.ndarray
+    normalized: np.ndarray
+    support_codes: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), dtype=np.int64))
+    support_values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    source: str = "refdata"
+
+    @classmethod
+    def from_raw(
+        cls,
+        name: str,
+        metric: str,
+        raw: Sequence[float] | np.ndarray,
+        *,
+        support_codes: np.ndarray | None = None,
+        support_values: np.ndarray | None = None,
+        source: str = "given",
+    ) -> TargetEmbedding:
+        _check_metric(metric)
+        r = np.asarray(raw, dtype=np.float64).reshape(-1)
+        if r.shape != (len(refdata.load_nb201().reference_indices),):
+            raise PredictorError(f"an embedding has one value per reference architecture (10), got {r.shape}")
+        if not np.all(np.isfinite(r)) or np.any(r <= 0):
+            raise PredictorError(f"reference values of {name!r} must be finite and positive, got {r.tolist()}")
+        sc = np.zeros((0, 6), dtype=np.int64) if support_codes is None else np.asarray(support_codes, np.int64).reshape(-1, 6)
+        sv = np.zeros(0) if support_values is None else np.asarray(support_values, np.float64).reshape(-1)
+        if len(sc) != len(sv):
+            raise PredictorError("support_codes and support_values differ in length")
+        if len(sv) and (not np.all(np.isfinite(sv)) or np.any(sv <= 0)):
+            raise PredictorError(f"measurements of {name!r} must be finite and positive")
+        return cls(name, metric, r, normalize_embedding(r), sc, sv, source)
+
+    def with_support(self, codes: np.ndarray, values: np.ndarray) -> TargetEmbedding:
+        """The same embedding with (other) few-shot measurements."""
+        return TargetEmbedding.from_raw(
+            self.name, self.metric, self.raw, support_codes=codes, support_values=values, source=self.source
+        )
+
+    def tensor(self) -> torch.Tensor:
+        """The normalised embedding as a float32 tensor ``(10,)`` (the hypernetwork's input)."""
+        return torch.as_tensor(self.normalized, dtype=torch.float32)
+
+
+def normalize_embedding(raw: np.ndarray) -> np.ndarray:
+    r = np.asarray(raw, dtype=np.float64)
+    lo, hi = r.min(-1, keepdims=True), r.max(-1, keepdims=True)
+    return (r - lo) / np.maximum(hi - lo, 1e-12)
+
+
+def reference_targets(metric: str = "latency_ms") -> tuple[str, ...]:
+    """Names of the reference-data targets for a metric."""
+    ref = refdata.load_nb201()
+    return ref.latency_devices if _check_metric(metric) == "latency_ms" else ref.energy_devices
+
+
+def _refdata_column(name: str, metric: str) -> np.ndarray:
+    ref = refdata.load_nb201()
+    return ref.latency(name) if metric == "latency_ms" else ref.energy(name)
+
+
+def embedding_from_table(
+    name: str, metric: str, table: Mapping[str, float], *, source: str = "store"
+) -> TargetEmbedding:
+    """Embedding of a target from its measurements (arch string -> value).
+
+    Raises :class:`MissingReferenceError` naming the reference architectures to measure.
+    """
+    sp = _space()
+    refs = reference_strings()
+    canon: dict[str, float] = {}
+    for arch, v in table.items():
+        try:
+            canon[sp.format(sp.parse(arch))] = float(v)
+        except ValueError:
+            log.warning("ignoring unparseable architecture %r of %s", arch, name)
+    missing = [a for a in refs if a not in canon]
+    if missing:
+        raise MissingReferenceError(
+            f"{name!r} has no {metric} measurement for {len(missing)} of the {len(refs)} reference "
+            f"architectures; measure these and import/profile them again: " + ", ".join(missing),
+            missing,
+        )
+    raw = np.array([canon[a] for a in refs])
+    ref_set = set(refs)
+    extra = [(a, v) for a, v in canon.items() if a not in ref_set]
+    codes = np.array([sp.parse(a) for a, _ in extra], dtype=np.int64).reshape(-1, 6)
+    values = np.array([v for _, v in extra], dtype=np.float64)
+    return TargetEmbedding.from_raw(name, metric, raw, support_codes=codes, support_values=values, source=source)
+
+
+def embedding_for(
+    name: str, metric: str = "latency_ms", store: MeasurementStore | None = None, *, with_support: bool = True
+) -> TargetEmbedding:
+    """The embedding of a target for a metric.
+
+    The NB201 reference devices come from the shipped reference data (their support set is
+    empty: only the 10 reference values, as a new device would have); any other name is
+    resolved in the store (``store`` or the default one), whose further measurements of the
+    target become the few-shot support set (``with_support``).
+    """
+    _check_metric(metric)
+    if name in reference_targets(metric):
+        raw = _refdata_column(name, metric)[list(refdata.load_nb201().reference_indices)]
+        return TargetEmbedding.from_raw(name, metric, raw, source="refdata")
+    other = "energy_mj" if metric == "latency_ms" else "latency_ms"
+    if name in reference_targets(other):
+        raise NoEmbeddingError(
+            f"no {metric} embedding for {name!r}: the reference data has only {other} for it"
+        )
+    if store is None:
+        try:
+            from hilnas.pipeline.store import MeasurementStore
+        except ModuleNotFoundError as exc:  # pragma: no cover - store not installed
+            raise NoEmbeddingError(f"unknown target {name!r} and no measurement store ({exc})") from exc
+        store = MeasurementStore()
+    try:
+        target = store.resolve_target(name)
+    except LookupError as exc:
+        raise NoEmbeddingError(f"no {metric} embedding for {name!r}: {exc}") from None
+    table = store.latency_table(target) if metric == "latency_ms" else store.energy_table(target)
+    if not table:
+        raise NoEmbeddingError(
+            f"target {target!r} has no {metric} measurements, so it has no {metric} embedding"
+            + ("; energy needs a measured energy counter or an energy_mj column on import" if metric == "energy_mj" else "")
+        )
+    emb = embedding_from_table(target, metric, table, source="store")
+    return emb if with_support else TargetEmbedding.from_raw(target, metric, emb.raw, source="store")
+
+
+# ----------------------------------------------------------------------------------------------
+# the meta-predictor
+# ----------------------------------------------------------------------------------------------
+def _smooth_positive(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """~x for x >> eps, always > 0, smooth (keeps gradients alive)."""
+    return 0.5 * (x + torch.sqrt(x * x + eps * eps))
+
+
+class MetaPredictor(nn.Module):
+    """Cross-device cost predictor conditioned on a target's measurements.
+
+    The prior over a target's (scale-normalised) weight vector ``w`` is a mixture: one Gaussian
+    centred on each training device's weights ``device_weights[k]`` with covariance
+    ``c * prior_cov + iso * I`` for every ``c`` in ``kernel_scales``, plus the global Gaussian
+    ``N(mean, prior_cov + iso * I)``; each component is tried with every noise variance in
+    ``noises``. Given a support set (the 10 reference values, plus any further measurements), the
+    components are weighted by their marginal likelihood (Bayesian model averaging) and the
+    posterior mean weights are averaged. With a single training device and ``mode="gauss"`` this
+    reduces to ordinary Bayesian linear regression.
+    """
+
+    def __init__(
+        self,
+        *,
+        metric: str = "latency_ms",
+        feature_set: str = "v1",
+        num_devices: int = 1,
+        kernel_scales: Sequence[float] = (0.03, 0.1, 0.3),
+        noises: Sequence[float] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+        iso: float = 1e-4,
+        mode: str = "mixture",
+        floor: float = 0.02,
+    ):
+        super().__init__()
+        self.metric = _check_metric(metric)
+        if feature_set not in FEATURE_SETS:
+            raise PredictorError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
+        if mode not in ("mixture", "gauss"):
+            raise PredictorError(f"mode must be 'mixture' or 'gauss', got {mode!r}")
+        self.feature_set = feature_set
+        self.blocks = FEATURE_SETS[feature_set]
+        self.floor = float(floor)
+        self.iso = float(iso)
+        self.mode = mode
+        f = feature_dim(self.blocks)
+        self.register_buffer("device_weights", torch.zeros(num_devices, f, dtype=torch.float64))
+        self.register_buffer("prior_cov", torch.eye(f, dtype=torch.float64))
+        self.register_buffer("kernel_scales", torch.tensor(list(kernel_scales), dtype=torch.float64))
+        self.register_buffer("noises", torch.tensor(list(noises), dtype=torch.float64))
+        self.register_buffer("ref_onehot", torch.from_numpy(one_hot_codes(reference_codes())).double())
+        self.metadata: dict[str, Any] = {}
+        self._cache: dict[Any, Any] = {}
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "feature_set": self.feature_set,
+            "num_devices": int(self.device_weights.shape[0]),
+            "kernel_scales": [float(v) for v in self.kernel_scales],
+            "noises": [float(v) for v in self.noises],
+            "iso": self.iso,
+            "mode": self.mode,
+            "floor": self.floor,
+        }
+
+    # ----- encoding ------------------------------------------------------------------------
+    @property
+    def num_features(self) -> int:
+        return int(self.prior_cov.shape[0])
+
+    def features(self, arch_onehot: torch.Tensor) -> torch.Tensor:
+        return arch_features(arch_onehot, self.blocks)
+
+    # ----- conditioning --------------------------------------------------------------------
+    def _support(self, emb: TargetEmbedding | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Support one-hots ``(n, 6, 5)`` and values ``(n,)`` (float64) of one target."""
+        if isinstance(emb, TargetEmbedding):
+            if emb.metric != self.metric:
+                raise PredictorError(
+                    f"embedding of {emb.name!r} is for {emb.metric}, this predictor predicts {self.metric}"
+                )
+            codes = np.concatenate([reference_codes(), emb.support_codes.reshape(-1, 6)])
+            values = np.concatenate([emb.raw, emb.support_values])
+            return torch.from_numpy(one_hot_codes(codes)).double(), torch.as_tensor(values, dtype=torch.float64)
+        raw = torch.as_tensor(emb, dtype=torch.float64).detach().cpu()
+        return self.ref_onehot, raw
+
+    def _components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Prior means ``(C, F)``, covariances ``(C, F, F)``, noise variances ``(C,)``, log prior ``(C,)``."""
+        f = self.num_features
+        eye = torch.eye(f, dtype=torch.float64, device=self.prior_cov.device)
+        mean = self.device_weights.mean(0)
+        means = [mean]
+        covs = [self.prior_cov + self.iso * eye]
+        logp = [0.0 if self.mode == "gauss" else math.log(0.5)]
+        if self.mode == "mixture":
+            k = self.device_weights.shape[0]
+            for c in self.kernel_scales:
+                for w in self.device_weights:
+                    means.append(w)
+                    covs.append(c * self.prior_cov + self.iso * eye)
+                    logp.append(math.log(0.5 / (k * len(self.kernel_scales))))
+        m = torch.stack(means)
+        s = torch.stack(covs)
+        nz = self.noises
+        cm = m.repeat_interleave(len(nz), 0)
+        cs = s.repeat_interleave(len(nz), 0)
+        cn = nz.repeat(len(means))
+        lp = torch.tensor(logp, dtype=torch.float64, device=nz.device).repeat_interleave(len(nz), 0) - math.log(len(nz))
+        return cm, cs, cn, lp
+
+    def posterior(self, support_onehot: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean weights ``(..., F)`` and the scale ``(...)`` for support set(s).
+
+        ``values`` is ``(n,)`` or ``(T, n)`` (T targets sharing the support architectures); the
+        first 10 support entries must be the reference architectures (they set the scale).
+        """
+        if torch.any(~torch.isfinite(values)) or torch.any(values <= 0):
+            raise PredictorError("measured values must be finite and positive")
+        dev = self.prior_cov.device
+        support_onehot, values = support_onehot.to(dev, torch.float64), values.to(dev, torch.float64)
+        a = self.features(support_onehot)  # (n, F)
+        n_ref = self.ref_onehot.shape[0]
+        scale = values[..., :n_ref].mean(-1)  # (...)
+        t = values / scale.unsqueeze(-1)  # (..., n)
+        key = (a.shape[0], hash(a.cpu().numpy().tobytes()), str(dev))
+        if key not in self._cache:
+            m, s, nz, lp = self._components()
+            n = a.shape[0]
+            k_mat = a @ s @ a.T + nz[:, None, None] * torch.eye(n, dtype=torch.float64, device=dev)
+            chol = torch.linalg.cholesky(k_mat)
+            k_inv = torch.cholesky_inverse(chol)
+            logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+            gain = s @ a.T @ k_inv  # (C, F, n)
+            self._cache = {key: (m, a @ m.T, k_inv, logdet, gain, lp)}  # one support set cached
+        m, am, k_inv, logdet, gain, lp = self._cache[key]
+        r = t.unsqueeze(-2) - am.T  # (..., C, n)
+        quad = torch.einsum("...ci,cij,...cj->...c", r, k_inv, r)
+        logw = lp - 0.5 * (quad + logdet)
+        alpha = torch.softmax(logw, dim=-1)  # (..., C)
+        w_c = m + torch.einsum("cfn,...cn->...cf", gain, r)  # (..., C, F)
+        w = (alpha.unsqueeze(-1) * w_c).sum(-2)
+        return w, scale
+
+    # ----- prediction ----------------------------------------------------------------------
+    def predict(self, arch_onehot: torch.Tensor, emb: TargetEmbedding | torch.Tensor) -> torch.Tensor:
+        """Cost ``(B,)`` in the target's units (ms or mJ) of architectures ``(B, 6, 5)``.
+
+        ``emb`` is a :class:`TargetEmbedding` (its 10 reference values and any further
+        measurements are used) or a tensor of raw reference values in the target's units: ``(10,)``
+        for one target, or ``(B, 10)`` giving each architecture its own target. The encoding may be
+        relaxed or straight-through; the result is differentiable with respect to it.
+        """
+        x = arch_onehot
+        if x.dim() == 2:
+            x = x.unsqueeze(0)
+        dtype = x.dtype if x.dtype.is_floating_point else torch.float32
+        if isinstance(emb, TargetEmbedding) or torch.as_tensor(emb).dim() == 1:
+            sup_x, sup_v = self._support(emb)
+            w, scale = self.posterior(sup_x, sup_v)
+            w, scale = w.to(x.device), scale.to(x.device)
+            phi = self.features(x.to(torch.float64))
+            f = phi @ w
+            out = _smooth_positive(f, self.floor) * scale
+        else:
+            raw = torch.as_tensor(emb).detach().to(torch.float64)
+            if raw.shape != (x.shape[0], self.ref_onehot.shape[0]):
+                raise PredictorError(
+                    f"per-architecture embeddings must have shape (B, 10) = ({x.shape[0]}, 10), got {tuple(raw.shape)}"
+                )
+            w, scale = self.posterior(self.ref_onehot, raw)  # (B, F), (B,)
+            w, scale = w.to(x.device), scale.to(x.device)
+            phi = self.features(x.to(torch.float64))
+            out = _smooth_positive((phi * w).sum(-1), self.floor) * scale
+        return out.to(dtype)
+
+    def forward(self, arch_onehot: torch.Tensor, emb: TargetEmbedding | torch.Tensor) -> torch.Tensor:
+        return self.predict(arch_onehot, emb)
+
+    @torch.no_grad()
+    def predict_codes(self, codes: np.ndarray | Sequence[Sequence[int]], emb: TargetEmbedding, batch: int = 8192) -> np.ndarray:
+        """Predictions (float64 numpy) for integer architecture codes ``(N, 6)``."""
+        c = np.asarray(codes, dtype=np.int64).reshape(-1, 6)
+        sup_x, sup_v = self._support(emb)
+        w, scale = self.posterior(sup_x, sup_v)
+        w, scale = w.cpu(), scale.cpu()
+        out = np.empty(len(c))
+        for i in range(0, len(c), batch):
+            x = torch.from_numpy(one_hot_codes(c[i : i + batch])).double()
+            out[i : i + batch] = (_smooth_positive(self.features(x) @ w, self.floor) * scale).numpy()
+        return out
+
+    @torch.no_grad()
+    def predict_space(self, emb: TargetEmbedding) -> np.ndarray:
+        """Predictions for every architecture of the space in its canonical order."""
+        return self.predict_codes(refdata.load_nb201().arch_codes, emb)
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingTarget:
+    """One target's training data: codes (N, 6) and values (N,) incl. the 10 references."""
+
+    name: str
+    metric: str
+    codes: np.ndarray
+    values: np.ndarray
+
+
+def refdata_training_targets(
+    latency_devices: Sequence[str] = (), energy_devices: Sequence[str] = ()
+) -> list[TrainingTarget]:
+    ref = refdata.load_nb201()
+    codes = ref.arch_codes.astype(np.int64)
+    out = [TrainingTarget(d, "latency_ms", codes, np.asarray(ref.latency(d), np.float64)) for d in latency_devices]
+    out += [TrainingTarget(d, "energy_mj", codes, np.asarray(ref.energy(d), np.float64)) for d in energy_devices]
+    return out
+
+
+DEFAULT_HYPER: dict[str, Any] = {
+    "feature_set": "v1",
+    "mode": "mixture",  # "gauss": one global Gaussian prior; "mixture": also one per training device
+    "ridge": 1e-3,  # per-device weight fit (absolute, on the scale-normalised targets)
+    "iso": 1e-4,  # isotropic part of every prior covariance (lets data move unseen directions)
+    "kernel_scales": (0.03, 0.1, 0.3),  # covariance scales of the per-device components
+    "noises": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),  # noise variances averaged over by evidence
+    "floor": 0.02,
+}
+
+
+def _fingerprint(targets: Sequence[TrainingTarget], seed: int, hyper: Mapping[str, Any], metric: str) -> dict[str, Any]:
+    ref = refdata.load_nb201()
+    ext = {}
+    ref_names = set(ref.latency_devices) | set(ref.energy_devices)
+    for t in targets:
+        if t.name not in ref_names:
+            h = hashlib.sha256(np.ascontiguousarray(t.codes).tobytes() + np.ascontiguousarray(t.values).tobytes())
+            ext[f"{t.name}:{t.metric}"] = h.hexdigest()
+    return {
+        "format_version": FORMAT_VERSION,
+        "space": SPACE,
+        "metric": metric,
+        "refdata_sha256": ref.sha256,
+        "training_targets": [f"{t.name}:{t.metric}" for t in targets],
+        "store_targets_sha256": ext,
+        "seed": int(seed),
+        "hyper": dict(hyper),
+        "hilnas_version": hilnas_version(),
+    }
+
+
+def train_meta_predictor(
+    metric: str = "latency_ms",
+    *,
+    latency_devices: Sequence[str] | None = None,
+    energy_devices: Sequence[str] | None = None,
+    extra_targets: Sequence[TrainingTarget] = (),
+    seed: int = 0,
+    hyper: Mapping[str, Any] | None = None,
+) -> MetaPredictor:
+    """Fit the meta-predictor across devices, deterministically for a seed.
+
+    Defaults: the 13 MODNAS training devices for latency; for energy the same latency devices plus
+    the reference energy devices (eyeriss, fpga). ``extra_targets`` adds targets measured by hilnas
+    or imported (e.g. from the store; see :func:`store_training_targets`).
+    """
+    _check_metric(metric)
+    h = dict(DEFAULT_HYPER)
+    h.update(hyper or {})
+    unknown = set(h) - set(DEFAULT_HYPER)
+    if unknown:
+        raise PredictorError(f"unknown hyper-parameters {sorted(unknown)}; known: {sorted(DEFAULT_HYPER)}")
+    if latency_devices is None:
+        latency_devices = refdata.MODNAS_TRAIN_DEVICES
+    if energy_devices is None:
+        energy_devices = refdata.load_nb201().energy_devices if metric == "energy_mj" else ()
+    targets = refdata_training_targets(latency_devices, energy_devices) + list(extra_targets)
+    if len(targets) < 2:
+        raise PredictorError("training the meta-predictor needs at least 2 targets")
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    blocks = FEATURE_SETS[h["feature_set"]]
+    ref_codes = reference_codes()
+    ws = []
+    for t in targets:
+        x = features_np(t.codes, blocks)
+        ref_vals = _lookup(ref_codes, t.codes, t.values)
+        if ref_vals is None:
+            raise PredictorError(f"training target {t.name!r} lacks reference architectures")
+        y = t.values / ref_vals.mean()
+        p = x.shape[1]
+        ws.append(np.linalg.solve(x.T @ x + h["ridge"] * np.eye(p), x.T @ y))
+    W = np.stack(ws)
+    cov = np.cov(W.T, bias=False)
+    model = MetaPredictor(
+        metric=metric, feature_set=h["feature_set"], num_devices=len(W), kernel_scales=h["kernel_scales"],
+        noises=h["noises"], iso=h["iso"], mode=h["mode"], floor=h["floor"],
+    )
+    model.device_weights.copy_(torch.from_numpy(W))
+    model.prior_cov.copy_(torch.from_numpy(cov))
+    model.metadata = {"fingerprint": _fingerprint(targets, seed, h, metric), "kind": "hierarchical-linear"}
+    return model
+
+
+def _lookup(want: np.ndarray, codes: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    """Values of ``want`` codes in (codes, values), or None when one is missing."""
+    key = lambda c: (c.astype(np.int64) @ (5 ** np.arange(5, -1, -1)))  # noqa: E731
+    pos = {int(k): i for i, k in enumerate(key(np.asarray(codes).reshape(-1, 6)))}
+    idx = [pos.get(int(k)) for k in key(np.asarray(want).reshape(-1, 6))]
+    if any(i is None for i in idx):
+        return None
+    return np.asarray(values)[idx]
+
+
+def store_training_targets(store: MeasurementStore, metric: str = "latency_ms", min_count: int = 30) -> list[TrainingTarget]:
+    """Targets of the store with their reference architectures and at least ``min_count`` values."""
+    sp = _space()
+    out = []
+    for target in store.targets():
+        table = store.latency_table(target) if metric == "latency_ms" else store.energy_table(target)
+        if len(table) < min_count:
+            continue
+        codes = np.array([sp.parse(a) for a in table], dtype=np.int64)
+        values = np.array(list(table.values()), dtype=np.float64)
+        if _lookup(reference_codes(), codes, values) is None:
+            continue
+        out.append(TrainingTarget(target, metric, codes, values))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# save / load
+# ----------------------------------------------------------------------------------------------
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_meta_predictor(model: MetaPredictor, path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``<path>.safetensors`` and ``<path>.json``; returns both paths."""
+    from safetensors.torch import save
+
+    base = Path(path)
+    if base.suffix in (".safetensors", ".json"):
+        base = base.with_suffix("")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    blob = save(tensors)
+    meta = {
+        "model": "MetaPredictor",
+        "metric": model.metric,
+        "feature_set": model.feature_set,
+        "blocks": list(model.blocks),
+        "config": model.config(),
+        "tensors_sha256": _sha256_bytes(blob),
+        **model.metadata,
+    }
+    st, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    _atomic_write(st, blob)
+    _atomic_write(js, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    return st, js
+
+
+def read_meta_predictor(path: str | os.PathLike[str], *, metric: str | None = None, check_refdata: bool = True) -> MetaPredictor:
+    """Load saved weights after checking their metadata; :class:`PredictorFingerprintError` else."""
+    from safetensors.torch import load
+
+    base = Path(path)
+    if base.suffix in (".safetensors", ".json"):
+        base = base.with_suffix("")
+    st, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    if not st.is_file() or not js.is_file():
+        raise FileNotFoundError(f"predictor weights {st} / {js} not found; recreate them with `hilnas fit --meta`")
+    try:
+        meta = json.loads(js.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PredictorFingerprintError(f"{js} is not readable predictor metadata ({exc})") from exc
+    blob = st.read_bytes()
+    fp = meta.get("fingerprint", {})
+    problems = []
+    if meta.get("model") != "MetaPredictor":
+        problems.append(f"model is {meta.get('model')!r}, not 'MetaPredictor'")
+    if meta.get("tensors_sha256") != _sha256_bytes(blob):
+        problems.append("the tensor file does not match its metadata (sha256 differs)")
+    if fp.get("format_version") != FORMAT_VERSION:
+        problems.append(f"format version {fp.get('format_version')!r} != {FORMAT_VERSION}")
+    if fp.get("space") != SPACE:
+        problems.append(f"search space {fp.get('space')!r} != {SPACE!r}")
+    if metric is not None and meta.get("metric") != metric:
+        problems.append(f"metric {meta.get('metric')!r} != requested {metric!r}")
+    if meta.get("feature_set") not in FEATURE_SETS or tuple(meta.get("blocks", ())) != FEATURE_SETS.get(meta.get("feature_set"), None):
+        problems.append(f"feature set {meta.get('feature_set')!r} is unknown to this hilnas version")
+    if check_refdata and fp.get("refdata_sha256") != refdata.load_nb201().sha256:
+        problems.append("trained on different reference data (refdata sha256 differs)")
+    if problems:
+        raise PredictorFingerprintError(
+            f"cannot use predictor weights {st}: " + "; ".join(problems) + ". Retrain them with `hilnas fit --meta`"
+        )
+    tensors = load(blob)
+    try:
+        model = MetaPredictor(**meta["config"])
+        model.load_state_dict(tensors, strict=True)
+    except (RuntimeError, TypeError, KeyError, PredictorError) as exc:
+        raise PredictorFingerprintError(f"predictor weights {st} do not fit this model: {exc}") from exc
+    model.metadata = {k: v for k, v in meta.items() if k in ("fingerprint", "kind")}
+    model.eval()
+    return model
+
+
+def shipped_weights_path(metric: str = "latency_ms") -> Path:
+    return DATA_DIR / f"meta_predictor_{_check_metric(metric)}"
+
+
+def user_weights_path(metric: str = "latency_ms") -> Path:
+    from hilnas.pipeline.home import home_dir
+
+    return home_dir() / "models" / f"meta_predictor_{_check_metric(metric)}"
+
+
+def load_meta_predictor(metric: str = "latency_ms", path: str | os.PathLike[str] | None = None, *, source: str = "auto") -> MetaPredictor:
+    """The trained meta-predictor for a metric.
+
+    ``path`` names saved weights explicitly. Otherwise ``source`` picks: ``"auto"`` the weights
+    refit by ``hilnas fit --meta`` (under HILNAS_HOME/models) when present, else the shipped ones;
+    ``"shipped"`` always the weights in ``pipeline/data`` (trained on the 13 MODNAS training
+    devices); ``"home"`` only the refit ones.
+    """
+    _check_metric(metric)
+    if path is not None:
+        return read_meta_predictor(path, metric=metric)
+    if source not in ("auto", "shipped", "home"):
+        raise PredictorError(f"source must be auto, shipped or home, got {source!r}")
+    if source in ("auto", "home"):
+        up = user_weights_path(metric)
+        if up.with_suffix(".json").is_file():
+            return read_meta_predictor(up, metric=metric)
+        if source == "home":
+            raise FileNotFoundError(f"no refit predictor at {up}; run `hilnas fit --meta`")
+    return read_meta_predictor(shipped_weights_path(metric), metric=metric)
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics
+# ----------------------------------------------------------------------------------------------
+def spearman(pred: np.ndarray, true: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(pred, true)[0])
+
+
+def kendall(pred: np.ndarray, true: np.ndarray) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(pred, true)[0])
+
+
+def within(pred: np.ndarray, true: np.ndarray, tol: float = 0.10) -> float:
+    """Share of predictions within +-tol (relative) of the truth."""
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    return float(np.mean(np.abs(pred - true) <= tol * np.abs(true)))
+
+
+def quality(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    return {"spearman": spearman(pred, true), "kendall": kendall(pred, true), "within10": within(pred, true)}
+
+
+__all__ = [
+    "METRICS",
+    "MetaPredictor",
+    "MissingReferenceError",
+    "NoEmbeddingError",
+    "PredictorError",
+    "PredictorFingerprintError",
+    "TargetEmbedding",
+    "TrainingTarget",
+    "embedding_for",
+    "embedding_from_table",
+    "kendall",
+    "load_meta_predictor",
+    "normalize_embedding",
+    "quality",
+    "read_meta_predictor",
+    "reference_strings",
+    "reference_targets",
+    "save_meta_predictor",
+    "spearman",
+    "store_training_targets",
+    "train_meta_predictor",
+    "within",
+]

@@ -1,0 +1,243 @@
+"""Per-device predictors for targets with many measurements of their own (``hilnas fit``).
+
+For one target and metric, candidate models are compared by k-fold cross-validation over the
+target's non-reference measurements (the 10 reference measurements are always in the fit, as
+they are for the meta-predictor):
+
+- ``meta``: the cross-device meta-predictor conditioned on the training folds (few-shot);
+- ``ridge``: ridge regression on the differentiable architecture features (feature set ``v3``)
+  in linear space (costs add up over operations), minimising relative squared error; the
+  whole-cell blocks (op counts on live edges, distinct pools, additions) are not penalised, the
+  per-edge blocks are shrunk with a strength chosen by leave-one-out;
+- ``ridge_log``: the same on log-cost (for devices whose costs behave multiplicatively).
+
+The winner (highest mean share within +-10%, then Spearman) is refit on everything and saved as
+JSON (coefficients only, no pickles) under ``HILNAS_HOME/models/devices`` together with the
+sha256 of the data it saw; :func:`load_device_predictor` uses it only while the target's data is
+unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hilnas.pipeline.predictors import (
+    PredictorError,
+    TargetEmbedding,
+    _atomic_write,
+    hilnas_version,
+    load_meta_predictor,
+    quality,
+    reference_codes,
+)
+from hilnas.pipeline.predictors_features import BLOCK_SIZES, COMPACT_BLOCKS, FEATURE_SETS, features_np
+
+#: Fewest non-reference measurements for which a per-device model is fitted.
+MIN_EXTRA = 20
+CANDIDATES = ("meta", "ridge", "ridge_log")
+ALPHAS = tuple(float(a) for a in np.logspace(-6, 4, 21))
+DEFAULT_FEATURE_SET = "v3"
+
+
+def data_sha256(emb: TargetEmbedding) -> str:
+    codes = np.concatenate([reference_codes(), emb.support_codes.reshape(-1, 6)]).astype(np.int64)
+    values = np.concatenate([emb.raw, emb.support_values]).astype(np.float64)
+    order = np.lexsort(codes.T[::-1])
+    h = hashlib.sha256(codes[order].tobytes() + values[order].tobytes())
+    return h.hexdigest()
+
+
+def _ridge_fit(
+    x: np.ndarray, y: np.ndarray, penalised: np.ndarray, weights: np.ndarray | None = None, alphas=ALPHAS
+) -> tuple[np.ndarray, float]:
+    """Weighted ridge; only the ``penalised`` columns are shrunk (the compact whole-cell blocks
+    are not); alpha by weighted leave-one-out error (closed form)."""
+    n, p = x.shape
+    wts = np.ones(n) if weights is None else weights
+    xw = x * wts[:, None]
+    pen = np.where(penalised, 1.0, 1e-9)
+    best = None
+    for a in alphas:
+        lhs = x.T @ xw + a * np.diag(pen)
+        try:
+            inv = np.linalg.inv(lhs)
+        except np.linalg.LinAlgError:
+            continue
+        w = inv @ (xw.T @ y)
+        hat = np.einsum("ij,jk,ik->i", x, inv, xw)
+        loo = (y - x @ w) / np.maximum(1.0 - hat, 1e-6)
+        err = float(np.mean(wts * loo**2))
+        if best is None or err < best[0]:
+            best = (err, w, a)
+    if best is None:  # pragma: no cover - degenerate
+        raise PredictorError("ridge fit failed")
+    return best[1], best[2]
+
+
+def _penalised(feature_set: str) -> np.ndarray:
+    return np.concatenate(
+        [np.full(BLOCK_SIZES[b], b not in COMPACT_BLOCKS) for b in FEATURE_SETS[feature_set]]
+    )
+
+
+@dataclass
+class DevicePredictor:
+    """A fitted per-device model for one target and metric."""
+
+    target: str
+    metric: str
+    kind: str
+    feature_set: str = DEFAULT_FEATURE_SET
+    coef: np.ndarray | None = None
+    alpha: float | None = None
+    data_sha256: str = ""
+    n: int = 0
+    cv: dict[str, Any] = field(default_factory=dict)
+    _emb: TargetEmbedding | None = None
+
+    def predict_codes(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.asarray(codes, dtype=np.int64).reshape(-1, 6)
+        if self.kind == "meta":
+            if self._emb is None:
+                raise PredictorError("a meta-kind device predictor needs its embedding")
+            return load_meta_predictor(self.metric).predict_codes(codes, self._emb)
+        x = features_np(codes, FEATURE_SETS[self.feature_set])
+        f = x @ self.coef
+        if self.kind == "ridge_log":
+            return np.exp(f)
+        floor = 0.02 * float(np.mean(self._emb.raw)) if self._emb is not None else 1e-6
+        return np.maximum(f, floor)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": "DevicePredictor",
+            "target": self.target,
+            "metric": self.metric,
+            "kind": self.kind,
+            "feature_set": self.feature_set,
+            "blocks": list(FEATURE_SETS[self.feature_set]),
+            "coef": None if self.coef is None else [float(v) for v in self.coef],
+            "alpha": self.alpha,
+            "data_sha256": self.data_sha256,
+            "n": self.n,
+            "cv": self.cv,
+            "hilnas_version": hilnas_version(),
+        }
+
+
+def _fit_kind(kind: str, emb: TargetEmbedding, codes: np.ndarray, values: np.ndarray, feature_set: str):
+    """Fit one candidate on (refs + given support); returns a predict(codes) function and extras."""
+    sub = emb.with_support(codes, values)
+    if kind == "meta":
+        model = load_meta_predictor(emb.metric)
+        return (lambda c: model.predict_codes(c, sub)), None, None
+    all_codes = np.concatenate([reference_codes(), codes])
+    all_vals = np.concatenate([emb.raw, values])
+    x = features_np(all_codes, FEATURE_SETS[feature_set])
+    scale = float(np.mean(emb.raw))
+    floor = 0.02 * scale
+    blocks = FEATURE_SETS[feature_set]
+    pen = _penalised(feature_set)
+    if kind == "ridge":  # relative squared error: weights 1 / y^2
+        y = all_vals / scale
+        w, a = _ridge_fit(x, y, pen, 1.0 / y**2)
+        w = w * scale
+        return (lambda c: np.maximum(features_np(c, blocks) @ w, floor)), w, a
+    if kind == "ridge_log":
+        w, a = _ridge_fit(x, np.log(all_vals), pen)
+        return (lambda c: np.exp(features_np(c, blocks) @ w)), w, a
+    raise PredictorError(f"unknown device model kind {kind!r}; known: {', '.join(CANDIDATES)}")
+
+
+def cross_validate(
+    emb: TargetEmbedding, *, folds: int = 5, seed: int = 0, kinds=CANDIDATES, feature_set: str = DEFAULT_FEATURE_SET
+) -> dict[str, dict[str, float]]:
+    """k-fold CV over the non-reference measurements: per kind, mean Spearman, Kendall, within10."""
+    codes, values = emb.support_codes, emb.support_values
+    n = len(values)
+    if n < max(folds, 2):
+        raise PredictorError(f"{emb.name!r} has {n} measurements besides the references; CV needs at least {folds}")
+    order = np.random.default_rng(seed).permutation(n)
+    parts = np.array_split(order, folds)
+    out: dict[str, dict[str, float]] = {}
+    for kind in kinds:
+        preds = np.empty(n)
+        for k in range(folds):
+            test = parts[k]
+            train = np.concatenate([parts[j] for j in range(folds) if j != k])
+            fn, _, _ = _fit_kind(kind, emb, codes[train], values[train], feature_set)
+            preds[test] = fn(codes[test])
+        q = quality(preds, values)
+        q["folds"] = folds
+        q["n"] = n
+        out[kind] = q
+    return out
+
+
+def fit_device_predictor(
+    emb: TargetEmbedding, *, folds: int = 5, seed: int = 0, feature_set: str = DEFAULT_FEATURE_SET, kinds=CANDIDATES
+) -> DevicePredictor:
+    """Choose the best candidate by CV and refit it on all measurements of the target."""
+    if len(emb.support_values) < MIN_EXTRA:
+        raise PredictorError(
+            f"{emb.name!r} has {len(emb.support_values)} {emb.metric} measurements besides the 10 "
+            f"reference ones; a per-device model needs at least {MIN_EXTRA} (profile more architectures)"
+        )
+    cv = cross_validate(emb, folds=folds, seed=seed, kinds=kinds, feature_set=feature_set)
+    best = max(kinds, key=lambda k: (round(cv[k]["within10"], 4), cv[k]["spearman"]))
+    _, w, a = _fit_kind(best, emb, emb.support_codes, emb.support_values, feature_set)
+    return DevicePredictor(
+        target=emb.name, metric=emb.metric, kind=best, feature_set=feature_set, coef=w, alpha=a,
+        data_sha256=data_sha256(emb), n=len(emb.support_values) + len(emb.raw),
+        cv={"chosen": best, **cv}, _emb=emb,
+    )
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def device_model_path(target: str, metric: str) -> Path:
+    from hilnas.pipeline.home import home_dir
+
+    return home_dir() / "models" / "devices" / f"{_safe(target)}__{metric}.json"
+
+
+def save_device_predictor(model: DevicePredictor) -> Path:
+    path = device_model_path(model.target, model.metric)
+    _atomic_write(path, (json.dumps(model.to_json(), indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def load_device_predictor(emb: TargetEmbedding) -> DevicePredictor | None:
+    """The saved per-device model of a target, if it was fit on exactly the target's current data."""
+    path = device_model_path(emb.name, emb.metric)
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if (
+        meta.get("model") != "DevicePredictor"
+        or meta.get("target") != emb.name
+        or meta.get("metric") != emb.metric
+        or meta.get("data_sha256") != data_sha256(emb)
+        or meta.get("feature_set") not in FEATURE_SETS
+        or tuple(meta.get("blocks", ())) != FEATURE_SETS[meta.get("feature_set")]
+        or meta.get("kind") not in CANDIDATES
+    ):
+        return None  # stale or foreign: the caller falls back to the meta-predictor
+    coef = None if meta.get("coef") is None else np.asarray(meta["coef"], dtype=np.float64)
+    return DevicePredictor(
+        target=emb.name, metric=emb.metric, kind=meta["kind"], feature_set=meta["feature_set"],
+        coef=coef, alpha=meta.get("alpha"), data_sha256=meta["data_sha256"], n=int(meta.get("n", 0)),
+        cv=meta.get("cv", {}), _emb=emb,
+    )

@@ -1,0 +1,623 @@
+"""Profile one local device: export sampled subnets, measure them, store each result at once.
+
+:func:`profile_device` is the one function behind ``hilnas profile`` and the Prefect ``profile``
+flow. The plan is the space's reference architectures (always: they form the device's hardware
+embedding), then any explicitly included architectures, then ``archs`` sampled with ``seed``
+(excluding the references). Keys already in the store are skipped; every other architecture is
+exported (content-addressed cache), measured in the profiler's isolated worker and stored in its
+own transaction before the next one starts. A run killed at any point (SIGKILL included) thus
+loses at most the measurement in flight, and a rerun measures only what is missing: it never
+duplicates a row (the store's unique key guarantees it even for concurrent runs).
+
+Failed measurements (a model that crashes or hangs the runtime) are stored with their error and
+are not retried unless ``retry_failed`` or ``force``. An export failure is not stored (it says
+nothing about the device) and is retried on the next run.
+
+Only one hilnas process measures a given device at a time (an advisory file lock under
+``HILNAS_HOME/locks``), so concurrent runs do not disturb each other's timings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hilnas.pipeline.home import HomeError, subdir
+from hilnas.pipeline.spaces import ArchitectureError, ModelConfig, get_space
+from hilnas.pipeline.store import AddResult, MeasurementKey, MeasurementStore, StoreError
+from hilnas.profilers.base import EnergyMethod, MeasurementStatus, ProfileSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hilnas.devices.base import DeviceInfo
+    from hilnas.pipeline.spaces import SearchSpace
+    from hilnas.profilers.base import Measurement
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ARCHS = 50
+DEFAULT_REPS = 30
+DEFAULT_WARMUP = 5  # matches flows/config.py RunConfig.warmup: a different value is a different key
+DEFAULT_OPSET = 17
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class ProfilingError(RuntimeError):
+    """Profiling could not run (not a model fault: those are stored as failed measurements)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# records
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    """One architecture of the plan and what happened to it in this run.
+
+    ``outcome``: ``measured`` (stored now, ok), ``failed`` (stored now as failed, or export
+    failed), ``stored`` (already in the store; values are the stored ones).
+    """
+
+    arch: str
+    arch_index: int | None
+    reference: bool
+    outcome: str
+    status: str | None
+    latency_ms_median: float | None = None
+    latency_ms_p90: float | None = None
+    latency_ms_cv: float | None = None
+    energy_mj: float | None = None
+    energy_method: str | None = None
+    energy_reason: str | None = None
+    peak_memory_mb: float | None = None
+    error: str | None = None
+    export_s: float = 0.0  # this run's wall time in the exporter (cache hits are ~0)
+    export_cached: bool | None = None
+    session_create_s: float = 0.0
+    warmup_s: float | None = None  # untimed warm-up runs, when the profiler reports them
+    timed_s: float = 0.0
+    measure_wall_s: float = 0.0  # the profiler's wall time for this model
+    store_s: float = 0.0  # the store commit
+    wall_s: float = 0.0  # export + measure + store, this run
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """Passed to the ``progress`` callback.
+
+    ``kind``: ``plan`` (``total`` = architectures to measure, ``skipped`` = already stored),
+    ``wait`` (another process is measuring this device), ``start`` (``arch`` begins),
+    ``done`` (``row`` holds the outcome; ``done`` counts finished ones).
+    """
+
+    kind: str
+    done: int
+    total: int
+    skipped: int = 0
+    arch: str | None = None
+    row: ProfileRow | None = None
+    message: str | None = None
+
+
+@dataclass
+class ProfileReport:
+    """What :func:`profile_device` did; ``rows`` follow the plan order (references first)."""
+
+    device_id: str
+    device_name: str
+    config_key: str
+    space: str
+    model_config_key: str
+    opset: int
+    execution_provider: str
+    threads: int
+    batch_size: int
+    warmup: int
+    repetitions: int
+    seed: int
+    store_url: str
+    planned: int = 0
+    measured: int = 0
+    failed: int = 0
+    skipped: int = 0
+    export_s: float = 0.0
+    session_create_s: float = 0.0
+    warmup_s: float = 0.0
+    timed_s: float = 0.0
+    measure_wall_s: float = 0.0
+    store_s: float = 0.0
+    wall_s: float = 0.0
+    rows: list[ProfileRow] = field(default_factory=list)
+
+    @property
+    def ok_rows(self) -> list[ProfileRow]:
+        return [r for r in self.rows if r.status == MeasurementStatus.OK.value]
+
+    @property
+    def stored_ok(self) -> int:
+        """Ok measurements of the plan now in the store (new and earlier ones)."""
+        return len(self.ok_rows)
+
+    @property
+    def overhead_ratio(self) -> float | None:
+        """This run's wall time over its pure timed inference time (None if nothing ran)."""
+        return self.wall_s / self.timed_s if self.timed_s > 0 else None
+
+    @property
+    def energy_status(self) -> str:
+        """One line: how energy of the plan's ok rows is known (never silent)."""
+        rows = self.ok_rows
+        if not rows:
+            return "no ok measurements"
+        methods: dict[str, int] = {}
+        for r in rows:
+            methods[r.energy_method or EnergyMethod.UNKNOWN.value] = (
+                methods.get(r.energy_method or EnergyMethod.UNKNOWN.value, 0) + 1
+            )
+        if set(methods) == {EnergyMethod.UNKNOWN.value}:
+            reasons = sorted({r.energy_reason for r in rows if r.energy_reason})
+            return "unknown" + (f" ({'; '.join(reasons)})" if reasons else "")
+        parts = []
+        for method, n in sorted(methods.items()):
+            label = {
+                EnergyMethod.ESTIMATE_POWER_X_TIME.value: "estimated (power x time)",
+                EnergyMethod.UNKNOWN.value: "unknown",
+            }.get(method, f"measured ({method})")
+            parts.append(f"{label}: {n}")
+        return ", ".join(parts)
+
+    def latency_stats(self) -> dict[str, float | None]:
+        """Across the plan's ok rows: median/min/max of medians, median p90, median CV."""
+        med = sorted(r.latency_ms_median for r in self.ok_rows if r.latency_ms_median is not None)
+        p90 = sorted(r.latency_ms_p90 for r in self.ok_rows if r.latency_ms_p90 is not None)
+        cv = sorted(r.latency_ms_cv for r in self.ok_rows if r.latency_ms_cv is not None)
+        return {
+            "median_of_medians_ms": _median(med),
+            "min_median_ms": med[0] if med else None,
+            "max_median_ms": med[-1] if med else None,
+            "median_p90_ms": _median(p90),
+            "median_cv": _median(cv),
+            "max_cv": cv[-1] if cv else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "rows"}
+        d.update(
+            stored_ok=self.stored_ok,
+            overhead_ratio=self.overhead_ratio,
+            energy_status=self.energy_status,
+            latency_stats=self.latency_stats(),
+            rows=[r.to_dict() for r in self.rows],
+        )
+        return d
+
+
+def _median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    n = len(values)
+    mid = n // 2
+    return float(values[mid]) if n % 2 else float((values[mid - 1] + values[mid]) / 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# planning
+# ----------------------------------------------------------------------------------------------
+def plan_architectures(
+    space: SearchSpace,
+    archs: int,
+    seed: int,
+    include: Sequence[str | Sequence[int]] = (),
+    *,
+    references: bool = True,
+) -> list[tuple[tuple[int, ...], bool]]:
+    """``(code, is_reference)`` in plan order: references, ``include``, then ``archs`` sampled
+    with ``seed`` (never a reference; the sample does not depend on ``include``).
+    ``references=False`` leaves the references out of the plan (benchmarks only)."""
+    if archs < 0:
+        raise ValueError(f"archs must be >= 0, got {archs}; use --archs 0 for the references only")
+    refs = [tuple(a) for a in space.reference_architectures()]
+    extra = []
+    for a in include:
+        try:
+            extra.append(space.coerce(a))
+        except (IndexError, TypeError) as exc:
+            raise ArchitectureError(f"cannot measure architecture {a!r}: {exc}") from exc
+    sampled = space.sample(archs, seed=seed, exclude=refs)
+    plan: list[tuple[tuple[int, ...], bool]] = []
+    seen: set[tuple[int, ...]] = set()
+    for code in refs if references else ():
+        if code not in seen:
+            seen.add(code)
+            plan.append((code, True))
+    for code in [*extra, *sampled]:
+        if code not in seen:
+            seen.add(code)
+            plan.append((code, False))
+    return plan
+
+
+@contextmanager
+def device_lock(device_id: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive advisory lock for measuring ``device_id`` on this host.
+
+    Released by the kernel when the process dies (SIGKILL included). No-op where ``fcntl`` is
+    missing.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in device_id)
+    path = subdir("locks") / f"{safe}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+# ----------------------------------------------------------------------------------------------
+def profile_device(
+    device_id: str,
+    *,
+    archs: int = DEFAULT_ARCHS,
+    reps: int = DEFAULT_REPS,
+    warmup: int = DEFAULT_WARMUP,
+    seed: int = 0,
+    space: str = "nb201",
+    threads: int = 1,
+    batch_size: int = 1,
+    force: bool = False,
+    retry_failed: bool = False,
+    store: MeasurementStore | str | None = None,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    include: Sequence[str | Sequence[int]] = (),
+    model_config: ModelConfig | None = None,
+    opset: int = DEFAULT_OPSET,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    execution_provider: str | None = None,
+    exporter: Any | None = None,
+    profiler_factory: Callable[..., Any] | None = None,
+    references: bool = True,
+) -> ProfileReport:
+    """Measure the plan on a local device and store each result at once (see module docstring).
+
+    ``device_id``: a local device id or alias (``cpu``, ``gpu0``...). ``store``: a store, a
+    database URL, or None (the default store); a store opened here is closed here, after the
+    inputs were validated (bad input never creates or touches a store). ``include``: extra
+    architectures (strings, indices or codes). ``exporter`` (an ``OnnxExporter``) and
+    ``profiler_factory`` (called like ``OrtProfiler(device, config, settings)``) can be
+    injected. ``references=False`` drops the reference architectures (benchmarks only: a
+    device profiled so has no hardware embedding). All inputs are validated before anything is
+    written: ``ValueError`` (bad numbers, unknown space, malformed architecture),
+    ``DeviceNotFoundError``, :class:`StoreError`.
+    """
+    t_start = time.perf_counter()
+    # ---- validate everything before touching the store --------------------------------------
+    for name, value, low in (
+        ("reps", reps, 1),
+        ("warmup", warmup, 0),
+        ("archs", archs, 0),
+        ("threads", threads, 0),
+        ("batch_size", batch_size, 1),
+        ("opset", opset, 7),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            fix = {"reps": "use --reps 1 or more", "threads": "0 means the runtime's default"}.get(
+                name, f"use a value >= {low}"
+            )
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}; {fix}")
+    settings = ProfileSettings(warmup=warmup, repetitions=reps, timeout_s=timeout_s)
+    sp = get_space(space)  # ValueError listing the known spaces
+    cfg = model_config or sp.default_model_config()
+    # ArchitectureError for bad strings
+    plan = plan_architectures(sp, archs, seed, include, references=references)
+
+    from hilnas.devices import default_execution_provider, get_device
+    from hilnas.devices.base import DeviceConfig, DeviceKind
+
+    device: DeviceInfo = get_device(device_id)  # DeviceNotFoundError lists known ids
+    if device.kind is DeviceKind.EXTERNAL:  # pragma: no cover - discovery never returns these
+        raise ValueError(f"{device.id} is an external device; it cannot be measured here")
+    ep = execution_provider or default_execution_provider(device)
+    dconf = DeviceConfig(device.id, ep, threads, batch_size)
+
+    own_store = not isinstance(store, MeasurementStore)
+    st = store if isinstance(store, MeasurementStore) else MeasurementStore(store)
+    try:
+        return _run(
+            st,
+            sp,
+            cfg,
+            plan,
+            device,
+            dconf,
+            settings,
+            seed=seed,
+            opset=opset,
+            force=force,
+            retry_failed=retry_failed,
+            progress=progress,
+            exporter=exporter,
+            profiler_factory=profiler_factory,
+            t_start=t_start,
+        )
+    finally:
+        if own_store:
+            st.close()
+
+
+def _run(
+    st: MeasurementStore,
+    sp: SearchSpace,
+    cfg: ModelConfig,
+    plan: list[tuple[tuple[int, ...], bool]],
+    device: DeviceInfo,
+    dconf: Any,
+    settings: ProfileSettings,
+    *,
+    seed: int,
+    opset: int,
+    force: bool,
+    retry_failed: bool,
+    progress: Callable[[ProgressEvent], None] | None,
+    exporter: Any | None,
+    profiler_factory: Callable[..., Any] | None,
+    t_start: float,
+) -> ProfileReport:
+    emit = progress or (lambda _e: None)
+    report = ProfileReport(
+        device_id=device.id,
+        device_name=device.name,
+        config_key=dconf.key,
+        space=sp.name,
+        model_config_key=cfg.key(),
+        opset=opset,
+        execution_provider=dconf.execution_provider,
+        threads=dconf.intra_op_threads,
+        batch_size=dconf.batch_size,
+        warmup=settings.warmup,
+        repetitions=settings.repetitions,
+        seed=seed,
+        store_url=st.url,
+        planned=len(plan),
+    )
+
+    def key_of(code: tuple[int, ...]) -> MeasurementKey:
+        return MeasurementKey(
+            space=sp.name,
+            arch=sp.format(code),
+            model_config_key=cfg.key(),
+            opset=opset,
+            device_id=device.id,
+            execution_provider=dconf.execution_provider,
+            threads=dconf.intra_op_threads,
+            batch_size=dconf.batch_size,
+            warmup=settings.warmup,
+            repetitions=settings.repetitions,
+        )
+
+    st.upsert_device(device)
+    try:
+        lock = device_lock(
+            device.id,
+            on_wait=lambda: emit(
+                ProgressEvent(
+                    "wait",
+                    0,
+                    0,
+                    message=f"another hilnas process is measuring {device.id}; waiting",
+                )
+            ),
+        )
+    except HomeError as exc:  # pragma: no cover - the store would have failed first
+        raise StoreError(str(exc)) from exc
+
+    rows: dict[tuple[int, ...], ProfileRow] = {}
+    with lock:
+        keys = {code: key_of(code) for code, _ in plan}
+        stored = st.statuses(keys.values())
+        todo: list[tuple[tuple[int, ...], bool, bool]] = []  # code, reference, replace
+        for code, ref in plan:
+            status = stored.get(keys[code])
+            if status is None:
+                todo.append((code, ref, False))
+            elif force or (retry_failed and status is MeasurementStatus.FAILED):
+                todo.append((code, ref, True))
+        todo_codes = {c for c, _, _ in todo}
+        for code, ref in plan:
+            if code not in todo_codes:
+                rows[code] = _stored_row(st, sp, keys[code], ref)
+        report.skipped = len(rows)
+        emit(ProgressEvent("plan", 0, len(todo), skipped=report.skipped))
+
+        if todo:
+            exp = exporter if exporter is not None else _default_exporter(opset)
+            factory = profiler_factory if profiler_factory is not None else _default_profiler()
+            with factory(device, dconf, settings) as profiler:
+                for i, (code, ref, replace) in enumerate(todo):
+                    arch = sp.format(code)
+                    emit(ProgressEvent("start", i, len(todo), skipped=report.skipped, arch=arch))
+                    row = _measure_one(
+                        st, sp, cfg, code, ref, keys[code], replace, exp, profiler, dconf.batch_size
+                    )
+                    rows[code] = row
+                    if row.outcome == "measured":
+                        report.measured += 1
+                    elif row.outcome == "failed":
+                        report.failed += 1
+                    else:
+                        report.skipped += 1  # a concurrent run stored it first
+                    report.export_s += row.export_s
+                    report.session_create_s += row.session_create_s
+                    report.warmup_s += row.warmup_s or 0.0
+                    report.timed_s += row.timed_s
+                    report.measure_wall_s += row.measure_wall_s
+                    report.store_s += row.store_s
+                    emit(
+                        ProgressEvent(
+                            "done", i + 1, len(todo), skipped=report.skipped, arch=arch, row=row
+                        )
+                    )
+    report.rows = [rows[code] for code, _ in plan]
+    report.wall_s = time.perf_counter() - t_start
+    return report
+
+
+def _default_exporter(opset: int) -> Any:
+    try:
+        from hilnas.pipeline.export import OnnxExporter
+    except ModuleNotFoundError as exc:
+        raise ProfilingError(
+            f"the ONNX exporter needs {exc.name}, which is not installed; install the search "
+            "extra with `pip install 'hilnas[search]'`"
+        ) from exc
+    return OnnxExporter(opset=opset)
+
+
+def _default_profiler() -> Callable[..., Any]:
+    from hilnas.profilers import OrtProfiler
+
+    return OrtProfiler
+
+
+def _measure_one(
+    st: MeasurementStore,
+    sp: SearchSpace,
+    cfg: ModelConfig,
+    code: tuple[int, ...],
+    reference: bool,
+    key: MeasurementKey,
+    replace: bool,
+    exporter: Any,
+    profiler: Any,
+    batch_size: int,
+) -> ProfileRow:
+    t0 = time.perf_counter()
+    index = _index(sp, code)
+    try:
+        exported = exporter.export(sp, code, batch_size=batch_size, config=cfg)
+    except (ModuleNotFoundError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # an export bug says nothing about the device: not stored
+        log.warning("export of %s failed: %s", key.arch, exc)
+        return ProfileRow(
+            arch=key.arch,
+            arch_index=index,
+            reference=reference,
+            outcome="failed",
+            status=None,
+            error=f"export failed: {type(exc).__name__}: {exc}",
+            export_s=time.perf_counter() - t0,
+            wall_s=time.perf_counter() - t0,
+        )
+    t1 = time.perf_counter()
+    m: Measurement = profiler.measure(Path(exported.path))
+    t2 = time.perf_counter()
+    details = getattr(profiler, "last_details", None)
+    warmup_s = details.get("warmup_s") if isinstance(details, dict) else None
+    result = st.add_measurement(
+        key,
+        m,
+        arch_index=index,
+        onnx_sha256=getattr(exported, "sha256", None),
+        exporter=getattr(exported, "exporter", None),
+        export_s=getattr(exported, "export_s", None),
+        force=replace,
+    )
+    ok = m.status is MeasurementStatus.OK
+    if result is AddResult.EXISTS:
+        outcome = "stored"
+    else:
+        outcome = "measured" if ok else "failed"
+    return ProfileRow(
+        arch=key.arch,
+        arch_index=index,
+        reference=reference,
+        outcome=outcome,
+        status=MeasurementStatus(m.status).value,
+        latency_ms_median=m.latency_ms_median,
+        latency_ms_p90=m.latency_ms_p90,
+        latency_ms_cv=m.latency_ms_cv,
+        energy_mj=m.energy_mj,
+        energy_method=EnergyMethod(m.energy_method).value,
+        energy_reason=m.energy_reason,
+        peak_memory_mb=m.peak_memory_mb,
+        error=m.error,
+        export_s=t1 - t0,
+        export_cached=getattr(exported, "cached", None),
+        session_create_s=float(m.session_create_s or 0.0),
+        warmup_s=float(warmup_s) if isinstance(warmup_s, (int, float)) else None,
+        timed_s=float(m.timed_s or 0.0),
+        measure_wall_s=t2 - t1,
+        store_s=time.perf_counter() - t2,
+        wall_s=time.perf_counter() - t0,
+    )
+
+
+def _stored_row(
+    st: MeasurementStore, sp: SearchSpace, key: MeasurementKey, ref: bool
+) -> ProfileRow:
+    rec = st.get_measurement(key)
+    m = rec.measurement if rec is not None else None
+    return ProfileRow(
+        arch=key.arch,
+        arch_index=rec.arch_index if rec else _index(sp, sp.parse(key.arch)),
+        reference=ref,
+        outcome="stored",
+        status=m.status.value if m else None,
+        latency_ms_median=m.latency_ms_median if m else None,
+        latency_ms_p90=m.latency_ms_p90 if m else None,
+        latency_ms_cv=m.latency_ms_cv if m else None,
+        energy_mj=m.energy_mj if m else None,
+        energy_method=m.energy_method.value if m else None,
+        energy_reason=m.energy_reason if m else None,
+        peak_memory_mb=m.peak_memory_mb if m else None,
+        error=m.error if m else None,
+    )
+
+
+def _index(sp: SearchSpace, code: tuple[int, ...]) -> int | None:
+    try:
+        return sp.index(code)
+    except (NotImplementedError, IndexError):
+        return None
+
+
+def is_finite_positive(x: float | None) -> bool:
+    return x is not None and math.isfinite(x) and x > 0
+
+
+__all__ = [
+    "DEFAULT_ARCHS",
+    "DEFAULT_REPS",
+    "DEFAULT_WARMUP",
+    "ArchitectureError",
+    "ProfileReport",
+    "ProfileRow",
+    "ProfilingError",
+    "ProgressEvent",
+    "device_lock",
+    "plan_architectures",
+    "profile_device",
+]

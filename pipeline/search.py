@@ -1,0 +1,1126 @@
+"""One search, Pareto fronts for every device: the MetaHypernetwork search (MODNAS).
+
+``run_search(SearchConfig(...))`` trains a :class:`~hilnas.pipeline.hypernet.MetaHypernetwork`
+``H(r, h) -> architecture logits`` and saves it with its settings under
+``HILNAS_HOME/search/<run-id>/`` (a ``latest`` file names the newest run).
+``TrainedSearch.load(path).front(target, points=K)`` then returns, for any target with a hardware
+embedding (a training device, a device profiled or imported after the search: zero-shot), the
+architectures the hypernetwork picks over a sweep of preferences, with predicted objectives,
+non-dominated filtered.
+
+One training step (``docs/method.md``), for every training target ``d``:
+1. draw preferences ``r ~ Dirichlet(1, ..., 1)``; ``alpha = H(r, h_d)``; sample a hard one-hot
+   architecture ``a`` from ``alpha`` (ReinMax or GDAS, straight-through);
+2. costs: the error term and, for each hardware objective, the frozen meta-predictor's cost
+   ``P(a, h_d)``, each normalised to [0, 1] (hardware: predicted min/max over the whole space
+   for that target; error: see the modes);
+3. ``loss_d`` = scalarisation of the costs by ``r`` (``linear``: ``r . c``; ``tchebycheff``:
+   a smooth maximum ``mu * logsumexp(r * c / mu)`` that also reaches the non-convex parts of
+   a front); ``g_d`` = gradient of ``loss_d`` for the hypernetwork's parameters, normalised.
+The hypernetwork gradient is the min-norm point of the convex hull of the ``g_d``
+(:func:`hilnas.pipeline.mo.min_norm_solver`, multiple gradient descent), applied with Adam.
+
+Two ways to get the error term, the same code path otherwise:
+
+- ``surrogate`` (NB201 benchmarks, seconds on a CPU): a differentiable accuracy model
+  (:mod:`hilnas.pipeline.surrogate`) fit on ``accuracy_queries`` architectures whose true
+  CIFAR-10 accuracy is read from the reference table. Accuracy does not depend on the device,
+  so the queries serve every device. They are chosen in rounds: a random half first, then,
+  round by round, the architectures that the current surrogate and the predictors place on the
+  predicted fronts of the most training targets (where the search needs accuracy to be right).
+- ``supernet`` (real data): a weight-sharing NB201 supernet (:mod:`hilnas.pipeline.supernet`)
+  trained on a dataset (digits by default, CIFAR-10 from a local directory); the error term is
+  its cross-entropy with the sampled architecture on a validation batch, normalised by a
+  running min/max. The supernet's weights take an SGD step per training batch with
+  architectures sampled from ``H`` for random targets and preferences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hilnas.pipeline import mo
+from hilnas.pipeline.home import home_dir
+from hilnas.pipeline.refdata import MODNAS_TRAIN_DEVICES
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from hilnas.pipeline.predictors import MetaPredictor, TargetEmbedding
+    from hilnas.pipeline.store import MeasurementStore
+
+log = logging.getLogger(__name__)
+
+#: Objectives a search can minimise; ``error`` is top-1 error in %.
+OBJECTIVES: tuple[str, ...] = ("error", "latency_ms", "energy_mj")
+HARDWARE_OBJECTIVES: tuple[str, ...] = ("latency_ms", "energy_mj")
+OBJECTIVE_ALIASES: dict[str, str] = {
+    "err": "error",
+    "error": "error",
+    "latency": "latency_ms",
+    "latency_ms": "latency_ms",
+    "energy": "energy_mj",
+    "energy_mj": "energy_mj",
+}
+MODES: tuple[str, ...] = ("surrogate", "supernet")
+SCALARIZATIONS: tuple[str, ...] = ("tchebycheff", "linear")
+FORMAT = "hilnas.search/1"
+SETTINGS_FILE = "settings.json"
+HYPERNET_FILE = "hypernet.safetensors"
+SURROGATE_FILE = "surrogate.safetensors"
+SUPERNET_FILE = "supernet.safetensors"
+LATEST = "latest"
+#: Candidate pool for normalisation and query selection: the whole space up to this size.
+POOL_LIMIT = 50_000
+
+
+class SearchError(ValueError):
+    """Bad search input or a run that cannot be used; the message says what to do."""
+
+
+class SearchMismatchError(SearchError):
+    """A saved search whose space or objectives differ from what was asked for."""
+
+
+def search_root() -> Path:
+    """``HILNAS_HOME/search`` (created)."""
+    path = home_dir() / "search"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def parse_objectives(value: str | Sequence[str]) -> tuple[str, ...]:
+    """``"error,latency"`` or a sequence -> canonical names; at least two, error-free ordering kept.
+
+    Aliases: ``latency`` = ``latency_ms``, ``energy`` = ``energy_mj``, ``err`` = ``error``.
+    """
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        key = str(item).strip().lower()
+        if key not in OBJECTIVE_ALIASES:
+            raise SearchError(
+                f"unknown objective {item!r}; choose from error, latency (latency_ms), "
+                "energy (energy_mj)"
+            )
+        name = OBJECTIVE_ALIASES[key]
+        if name in out:
+            raise SearchError(f"objective {name!r} is given twice in {value!r}")
+        out.append(name)
+    if len(out) < 2:
+        raise SearchError(f"a search needs at least two objectives, got {out or value!r}")
+    if not any(o in HARDWARE_OBJECTIVES for o in out):
+        raise SearchError(
+            f"objectives {out} have no hardware cost; add latency or energy "
+            "(a hardware embedding conditions the hypernetwork)"
+        )
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# configuration
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything a search run depends on; validated on construction (``SearchError``).
+
+    ``epochs``: ``None`` picks the mode's default (surrogate: 20 epochs of ``steps_per_epoch``
+    hypernetwork steps; supernet: 30 passes over the training split, the first
+    ``warmup_epochs`` training only the supernet with uniformly random architectures).
+    ``preferences_per_target``: preference vectors drawn per target and step (``None``:
+    surrogate 16, supernet 1: each one costs a supernet forward pass in supernet mode).
+    ``accuracy_queries`` (surrogate mode) is the total budget of true accuracies read; the first
+    ``initial_queries`` (default half) are random, the rest come in ``query_rounds`` rounds.
+    ``torch_device``: ``auto`` = CUDA when present in supernet mode, else CPU.
+    """
+
+    mode: str = "surrogate"
+    objectives: tuple[str, ...] = ("error", "latency_ms")
+    train_targets: tuple[str, ...] = MODNAS_TRAIN_DEVICES
+    space: str = "nb201"
+    seed: int = 0
+    epochs: int | None = None
+    steps_per_epoch: int = 100
+    sampler: str = "reinmax"
+    scalarization: str = "tchebycheff"
+    smoothing: float = 0.02
+    preferences_per_target: int | None = None
+    mgda: bool = True
+    hidden: int = 256
+    layers: int = 2
+    frequencies: int = 4
+    lr: float = 2e-3
+    # surrogate mode
+    accuracy_queries: int = 200
+    initial_queries: int | None = None
+    query_rounds: int = 5
+    accuracy_column: str = "cifar10_test"
+    surrogate_members: int = 5
+    # supernet mode
+    dataset: str = "digits"
+    data_dir: str | None = None
+    channels: int = 8
+    cells_per_stage: int = 1
+    batch_size: int = 64
+    weight_lr: float = 0.05
+    warmup_epochs: int = 5
+    # execution
+    torch_device: str = "auto"
+    threads: int | None = None
+    predictor_source: str = "auto"
+
+    def __post_init__(self) -> None:
+        def fix(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        if self.mode not in MODES:
+            raise SearchError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        fix("objectives", parse_objectives(self.objectives))
+        if "error" not in self.objectives and self.mode == "surrogate":
+            pass  # hardware-only trade-offs are allowed; the surrogate is then not needed
+        if isinstance(self.train_targets, str):
+            fix("train_targets", tuple(t for t in self.train_targets.split(",") if t.strip()))
+        targets = tuple(str(t).strip() for t in self.train_targets)
+        if not targets:
+            raise SearchError("train_targets is empty; name at least one device with an embedding")
+        if len(set(targets)) != len(targets):
+            raise SearchError(f"train_targets repeat a name: {targets}")
+        fix("train_targets", targets)
+        if self.space != "nb201":
+            raise SearchError(
+                f"search space {self.space!r} is not supported by the search yet (nb201 only)"
+            )
+        ints = {
+            "seed": (self.seed, 0),
+            "steps_per_epoch": (self.steps_per_epoch, 1),
+            "hidden": (self.hidden, 1),
+            "layers": (self.layers, 1),
+            "frequencies": (self.frequencies, 0),
+            "accuracy_queries": (self.accuracy_queries, 2),
+            "query_rounds": (self.query_rounds, 0),
+            "surrogate_members": (self.surrogate_members, 1),
+            "channels": (self.channels, 1),
+            "cells_per_stage": (self.cells_per_stage, 1),
+            "batch_size": (self.batch_size, 2),
+            "warmup_epochs": (self.warmup_epochs, 0),
+        }
+        for name, (value, low) in ints.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SearchError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("epochs", "preferences_per_target", "initial_queries", "threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise SearchError(f"{name} must be a positive integer or None, got {value!r}")
+        if self.initial_queries is not None and self.initial_queries > self.accuracy_queries:
+            raise SearchError(
+                f"initial_queries ({self.initial_queries}) exceeds accuracy_queries "
+                f"({self.accuracy_queries})"
+            )
+        for name in ("lr", "weight_lr", "smoothing"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise SearchError(f"{name} must be a positive number, got {value!r}")
+        if self.sampler not in ("reinmax", "gdas"):
+            raise SearchError(f"sampler must be reinmax or gdas, got {self.sampler!r}")
+        if self.scalarization not in SCALARIZATIONS:
+            raise SearchError(
+                f"scalarization must be one of {', '.join(SCALARIZATIONS)}, got {self.scalarization!r}"
+            )
+        if self.dataset not in ("digits", "cifar10"):
+            raise SearchError(f"dataset must be digits or cifar10, got {self.dataset!r}")
+        if self.mode == "supernet" and self.dataset == "cifar10" and not self.data_dir:
+            raise SearchError(
+                "CIFAR-10 is read from a local directory: set data_dir to the folder holding "
+                "cifar-10-batches-bin (the binary version)"
+            )
+        if self.torch_device not in ("auto", "cpu", "cuda") and not self.torch_device.startswith("cuda:"):
+            raise SearchError(f"torch_device must be auto, cpu or cuda[:N], got {self.torch_device!r}")
+        if self.predictor_source not in ("auto", "shipped", "home"):
+            raise SearchError(
+                f"predictor_source must be auto, shipped or home, got {self.predictor_source!r}"
+            )
+
+    @property
+    def hardware_objectives(self) -> tuple[str, ...]:
+        return tuple(o for o in self.objectives if o in HARDWARE_OBJECTIVES)
+
+    @property
+    def total_epochs(self) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return 20 if self.mode == "surrogate" else 30
+
+    @property
+    def prefs_per_target(self) -> int:
+        if self.preferences_per_target is not None:
+            return self.preferences_per_target
+        return 16 if self.mode == "surrogate" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise SearchError(f"unknown search settings {sorted(unknown)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SearchProgress:
+    """One progress report: ``stage`` (queries, surrogate, warmup, train, save), ``done`` of
+    ``total`` units of that stage, and a short human-readable ``message``."""
+
+    stage: str
+    done: int
+    total: int
+    message: str = ""
+
+
+ProgressCallback = Callable[[SearchProgress], None]
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """One architecture of a front: its string, the preference that selected it and the
+    predicted objective values (error in %, latency in ms, energy in mJ).
+
+    ``error_source`` says where the error came from: ``surrogate`` (predicted), ``queried``
+    (the true value read during the search) or ``supernet`` (the supernet's validation error).
+    """
+
+    arch: str
+    preference: tuple[float, ...]
+    objectives: dict[str, float]
+    index: int | None = None
+    error_source: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers shared by training and inference
+# ----------------------------------------------------------------------------------------------
+def _torch_device(name: str, mode: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if (mode == "supernet" and torch.cuda.is_available()) else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SearchError(f"torch_device {name!r} asked for but no CUDA device is available")
+    return name
+
+
+def _hardware_embeddings(
+    name: str, metrics: Sequence[str], store: MeasurementStore | None
+) -> dict[str, TargetEmbedding]:
+    from hilnas.pipeline.predictors import embedding_for
+
+    return {m: embedding_for(name, m, store) for m in metrics}
+
+
+def _embedding_vector(embs: Mapping[str, TargetEmbedding], metrics: Sequence[str]) -> np.ndarray:
+    return np.concatenate([np.asarray(embs[m].normalized, dtype=np.float32) for m in metrics])
+
+
+def scalarize(r: torch.Tensor, costs: torch.Tensor, kind: str, smoothing: float = 0.02) -> torch.Tensor:
+    """Scalarised loss ``(B,)`` of normalised costs ``(B, M)`` under preferences ``(B, M)``.
+
+    ``linear``: ``sum_m r_m c_m``. ``tchebycheff``: ``mu * logsumexp_m(r_m c_m / mu)``, a smooth
+    upper bound of ``max_m r_m c_m`` within ``mu log M``.
+    """
+    import torch
+
+    weighted = r * costs
+    if kind == "linear":
+        return weighted.sum(-1)
+    if kind == "tchebycheff":
+        return smoothing * torch.logsumexp(weighted / smoothing, dim=-1)
+    raise SearchError(f"unknown scalarization {kind!r}")
+
+
+def _predictor_fingerprint(model: MetaPredictor) -> str:
+    meta = json.dumps(getattr(model, "metadata", {}), sort_keys=True, default=str)
+    return hashlib.sha256(meta.encode()).hexdigest()[:16]
+
+
+def _pool(space, seed: int) -> np.ndarray:
+    """Integer codes of the candidate pool: the whole space when small enough."""
+    if space.size() <= POOL_LIMIT:
+        return np.asarray(space.all_architectures(), dtype=np.int64)
+    return np.asarray(space.sample(POOL_LIMIT, seed=seed), dtype=np.int64)
+
+
+def _onehot(space, codes: np.ndarray) -> np.ndarray:
+    out = np.zeros((len(codes), space.num_decisions, space.max_options), dtype=np.float32)
+    out[np.arange(len(codes))[:, None], np.arange(space.num_decisions)[None, :], codes] = 1.0
+    return out
+
+
+def _state_dict_bytes(module) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class _Target:
+    name: str
+    embeddings: dict[str, Any]
+    h: Any  # tensor (embed_dim,)
+    hw_lo: dict[str, float] = field(default_factory=dict)
+    hw_hi: dict[str, float] = field(default_factory=dict)
+
+
+class _RunningRange:
+    """Min/max of the last ``window`` values (the supernet's cross-entropy drifts down)."""
+
+    def __init__(self, window: int = 256):
+        self.values: deque[float] = deque(maxlen=window)
+
+    def update(self, values: np.ndarray) -> None:
+        self.values.extend(float(v) for v in np.ravel(values))
+
+    def bounds(self) -> tuple[float, float]:
+        lo, hi = min(self.values), max(self.values)
+        return lo, max(hi, lo + 1e-6)
+
+
+def _report(progress: ProgressCallback | None, stage: str, done: int, total: int, message: str = "") -> None:
+    if progress is not None:
+        progress(SearchProgress(stage, done, total, message))
+    log.debug("%s %d/%d %s", stage, done, total, message)
+
+
+def _select_queries(
+    cfg: SearchConfig,
+    space,
+    pool: np.ndarray,
+    pool_hw: np.ndarray,
+    progress: ProgressCallback | None,
+):
+    """Query true accuracies in rounds and fit the surrogate (see the module docstring).
+
+    ``pool_hw``: ``(targets, N, H)`` predicted hardware costs of the pool. Returns the
+    queries and the surrogate fit on all of them.
+    """
+    import torch
+
+    from hilnas.pipeline.surrogate import fit_accuracy_surrogate, query_accuracy
+
+    budget = cfg.accuracy_queries
+    initial = cfg.initial_queries if cfg.initial_queries is not None else max(2, budget // 2)
+    rounds = cfg.query_rounds if initial < budget else 0
+    rng = np.random.default_rng(cfg.seed)
+    chosen = [int(i) for i in rng.choice(len(pool), size=min(initial, len(pool)), replace=False)]
+    seen = set(chosen)
+    pool_x = torch.from_numpy(_onehot(space, pool))
+
+    def fit(indices: list[int], round_no: int):
+        q = query_accuracy(space, [tuple(pool[i]) for i in indices], column=cfg.accuracy_column)
+        model = fit_accuracy_surrogate(
+            space, q, seed=cfg.seed + round_no, members=cfg.surrogate_members
+        )
+        return q, model
+
+    _report(progress, "queries", len(chosen), budget, "random initial design")
+    for round_no in range(rounds):
+        _, model = fit(chosen, round_no)
+        with torch.no_grad():
+            err = model(pool_x).numpy().astype(np.float64)
+        left = budget - len(chosen)
+        take = int(math.ceil(left / (rounds - round_no)))
+        counts: dict[int, int] = {}
+        for t in range(pool_hw.shape[0]):
+            F = np.concatenate([err[:, None], pool_hw[t]], axis=1)
+            for i in np.flatnonzero(mo.pareto_mask(F)):
+                if int(i) not in seen:
+                    counts[int(i)] = counts.get(int(i), 0) + 1
+        ranked = sorted(counts, key=lambda i: (-counts[i], err[i]))[:take]
+        if len(ranked) < take:  # fronts exhausted: fill with random unseen architectures
+            rest = [i for i in rng.permutation(len(pool)) if int(i) not in seen and int(i) not in ranked]
+            ranked += [int(i) for i in rest[: take - len(ranked)]]
+        chosen += ranked
+        seen.update(ranked)
+        _report(progress, "queries", len(chosen), budget, f"round {round_no + 1}/{rounds}")
+    queries, model = fit(chosen, rounds)
+    return queries, model
+
+
+class _SurrogateError:
+    """Normalised surrogate error: (pred - lo) / (hi - lo), lo/hi over the pool."""
+
+    def __init__(self, model, lo: float, hi: float):
+        self.model, self.lo, self.hi = model, lo, hi
+
+    def __call__(self, arch):
+        return (self.model(arch) - self.lo) / (self.hi - self.lo)
+
+
+def _hardware_costs(predictors, target: _Target, metrics, arch):
+    """Normalised hardware costs ``(B, H)`` of archs ``(B, D, K)`` on one target."""
+    import torch
+
+    cols = []
+    for m in metrics:
+        raw = predictors[m].predict(arch, target.embeddings[m])
+        cols.append((raw - target.hw_lo[m]) / (target.hw_hi[m] - target.hw_lo[m]))
+    return torch.stack(cols, dim=-1)
+
+
+def _costs(cfg, predictors, target, arch, error_fn):
+    """All normalised costs ``(B, M)`` in the order of ``cfg.objectives``."""
+    import torch
+
+    hw = _hardware_costs(predictors, target, cfg.hardware_objectives, arch)
+    cols, k = [], 0
+    for o in cfg.objectives:
+        if o == "error":
+            cols.append(error_fn(arch))
+        else:
+            cols.append(hw[:, k])
+            k += 1
+    return torch.stack(cols, dim=-1)
+
+
+def _hypernet_step(cfg, hyper, opt, sampler, predictors, targets, error_fn, progress_frac, gen, dirichlet):
+    """One MGDA step of the hypernetwork over all targets; returns the mean scalarised loss."""
+    import torch
+
+    params = [p for p in hyper.parameters() if p.requires_grad]
+    grads, losses = [], []
+    P = cfg.prefs_per_target
+    for t in targets:
+        r = dirichlet.sample((P,))
+        logits = hyper(r, t.h.expand(P, -1))
+        arch = sampler(logits, progress=progress_frac, generator=gen)
+        costs = _costs(cfg, predictors, t, arch, error_fn)
+        loss = scalarize(r, costs, cfg.scalarization, cfg.smoothing).mean()
+        g = torch.autograd.grad(loss, params, allow_unused=True)
+        flat = torch.cat([
+            (gi if gi is not None else torch.zeros_like(p)).reshape(-1) for gi, p in zip(g, params)
+        ])
+        grads.append(flat / flat.norm().clamp_min(1e-12))
+        losses.append(float(loss))
+    G = torch.stack(grads)
+    if cfg.mgda and len(grads) > 1:
+        gamma = mo.min_norm_solver(G)
+        direction = (gamma.to(G.dtype).unsqueeze(1) * G).sum(0)
+    else:
+        direction = G.mean(0)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = direction[offset : offset + n].view_as(p).clone()
+        offset += n
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(np.mean(losses))
+
+
+def run_search(
+    cfg: SearchConfig,
+    *,
+    store: MeasurementStore | None = None,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Train a MetaHypernetwork per ``cfg`` and save it; returns the run directory.
+
+    The run is written to a temporary directory and renamed into place when complete, so an
+    interrupted search leaves no half-written run and never touches existing ones.
+    """
+    import torch
+
+    from hilnas.pipeline.hypernet import MetaHypernetwork, make_sampler
+    from hilnas.pipeline.predictors import load_meta_predictor
+    from hilnas.pipeline.spaces import get_space
+
+    t_start = time.perf_counter()
+    started = datetime.now(timezone.utc)
+    space = get_space(cfg.space)
+    device = _torch_device(cfg.torch_device, cfg.mode)
+    metrics = cfg.hardware_objectives
+
+    # the targets and their embeddings (fails early and clearly for a target without one)
+    targets: list[_Target] = []
+    problems: list[str] = []
+    for name in cfg.train_targets:
+        try:
+            embs = _hardware_embeddings(name, metrics, store)
+        except (LookupError, ValueError) as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        h = torch.as_tensor(_embedding_vector(embs, metrics))
+        targets.append(_Target(name, embs, h))
+    if problems:
+        raise SearchError(
+            "cannot train on these targets (each needs a "
+            + " and ".join(metrics)
+            + " embedding):\n  "
+            + "\n  ".join(problems)
+        )
+
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    rng_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        predictors = {m: load_meta_predictor(m, source=cfg.predictor_source) for m in metrics}
+        for p in predictors.values():
+            p.eval()
+            for prm in p.parameters():
+                prm.requires_grad_(False)
+
+        # predicted hardware costs over the pool: normalisation bounds and query selection
+        pool = _pool(space, cfg.seed)
+        pool_hw = np.zeros((len(targets), len(pool), len(metrics)))
+        for ti, t in enumerate(targets):
+            for mi, m in enumerate(metrics):
+                vals = predictors[m].predict_codes(pool, t.embeddings[m])
+                pool_hw[ti, :, mi] = vals
+                t.hw_lo[m], t.hw_hi[m] = float(vals.min()), float(max(vals.max(), vals.min() + 1e-9))
+
+        extra: dict[str, Any] = {}
+        supernet = data = None
+        if cfg.mode == "surrogate":
+            if "error" in cfg.objectives:
+                queries, surrogate = _select_queries(cfg, space, pool, pool_hw, progress)
+                with torch.no_grad():
+                    pool_err = surrogate(torch.from_numpy(_onehot(space, pool))).numpy()
+                err_lo, err_hi = float(pool_err.min()), float(max(pool_err.max(), pool_err.min() + 1e-6))
+                error_fn = _SurrogateError(surrogate, err_lo, err_hi)
+                extra["surrogate"] = {
+                    "config": surrogate.config(),
+                    "accuracy_column": cfg.accuracy_column,
+                    "queries": len(queries),
+                    "error_range": [err_lo, err_hi],
+                    "queried": [
+                        [space.format(a), float(e)] for a, e in zip(queries.archs, queries.error_pct)
+                    ],
+                }
+            else:
+                surrogate, error_fn = None, None
+        else:
+            from hilnas.pipeline.datasets import load_dataset
+            from hilnas.pipeline.supernet import NB201Supernet
+
+            surrogate = None
+            data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed)
+            supernet = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage)).to(device)
+            error_fn = None  # built per step below
+
+        hyper = MetaHypernetwork(
+            num_objectives=len(cfg.objectives),
+            embed_dim=10 * len(metrics),
+            num_decisions=space.num_decisions,
+            num_options=space.max_options,
+            hidden=cfg.hidden,
+            layers=cfg.layers,
+            frequencies=cfg.frequencies,
+        )
+        sampler = make_sampler(cfg.sampler)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        dirichlet = torch.distributions.Dirichlet(torch.ones(len(cfg.objectives)))
+        opt = torch.optim.Adam(hyper.parameters(), lr=cfg.lr)
+
+        if cfg.mode == "surrogate":
+            total = cfg.total_epochs * cfg.steps_per_epoch
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.lr * 0.05)
+            fn = error_fn if error_fn is not None else (lambda a: torch.zeros(a.shape[0]))
+            for step in range(total):
+                loss = _hypernet_step(
+                    cfg, hyper, opt, sampler, predictors, targets, fn, step / total, gen, dirichlet
+                )
+                sched.step()
+                if (step + 1) % cfg.steps_per_epoch == 0 or step + 1 == total:
+                    _report(progress, "train", step + 1, total, f"loss {loss:.4f}")
+        else:
+            extra["supernet"] = _train_supernet_mode(
+                cfg, hyper, opt, sampler, predictors, targets, supernet, data, device, gen,
+                dirichlet, progress,
+            )
+
+        settings = {
+            "format": FORMAT,
+            "space": cfg.space,
+            "objectives": list(cfg.objectives),
+            "mode": cfg.mode,
+            "seed": cfg.seed,
+            "train_targets": [t.name for t in targets],
+            "config": cfg.to_dict(),
+            "hypernet": hyper.config(),
+            "sampler": sampler.config(),
+            "predictors": {
+                m: {"fingerprint": _predictor_fingerprint(p), "metadata": getattr(p, "metadata", {})}
+                for m, p in predictors.items()
+            },
+            "started": started.isoformat(timespec="seconds"),
+            "wall_s": None,
+            **extra,
+        }
+        files = {HYPERNET_FILE: _state_dict_bytes(hyper)}
+        if surrogate is not None:
+            files[SURROGATE_FILE] = _state_dict_bytes(surrogate)
+        if supernet is not None:
+            files[SUPERNET_FILE] = _state_dict_bytes(supernet)
+        settings["wall_s"] = time.perf_counter() - t_start
+        path = _save_run(settings, files, started)
+        _report(progress, "save", 1, 1, str(path))
+        return path
+    finally:
+        torch.random.set_rng_state(rng_state)
+        torch.set_num_threads(old_threads)
+
+
+def _train_supernet_mode(cfg, hyper, opt, sampler, predictors, targets, supernet, data, device, gen, dirichlet, progress):
+    """Alternate supernet SGD steps and hypernetwork MGDA steps (see the module docstring)."""
+    import torch
+    import torch.nn.functional as F
+
+    hyper.to(device)
+    for t in targets:
+        t.h = t.h.to(device)
+    w_opt = torch.optim.SGD(
+        supernet.parameters(), lr=cfg.weight_lr, momentum=0.9, nesterov=True, weight_decay=3e-4
+    )
+    n_train = len(data.train_y)
+    steps_per_epoch = max(1, n_train // cfg.batch_size)
+    total_epochs = cfg.total_epochs
+    w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=total_epochs * steps_per_epoch)
+    ce_range = _RunningRange()
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    val_x, val_y = data.val_x.to(device), data.val_y.to(device)
+    num_d, num_k = hyper.num_decisions, hyper.num_options
+    cpu_gen = gen
+    history = []
+
+    def val_batch():
+        idx = torch.randint(len(val_y), (cfg.batch_size,), generator=cpu_gen).to(device)
+        return val_x[idx], val_y[idx]
+
+    def error_fn(arch):
+        # one supernet pass per architecture of the batch, on its own validation batch
+        vals = []
+        for a in arch:
+            x, y = val_batch()
+            vals.append(F.cross_entropy(supernet(x, a), y))
+        ce = torch.stack(vals)
+        ce_range.update(ce.detach().cpu().numpy())
+        lo, hi = ce_range.bounds()
+        return (ce - lo) / (hi - lo)
+
+    hyper_steps = 0
+    for epoch in range(total_epochs):
+        warm = epoch < cfg.warmup_epochs
+        perm = torch.randperm(n_train, generator=cpu_gen).to(device)
+        losses, hlosses = [], []
+        supernet.train()
+        for s in range(steps_per_epoch):
+            idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            x, y = train_x[idx], train_y[idx]
+            with torch.no_grad():
+                if warm:
+                    codes = torch.randint(num_k, (num_d,), generator=cpu_gen)
+                    arch = F.one_hot(codes, num_k).float().to(device)
+                else:
+                    t = targets[int(torch.randint(len(targets), (1,), generator=cpu_gen))]
+                    r = dirichlet.sample((1,)).to(device)
+                    arch = sampler(hyper(r, t.h.unsqueeze(0)), generator=None)[0]
+            loss = F.cross_entropy(supernet(x, arch), y)
+            w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(supernet.parameters(), 5.0)
+            w_opt.step()
+            w_sched.step()
+            losses.append(float(loss))
+            if not warm:
+                frac = (epoch - cfg.warmup_epochs + s / steps_per_epoch) / max(
+                    1, total_epochs - cfg.warmup_epochs
+                )
+                hlosses.append(
+                    _hypernet_step(
+                        cfg, hyper, opt, sampler, predictors, targets, error_fn, frac, None, _DeviceDirichlet(dirichlet, device)
+                    )
+                )
+                hyper_steps += 1
+        record = {"epoch": epoch + 1, "train_ce": float(np.mean(losses))}
+        if hlosses:
+            record["hyper_loss"] = float(np.mean(hlosses))
+        history.append(record)
+        _report(
+            progress,
+            "warmup" if warm else "train",
+            epoch + 1,
+            total_epochs,
+            f"train CE {record['train_ce']:.3f}" + (f", hyper loss {record['hyper_loss']:.4f}" if hlosses else ""),
+        )
+    hyper.cpu()
+    for t in targets:
+        t.h = t.h.cpu()
+    supernet.cpu()
+    return {
+        "dataset": data.describe(),
+        "model_config": data.model_config(cfg.channels, cfg.cells_per_stage).key(),
+        "history": history,
+        "hyper_steps": hyper_steps,
+    }
+
+
+class _DeviceDirichlet:
+    """A Dirichlet sampler whose draws land on ``device``."""
+
+    def __init__(self, base, device):
+        self.base, self.device = base, device
+
+    def sample(self, shape):
+        return self.base.sample(shape).to(self.device)
+
+
+def _save_run(settings: dict[str, Any], files: Mapping[str, bytes], started: datetime) -> Path:
+    root = search_root()
+    run_id = f"{started.strftime('%Y%m%d-%H%M%S')}-{settings['mode']}-s{settings['seed']}-{uuid.uuid4().hex[:6]}"
+    settings = dict(settings, run_id=run_id)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{run_id}."))
+    try:
+        for name, blob in files.items():
+            (tmp / name).write_bytes(blob)
+        (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, default=str) + "\n")
+        final = root / run_id
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fd, latest_tmp = tempfile.mkstemp(dir=root, prefix=".latest.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(run_id + "\n")
+    os.replace(latest_tmp, root / LATEST)
+    return final
+
+
+# ----------------------------------------------------------------------------------------------
+# using a trained search
+# ----------------------------------------------------------------------------------------------
+def resolve_run(path: str | os.PathLike[str] | None = None) -> Path:
+    """A run directory from a path, a run id, a settings file, or ``None`` (the latest run)."""
+    root = home_dir() / "search"
+    if path is None or str(path) == LATEST:
+        pointer = root / LATEST
+        if not pointer.is_file():
+            raise SearchError(
+                f"no search has been run yet (nothing under {root}); run `hilnas search` first"
+            )
+        run_id = pointer.read_text().strip()
+        path = root / run_id
+    p = Path(path).expanduser()
+    if p.is_file() and p.name == SETTINGS_FILE:
+        p = p.parent
+    if not p.exists() and not p.is_absolute() and (root / p).is_dir():
+        p = root / p
+    if not (p / SETTINGS_FILE).is_file():
+        raise SearchError(
+            f"{path} is not a saved search (no {SETTINGS_FILE}); runs live under {root}"
+        )
+    return p
+
+
+class TrainedSearch:
+    """A saved search: its settings, hypernetwork, error model and the hardware predictors."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]):
+        import torch
+        from safetensors.torch import load_file
+
+        from hilnas.pipeline.hypernet import MetaHypernetwork
+        from hilnas.pipeline.spaces import get_space
+
+        self.path = path
+        self.settings = settings
+        self.config = SearchConfig.from_dict(settings["config"])
+        self.space = get_space(settings["space"])
+        self.objectives: tuple[str, ...] = tuple(settings["objectives"])
+        self.hardware_objectives = tuple(o for o in self.objectives if o in HARDWARE_OBJECTIVES)
+        self.hyper = MetaHypernetwork(**settings["hypernet"])
+        self.hyper.load_state_dict(load_file(str(path / HYPERNET_FILE)))
+        self.hyper.eval()
+        self._predictors: dict[str, Any] = {}
+        self._surrogate = None
+        self._queried: dict[str, float] = {}
+        self._supernet = None
+        self._data = None
+        if settings["mode"] == "surrogate" and "error" in self.objectives:
+            from hilnas.pipeline.surrogate import AccuracySurrogate
+
+            sur = settings["surrogate"]
+            self._surrogate = AccuracySurrogate(**sur["config"])
+            self._surrogate.load_state_dict(load_file(str(path / SURROGATE_FILE)))
+            self._surrogate.eval()
+            self._queried = {a: float(e) for a, e in sur.get("queried", [])}
+        self._torch = torch
+
+    # ----- loading -----------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        space: str | None = None,
+        objectives: str | Sequence[str] | None = None,
+    ) -> TrainedSearch:
+        """Load a saved run (``None``: the latest). With ``space`` / ``objectives`` given, a run
+        trained for something else raises :class:`SearchMismatchError` saying what differs."""
+        p = resolve_run(path)
+        try:
+            settings = json.loads((p / SETTINGS_FILE).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SearchError(f"{p / SETTINGS_FILE} is not readable ({exc})") from exc
+        if settings.get("format") != FORMAT:
+            raise SearchError(
+                f"{p} was written by another hilnas version (format {settings.get('format')!r}, "
+                f"expected {FORMAT!r}); run the search again"
+            )
+        problems = []
+        if space is not None and space != settings["space"]:
+            problems.append(f"it searched space {settings['space']!r}, not {space!r}")
+        if objectives is not None:
+            want = parse_objectives(objectives)
+            have = tuple(settings["objectives"])
+            if want != have:
+                problems.append(
+                    f"it was trained for objectives {', '.join(have)}, not {', '.join(want)}"
+                )
+        if problems:
+            raise SearchMismatchError(
+                f"saved search {p.name} does not match the request: "
+                + "; ".join(problems)
+                + ". Run `hilnas search` with those settings, or pick another run"
+            )
+        for name in (HYPERNET_FILE,):
+            if not (p / name).is_file():
+                raise SearchError(f"saved search {p} is incomplete: {name} is missing")
+        return cls(p, settings)
+
+    # ----- models ------------------------------------------------------------------------
+    def predictor(self, metric: str):
+        if metric not in self._predictors:
+            from hilnas.pipeline.predictors import load_meta_predictor
+
+            model = load_meta_predictor(metric, source=self.config.predictor_source)
+            saved = self.settings.get("predictors", {}).get(metric, {}).get("fingerprint")
+            if saved and saved != _predictor_fingerprint(model):
+                log.warning(
+                    "the %s predictor changed since search %s was trained; predicted %s values "
+                    "come from the current one",
+                    metric, self.path.name, metric,
+                )
+            self._predictors[metric] = model.eval()
+        return self._predictors[metric]
+
+    def _supernet_and_data(self):
+        if self._supernet is None:
+            from safetensors.torch import load_file
+
+            from hilnas.pipeline.datasets import load_dataset
+            from hilnas.pipeline.supernet import NB201Supernet
+
+            cfg = self.config
+            data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed)
+            net = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage))
+            net.load_state_dict(load_file(str(self.path / SUPERNET_FILE)))
+            self._supernet, self._data = net.eval(), data
+        return self._supernet, self._data
+
+    def model_config(self):
+        """The skeleton the architectures were searched for (for export and profiling)."""
+        if self.settings["mode"] == "supernet":
+            cfg = self.config
+            from hilnas.pipeline.datasets import dataset_model_config
+
+            return dataset_model_config(cfg.dataset, cfg.channels, cfg.cells_per_stage)
+        return self.space.default_model_config()
+
+    # ----- embeddings --------------------------------------------------------------------
+    def embeddings(
+        self, target: str | TargetEmbedding | Mapping[str, TargetEmbedding], store=None
+    ) -> tuple[str, dict[str, TargetEmbedding]]:
+        """(name, {metric: embedding}) for a target name, an embedding or a mapping of them."""
+        from hilnas.pipeline.predictors import TargetEmbedding
+
+        metrics = self.hardware_objectives
+        if isinstance(target, str):
+            return target, _hardware_embeddings(target, metrics, store)
+        if isinstance(target, TargetEmbedding):
+            target = {target.metric: target}
+        if isinstance(target, Mapping):
+            missing = [m for m in metrics if m not in target]
+            if missing:
+                raise SearchError(
+                    f"this search needs a {' and '.join(metrics)} embedding; missing {', '.join(missing)}"
+                )
+            embs = {m: target[m] for m in metrics}
+            return next(iter(embs.values())).name, embs
+        raise SearchError(f"a target is a name or an embedding, got {type(target).__name__}")
+
+    # ----- predictions -------------------------------------------------------------------
+    def architectures(self, h: np.ndarray, prefs: np.ndarray) -> np.ndarray:
+        """Argmax architecture codes ``(n, D)`` the hypernetwork picks for preferences ``(n, M)``."""
+        torch = self._torch
+        with torch.no_grad():
+            r = torch.as_tensor(np.asarray(prefs), dtype=torch.float32)
+            hh = torch.as_tensor(h, dtype=torch.float32).unsqueeze(0).expand(len(r), -1)
+            logits = self.hyper(r, hh)
+            mask = torch.as_tensor(self.space.option_mask)
+            logits = logits.masked_fill(~mask, float("-inf"))
+            return logits.argmax(-1).numpy().astype(np.int64)
+
+    def predict_objectives(
+        self, codes: np.ndarray, embeddings: Mapping[str, TargetEmbedding]
+    ) -> tuple[np.ndarray, list[str | None]]:
+        """Predicted objective values ``(n, M)`` (raw units) and where each error came from."""
+        torch = self._torch
+        codes = np.asarray(codes, dtype=np.int64).reshape(-1, self.space.num_decisions)
+        cols = []
+        sources: list[str | None] = [None] * len(codes)
+        for o in self.objectives:
+            if o == "error":
+                cols.append(self._errors(codes, sources))
+            else:
+                cols.append(self.predictor(o).predict_codes(codes, embeddings[o]))
+        return np.stack(cols, axis=1).astype(np.float64), sources
+
+    def _errors(self, codes: np.ndarray, sources: list[str | None]) -> np.ndarray:
+        torch = self._torch
+        x = torch.from_numpy(_onehot(self.space, codes))
+        if self._surrogate is not None:
+            with torch.no_grad():
+                err = self._surrogate(x).numpy().astype(np.float64)
+            for i, c in enumerate(codes):
+                known = self._queried.get(self.space.format(c))
+                if known is not None:
+                    err[i] = known
+                    sources[i] = "queried"
+                else:
+                    sources[i] = "surrogate"
+            return err
+        net, data = self._supernet_and_data()
+        err = np.array([net.error_pct(data.val_x, data.val_y, a) for a in x])
+        for i in range(len(codes)):
+            sources[i] = "supernet"
+        return err
+
+    def front(
+        self,
+        target: str | TargetEmbedding | Mapping[str, TargetEmbedding],
+        *,
+        points: int | None = None,
+        preference: Sequence[float] | np.ndarray | None = None,
+        store: MeasurementStore | None = None,
+        non_dominated: bool = True,
+    ) -> list[FrontPoint]:
+        """The architectures for ``target`` over a preference sweep (``points``, default 100) or
+        for one ``preference`` (a vector on the simplex, one weight per objective, validated,
+        never renormalised).
+
+        A sweep returns the distinct architectures it selects, non-dominated among themselves on
+        the predicted objectives (``non_dominated=False`` keeps them all), sorted by the first
+        hardware objective.
+        """
+        if points is not None and preference is not None:
+            raise SearchError("give either points (a sweep) or one preference, not both")
+        names = ", ".join(self.objectives)
+        if preference is not None:
+            try:
+                prefs = mo.validate_preference(preference, objectives=self.objectives)[None, :]
+            except ValueError as exc:
+                raise SearchError(f"{exc} (objectives: {names})") from None
+        else:
+            k = 100 if points is None else points
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+                raise SearchError(f"points must be a positive integer, got {points!r}")
+            prefs = mo.uniform_preferences(len(self.objectives), int(k))
+        name, embs = self.embeddings(target, store)
+        h = _embedding_vector(embs, self.hardware_objectives)
+        codes = self.architectures(h, prefs)
+        uniq: dict[tuple[int, ...], int] = {}
+        for i, c in enumerate(codes):
+            uniq.setdefault(tuple(int(v) for v in c), i)
+        ucodes = np.array(list(uniq), dtype=np.int64)
+        values, sources = self.predict_objectives(ucodes, embs)
+        keep = np.ones(len(ucodes), dtype=bool)
+        if preference is None and non_dominated:
+            keep = mo.pareto_mask(values)
+        first_hw = self.objectives.index(self.hardware_objectives[0])
+        order = [i for i in np.argsort(values[:, first_hw], kind="stable") if keep[i]]
+        out = []
+        for i in order:
+            code = tuple(int(v) for v in ucodes[i])
+            pref = prefs[uniq[code]]
+            index = self.space.index(code) if self.space.name == "nb201" else None
+            out.append(
+                FrontPoint(
+                    arch=self.space.format(code),
+                    preference=tuple(round(float(v), 6) for v in pref),
+                    objectives={o: float(values[i, j]) for j, o in enumerate(self.objectives)},
+                    index=index,
+                    error_source=sources[i],
+                )
+            )
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "run_id": s.get("run_id", self.path.name),
+            "path": str(self.path),
+            "mode": s["mode"],
+            "space": s["space"],
+            "objectives": list(self.objectives),
+            "train_targets": s["train_targets"],
+            "seed": s["seed"],
+            "wall_s": s.get("wall_s"),
+        }
+
+
+__all__ = [
+    "FrontPoint",
+    "OBJECTIVES",
+    "SearchConfig",
+    "SearchError",
+    "SearchMismatchError",
+    "SearchProgress",
+    "TrainedSearch",
+    "parse_objectives",
+    "resolve_run",
+    "run_search",
+    "scalarize",
+    "search_root",
+]

@@ -1,0 +1,76 @@
+"""Fixtures of the flows tests: one Prefect test harness per session, profiling fakes, CLI runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+FAKES = Path(__file__).parents[1] / "pipeline" / "profiling_fakes.py"
+
+
+def load_fakes():
+    """tests/pipeline/profiling_fakes.py (one fake CPU, fake exporter and profiler)."""
+    name = "hilnas_test_profiling_fakes"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, FAKES)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """Prefect's test harness (a temporary database and API), started once per session."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PREFECT_HOME", str(home))
+        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        mp.delenv("PREFECT_API_URL", raising=False)
+        from prefect.testing.utilities import prefect_test_harness
+
+        with prefect_test_harness(server_startup_timeout=60):
+            yield
+
+
+@pytest.fixture
+def fakes(monkeypatch, tmp_path):
+    """Discovery returns one fake CPU; the default exporter and profiler are fakes."""
+    mod = load_fakes()
+    mod.install(monkeypatch, onnx_root=tmp_path / "fake-onnx")
+    monkeypatch.delenv("HILNAS_AGENT_DEVICE", raising=False)
+    return mod
+
+
+@pytest.fixture
+def hilnas_cli(capsys):
+    """``hilnas_cli(args, env=None) -> (exit code, stdout, stderr)``."""
+    return lambda args, env=None: run_cli(args, capsys, env)
+
+
+def run_cli(args: list[str], capsys, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``hilnas ARGS`` in-process through the console-script entry point."""
+    from hilnas.flows import cli
+
+    old_argv = sys.argv
+    old_env = {k: os.environ.get(k) for k in (env or {})}
+    sys.argv = ["hilnas", *args]
+    os.environ.update(env or {})
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = old_argv
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -1,0 +1,83 @@
+"""RunConfig: TOML files, flags over files, and errors that name the key and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from hilnas.flows.config import ConfigError, RunConfig, load_config, resolve_config
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "hilnas.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_embedded_main_job():
+    cfg = RunConfig()
+    assert (cfg.archs, cfg.reps, cfg.mode, cfg.points) == (50, 30, "supernet", 8)
+    assert cfg.objectives == ["error", "latency_ms"]
+    assert cfg.reference_devices and cfg.onnx and cfg.devices == []
+
+
+def test_file_sets_every_flag_and_flags_win(tmp_path):
+    path = write(
+        tmp_path,
+        'archs = 5\nreps = 3\nmode = "surrogate"\nobjectives = ["error", "latency", "energy"]\n'
+        'devices = ["cpu"]\npoints = 4\nrun_dir = "out"\nonnx = false\nepochs = 2\n',
+    )
+    cfg = load_config(path, {"reps": 7, "seed": None})
+    assert cfg.archs == 5 and cfg.reps == 7 and cfg.mode == "surrogate"
+    assert cfg.objectives == ["error", "latency_ms", "energy_mj"]
+    assert cfg.run_dir == tmp_path / "out"  # relative to the file
+    assert cfg.onnx is False and cfg.epochs == 2 and cfg.devices == ["cpu"]
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "arch = 5\n"))
+    msg = str(e.value)
+    assert "unknown key 'arch'" in msg and "did you mean 'archs'" in msg and "valid keys" in msg
+
+
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ("reps = 0\n", "reps", "greater than or equal to 1"),
+        ('mode = "fast"\n', "mode", "supernet"),
+        ('objectives = ["error", "speed"]\n', "objectives", "unknown objective 'speed'"),
+        ('objectives = ["error"]\n', "objectives", "at least two"),
+        ('archs = "many"\n', "archs", "integer"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, text, key, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    assert f"bad value for {key!r}" in str(e.value) and words in str(e.value)
+
+
+def test_syntax_error_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "archs = = 5\n"))
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_flags_alone_are_validated():
+    assert resolve_config(None, {"archs": 3, "objectives": "error,latency"}).objectives == [
+        "error", "latency_ms",
+    ]
+    with pytest.raises(ConfigError, match="'points'"):
+        resolve_config(None, {"points": 1})
+
+
+def test_hilnas_run_rejects_a_bad_config_file(tmp_path, hilnas_cli):
+    code, out, err = hilnas_cli(["run", "--config", str(write(tmp_path, "reps = -1\nfoo = 1\n"))])
+    assert code == 2
+    assert "'reps'" in err and "unknown key 'foo'" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_hilnas_run_rejects_a_bad_flag(hilnas_cli):
+    code, _, err = hilnas_cli(["run", "--mode", "quantum"])
+    assert code == 2 and "'mode'" in err and "supernet" in err
