@@ -1,4 +1,8 @@
-"""``hilnas devices``: list local and stored devices, import an external device from a CSV."""
+"""``hilnas devices``: list local and stored devices.
+
+(``hilnas devices import`` is registered by ``cli_predict``, which validates the reference
+architectures of an external device.)
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -152,28 +155,6 @@ def list_devices(
         cli_common.err_console.print(
             "no local device was discovered (see `hilnas -v devices list`)"
         )
-
-
-@devices_app.command("import")
-@user_errors
-def import_device(
-    name: str = typer.Argument(..., help="Name of the external device, e.g. jetson_nano."),
-    csv_path: Path = typer.Option(
-        ..., "--csv", help="CSV with columns arch, latency_ms[, energy_mj]."
-    ),
-    space: str = typer.Option("nb201", "--space", help="Search space of the architectures."),
-    replace: bool = typer.Option(False, "--replace", help="Replace earlier data of this name."),
-    db: str | None = typer.Option(None, "--db", help=DB_OPTION_HELP),
-) -> None:
-    """Register an external device from a CSV of measurements made elsewhere (all or nothing)."""
-    from hilnas.pipeline.store import read_external_csv
-
-    if not csv_path.is_file():
-        raise cli_common.UserError(f"{csv_path} does not exist or is not a file; pass --csv FILE")
-    rows = read_external_csv(csv_path)
-    with open_store(db) as store:
-        n = store.import_external_device(name, rows, space=space, source=csv_path, replace=replace)
-    cli_common.console.print(f"imported {n} {space} measurements of external device {name!r}")
 
 
 def register(app: typer.Typer) -> None:

@@ -54,12 +54,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from hilnas.flows.config import ConfigError, resolve_config
 
-        overrides: dict[str, Any] = dict(
-            devices=devices, archs=archs, reps=reps, warmup=warmup, threads=threads,
-            batch_size=batch_size, seed=seed, mode=mode, objectives=objectives, epochs=epochs,
-            points=points, reference_devices=reference_devices, onnx=onnx,
-            run_dir=str(run_dir) if run_dir else None,
-        )
+        overrides: dict[str, Any] = {
+            "devices": devices, "archs": archs, "reps": reps, "warmup": warmup,
+            "threads": threads, "batch_size": batch_size, "seed": seed, "mode": mode,
+            "objectives": objectives, "epochs": epochs, "points": points,
+            "reference_devices": reference_devices, "onnx": onnx,
+            "run_dir": str(run_dir) if run_dir else None,
+        }
         try:
             cfg = resolve_config(config, overrides)
         except ConfigError as exc:
@@ -98,11 +99,8 @@ def run_main_job(cfg: Any) -> dict[str, Any]:
 def _is_user_fault(exc: Exception) -> bool:
     from hilnas.devices.base import DeviceError
     from hilnas.pipeline.home import HomeError
+    from hilnas.pipeline.store import StoreError
 
-    try:
-        from hilnas.pipeline.store import StoreError
-    except ImportError:  # pragma: no cover
-        StoreError = ()  # type: ignore[assignment]  # noqa: N806
     return isinstance(exc, (DeviceError, HomeError, StoreError, LookupError, ValueError))
 
 

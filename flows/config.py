@@ -20,7 +20,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 OBJECTIVES = ("error", "latency_ms", "energy_mj")
 _OBJECTIVE_ALIASES = {"latency": "latency_ms", "energy": "energy_mj", "err": "error"}
@@ -56,6 +63,11 @@ class RunConfig(BaseModel):
     reference_devices: bool = Field(True, description="also write fronts of the 27 reference devices")
     onnx: bool = Field(True, description="export the chosen subnets to ONNX in the run directory")
     run_dir: Path | None = Field(None, description="run directory (default ./runs/<timestamp>)")
+    search: dict[str, Any] = Field(
+        default_factory=dict,
+        description="further search settings (a [search] table of SearchConfig fields, e.g. "
+        "accuracy_queries = 100, steps_per_epoch = 50)",
+    )
 
     @field_validator("objectives", mode="before")
     @classmethod
@@ -75,6 +87,31 @@ class RunConfig(BaseModel):
             raise ValueError(f"need at least two objectives, got {out}; e.g. error,latency_ms")
         return out
 
+    @model_validator(mode="after")
+    def _search_settings(self) -> RunConfig:
+        if not self.search:
+            return self
+        import dataclasses
+
+        from hilnas.pipeline.search import SearchConfig
+
+        fields = {f.name for f in dataclasses.fields(SearchConfig)}
+        owned = {"mode", "objectives", "epochs", "seed", "space", "train_targets"}
+        for key in self.search:
+            if key in owned:
+                raise ValueError(f"search.{key} is set by the top-level key {key!r}; set it there")
+            if key not in fields:
+                close = difflib.get_close_matches(key, sorted(fields - owned), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(
+                    f"unknown search setting {key!r}; {hint}known: {', '.join(sorted(fields - owned))}"
+                )
+        try:
+            SearchConfig(mode=self.mode, objectives=tuple(self.objectives), **self.search)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"search settings: {exc}") from None
+        return self
+
     @field_validator("devices", mode="before")
     @classmethod
     def _devices(cls, value: Any) -> Any:
@@ -87,8 +124,8 @@ def _describe(exc: ValidationError, source: str) -> str:
     fields = RunConfig.model_fields
     lines: list[str] = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "<top level>"
-        top = str(err["loc"][0]) if err["loc"] else ""
+        key = ".".join(str(p) for p in err["loc"]) or "search"
+        top = str(err["loc"][0]) if err["loc"] else "search"
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(top, list(fields), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""

@@ -91,12 +91,17 @@ def fit_task() -> dict[str, Any]:
 
 @task(name="train-hypernetwork")
 def search_task(
-    mode: str, objectives: list[str], devices: list[str] | None, epochs: int | None, seed: int
+    mode: str,
+    objectives: list[str],
+    devices: list[str] | None,
+    epochs: int | None,
+    seed: int,
+    options: dict[str, Any] | None = None,
 ) -> str:
     logger = get_run_logger()
     path = jobs.search(
         mode=mode, objectives=objectives, devices=devices, epochs=epochs, seed=seed,
-        progress=logger.info,
+        options=options, progress=logger.info,
     )
     logger.info("hypernetwork saved to %s", path)
     return str(path)
@@ -189,17 +194,20 @@ def search_flow(
     reference_devices: bool = True,
     onnx: bool = False,
     out_dir: str | None = None,
+    search_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the hypernetwork and write the front of every known device.
 
-    Fronts go to ``out_dir`` (default ``<HILNAS_HOME>/fronts/<device>/front.json`` and
-    ``front.png``, replaced by each run) and are published as Prefect artifacts.
+    ``devices``: training targets (default: the 13 MODNAS training devices and every measured
+    device configuration with its reference architectures). Fronts go to ``out_dir`` (default
+    ``<HILNAS_HOME>/fronts/<device>/front.json`` and ``front.png``, replaced by each run) and
+    are published as Prefect artifacts. ``search_options``: further SearchConfig fields.
     """
     from hilnas.pipeline.home import subdir
     from hilnas.pipeline.store import MeasurementStore
 
     objectives = list(objectives or ["error", "latency_ms"])
-    path = search_task(mode, objectives, devices, epochs, seed)
+    path = search_task(mode, objectives, devices, epochs, seed, search_options)
     store = MeasurementStore()
     try:
         targets = jobs.front_targets(store, reference=reference_devices)
@@ -256,7 +264,9 @@ def pipeline_flow(config: dict[str, Any]) -> dict[str, Any]:
         result["fit"] = fit_task()
 
     with times.stage("search"):
-        search_path = search_task(cfg.mode, list(cfg.objectives), None, cfg.epochs, cfg.seed)
+        search_path = search_task(
+            cfg.mode, list(cfg.objectives), None, cfg.epochs, cfg.seed, dict(cfg.search)
+        )
         result["search"] = search_path
 
     with times.stage("writing"):

@@ -251,6 +251,25 @@ def reference_devices() -> list[str]:
     return list(load_nb201().latency_devices)
 
 
+def training_targets(store: Any, local: list[str] | None = None) -> list[str]:
+    """The hypernetwork's training targets: the 13 MODNAS training devices of the reference
+    data plus every measured device configuration in the store that has an embedding (its 10
+    reference architectures); ``local`` restricts the latter to those device ids."""
+    from hilnas.pipeline.predictors import PredictorError, embedding_for
+    from hilnas.pipeline.refdata import MODNAS_TRAIN_DEVICES
+
+    names = list(MODNAS_TRAIN_DEVICES)
+    for key in store.config_keys(ok_only=True):
+        if local is not None and key.split("/")[0] not in local:
+            continue
+        try:
+            embedding_for(key, "latency_ms", store, with_support=False)
+        except PredictorError:
+            continue
+        names.append(key)
+    return names
+
+
 def search(
     *,
     mode: str = "surrogate",
@@ -258,24 +277,44 @@ def search(
     devices: list[str] | None = None,
     epochs: int | None = None,
     seed: int = 0,
+    options: dict[str, Any] | None = None,
     store: Any = None,
     progress: Progress | None = None,
 ) -> Path:
-    """Train the MetaHypernetwork; return the path of the saved search."""
+    """Train the MetaHypernetwork; return the directory of the saved search.
+
+    ``devices``: training targets (default :func:`training_targets`); ``options``: further
+    :class:`~hilnas.pipeline.search.SearchConfig` fields.
+    """
     from hilnas.pipeline.search import SearchConfig, run_search
+    from hilnas.pipeline.store import MeasurementStore
 
-    kwargs: dict[str, Any] = {"mode": mode, "objectives": tuple(objectives), "seed": seed}
-    if devices:
-        kwargs["devices"] = tuple(devices)
-    if epochs is not None:
-        kwargs["epochs"] = epochs
-    cfg = SearchConfig(**kwargs)
+    st = store if store is not None else MeasurementStore()
+    try:
+        targets = list(devices) if devices else training_targets(st)
+        cfg = SearchConfig(
+            mode=mode, objectives=tuple(objectives), train_targets=tuple(targets), epochs=epochs,
+            seed=seed, **(options or {}),
+        )
+        last: dict[str, float] = {}
 
-    def on_progress(*args: Any, **kw: Any) -> None:
+        def on_progress(event: Any) -> None:
+            # one line per stage and about every 10 % of it
+            if progress is None:
+                return
+            total = max(int(getattr(event, "total", 0) or 0), 1)
+            frac = int(getattr(event, "done", 0)) / total
+            stage = getattr(event, "stage", "search")
+            if stage not in last or frac - last[stage] >= 0.1 or frac >= 1:
+                last[stage] = frac
+                progress(f"search {stage} {event.done}/{event.total} {event.message}".rstrip())
+
         if progress is not None:
-            progress(_progress_text(args, kw))
-
-    return Path(run_search(cfg, store=store, progress=on_progress))
+            progress(f"search ({mode}) on {len(targets)} training targets: {', '.join(targets)}")
+        return Path(run_search(cfg, store=st, progress=on_progress))
+    finally:
+        if store is None:
+            st.close()
 
 
 def front_targets(store: Any, *, reference: bool = True, space: str = "nb201") -> list[str]:
@@ -308,62 +347,60 @@ def write_fronts(
     progress: Progress | None = None,
 ) -> list[FrontFiles]:
     """For each target: its front from the trained hypernetwork (no retraining) as
-    ``<out>/<slug>/front.json`` and ``front.png``, and (``onnx``) the chosen subnets as ONNX.
+    ``<out>/<slug>/front.json`` and ``front.png``, and (``onnx``) the chosen subnets as ONNX
+    files built on the skeleton the search used (``<out>/<slug>/onnx/``).
 
     A target that cannot be served (e.g. no embedding) is reported with its error; the others
     go on.
     """
     from hilnas.pipeline.fronts import plot_front_png, point_records, write_front_json
-    from hilnas.pipeline.predictors import embedding_for
     from hilnas.pipeline.search import TrainedSearch
+    from hilnas.pipeline.store import MeasurementStore
 
     trained = TrainedSearch.load(Path(search_path))
     objectives = tuple(trained.objectives)
-    metrics = [o for o in objectives if o != "error"]
     exporter = None
     out_dir = Path(out_dir)
+    st = store if store is not None else MeasurementStore()
     results: list[FrontFiles] = []
-    for n, target in enumerate(targets, start=1):
-        folder = out_dir / slug(target)
-        try:
-            embeddings = {m: embedding_for(target, metric=m, store=store) for m in metrics}
-            pts = trained.front(embeddings, points=points)
-            meta = {"search": str(search_path), "target": target}
-            json_path = write_front_json(folder / "front.json", target, objectives, pts, meta)
-            png_path = plot_front_png(folder / "front.png", target, objectives, pts)
-            records = point_records(pts, objectives)
-            onnx_paths: list[Path] = []
-            if onnx:
-                if exporter is None:
-                    from hilnas.pipeline.export import OnnxExporter
+    try:
+        for n, target in enumerate(targets, start=1):
+            folder = out_dir / slug(target)
+            try:
+                pts = trained.front(target, points=points, store=st)
+                meta = {"search": str(trained.path), "mode": trained.settings.get("mode")}
+                json_path = write_front_json(folder / "front.json", target, objectives, pts, meta)
+                png_path = plot_front_png(folder / "front.png", target, objectives, pts)
+                records = point_records(pts, objectives)
+                onnx_paths: list[Path] = []
+                if onnx:
+                    if exporter is None:
+                        from hilnas.pipeline.export import OnnxExporter
 
-                    exporter = OnnxExporter()
-                onnx_paths = _export_front(exporter, trained, records, folder / "onnx")
-            results.append(FrontFiles(target, json_path, png_path, tuple(onnx_paths), records))
-        except Exception as exc:  # noqa: BLE001 - one bad target must not stop the others
-            log.warning("front for %s failed: %s", target, exc)
-            results.append(FrontFiles(target, folder / "front.json", None, (), [], str(exc)))
-        if progress is not None:
-            progress(f"fronts {n}/{len(targets)}: {target}")
+                        exporter = OnnxExporter()
+                    onnx_paths = _export_front(exporter, trained, records, folder / "onnx")
+                results.append(FrontFiles(target, json_path, png_path, tuple(onnx_paths), records))
+            except Exception as exc:  # noqa: BLE001 - one bad target must not stop the others
+                log.warning("front for %s failed: %s", target, exc)
+                results.append(FrontFiles(target, folder / "front.json", None, (), [], str(exc)))
+            if progress is not None:
+                progress(f"front {n}/{len(targets)}: {target}")
+    finally:
+        if store is None:
+            st.close()
     return results
 
 
 def _export_front(exporter: Any, trained: Any, records: list[dict[str, Any]], folder: Path) -> list[Path]:
-    from hilnas.pipeline.spaces import get_space
-
-    space = get_space(getattr(trained, "space", "nb201") or "nb201")
+    """ONNX files of a front's architectures, named ``<rank>-arch<index>.onnx``."""
+    space = trained.space
+    config = trained.model_config()
     folder.mkdir(parents=True, exist_ok=True)
     out: list[Path] = []
-    seen: set[str] = set()
     for rank, rec in enumerate(records):
-        arch = rec.get("arch") or rec.get("architecture")
-        if not arch or arch in seen:
-            continue
-        seen.add(arch)
-        code = space.parse(arch)
-        model = exporter.export(space, code)
-        name = f"{rank:02d}-arch{space.index(code):05d}.onnx"
-        target = folder / name
+        code = space.parse(rec["arch"])
+        model = exporter.export(space, code, config=config)
+        target = folder / f"{rank:02d}-arch{space.index(code):05d}.onnx"
         if not target.exists():
             tmp = target.with_suffix(".onnx.tmp")
             shutil.copyfile(model.path, tmp)

@@ -249,8 +249,10 @@ def _check_schedule(where: str, sched: Any) -> list[str]:
     except (ValidationError, ValueError) as exc:
         msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         return [
-            f"{where}.cron: {sched['cron']!r} is not a valid cron schedule ({msg}); use five "
-            "fields 'minute hour day month weekday', e.g. '0 2 * * *', and an IANA timezone"
+            (
+                f"{where}.cron: {sched['cron']!r} is not a valid cron schedule ({msg}); use five "
+                "fields 'minute hour day month weekday', e.g. '0 2 * * *', and an IANA timezone"
+            )
         ]
     return []
 
@@ -264,7 +266,7 @@ def _check_limit(where: str, limit: Any) -> list[str]:
         if strategy not in COLLISION_STRATEGIES:
             return [
                 f"{where}.collision_strategy: {strategy!r}; choose one of "
-                f"{', '.join(COLLISION_STRATEGIES)}"
+                + ", ".join(COLLISION_STRATEGIES)
             ]
     return []
 

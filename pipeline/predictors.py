@@ -46,6 +46,7 @@ from torch import nn
 
 from hilnas.pipeline import refdata
 from hilnas.pipeline.predictors_features import (
+    BLOCK_SIZES,
     FEATURE_SETS,
     arch_features,
     feature_dim,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 METRICS: tuple[str, ...] = ("latency_ms", "energy_mj")
+NETWORKS: tuple[str, ...] = ("unknown", "pruned", "unpruned")
 SPACE = "nb201"
 FORMAT_VERSION = 1
 DATA_DIR = Path(__file__).with_name("data")
@@ -136,6 +138,10 @@ class TargetEmbedding:
     ``normalized``: the same min-max normalised to [0, 1] among themselves (the search's input).
     ``support_codes``/``support_values``: further measurements of the target (few-shot), may be
     empty; the meta-predictor conditions on them too.
+    ``network``: how the measured networks were built, when known: ``"pruned"`` (hilnas's
+    exporter skips computation fed only by dead nodes: every target profiled by hilnas),
+    ``"unpruned"`` (every non-``none`` op runs: the HELP / HW-NAS-Bench reference tables), or
+    ``"unknown"`` (imported CSVs): the meta-predictor's prior then covers both.
     """
 
     name: str
@@ -145,6 +151,7 @@ class TargetEmbedding:
     support_codes: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), dtype=np.int64))
     support_values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     source: str = "refdata"
+    network: str = "unknown"
 
     @classmethod
     def from_raw(
@@ -156,8 +163,11 @@ class TargetEmbedding:
         support_codes: np.ndarray | None = None,
         support_values: np.ndarray | None = None,
         source: str = "given",
+        network: str = "unknown",
     ) -> TargetEmbedding:
         _check_metric(metric)
+        if network not in NETWORKS:
+            raise PredictorError(f"network must be one of {', '.join(NETWORKS)}, got {network!r}")
         r = np.asarray(raw, dtype=np.float64).reshape(-1)
         if r.shape != (len(refdata.load_nb201().reference_indices),):
             raise PredictorError(f"an embedding has one value per reference architecture (10), got {r.shape}")
@@ -169,12 +179,13 @@ class TargetEmbedding:
             raise PredictorError("support_codes and support_values differ in length")
         if len(sv) and (not np.all(np.isfinite(sv)) or np.any(sv <= 0)):
             raise PredictorError(f"measurements of {name!r} must be finite and positive")
-        return cls(name, metric, r, normalize_embedding(r), sc, sv, source)
+        return cls(name, metric, r, normalize_embedding(r), sc, sv, source, network)
 
     def with_support(self, codes: np.ndarray, values: np.ndarray) -> TargetEmbedding:
         """The same embedding with (other) few-shot measurements."""
         return TargetEmbedding.from_raw(
-            self.name, self.metric, self.raw, support_codes=codes, support_values=values, source=self.source
+            self.name, self.metric, self.raw, support_codes=codes, support_values=values, source=self.source,
+            network=self.network,
         )
 
     def tensor(self) -> torch.Tensor:
@@ -200,7 +211,7 @@ def _refdata_column(name: str, metric: str) -> np.ndarray:
 
 
 def embedding_from_table(
-    name: str, metric: str, table: Mapping[str, float], *, source: str = "store"
+    name: str, metric: str, table: Mapping[str, float], *, source: str = "store", network: str = "unknown"
 ) -> TargetEmbedding:
     """Embedding of a target from its measurements (arch string -> value).
 
@@ -226,7 +237,9 @@ def embedding_from_table(
     extra = [(a, v) for a, v in canon.items() if a not in ref_set]
     codes = np.array([sp.parse(a) for a, _ in extra], dtype=np.int64).reshape(-1, 6)
     values = np.array([v for _, v in extra], dtype=np.float64)
-    return TargetEmbedding.from_raw(name, metric, raw, support_codes=codes, support_values=values, source=source)
+    return TargetEmbedding.from_raw(
+        name, metric, raw, support_codes=codes, support_values=values, source=source, network=network
+    )
 
 
 def embedding_for(
@@ -242,7 +255,7 @@ def embedding_for(
     _check_metric(metric)
     if name in reference_targets(metric):
         raw = _refdata_column(name, metric)[list(refdata.load_nb201().reference_indices)]
-        return TargetEmbedding.from_raw(name, metric, raw, source="refdata")
+        return TargetEmbedding.from_raw(name, metric, raw, source="refdata", network="unpruned")
     other = "energy_mj" if metric == "latency_ms" else "latency_ms"
     if name in reference_targets(other):
         raise NoEmbeddingError(
@@ -264,8 +277,11 @@ def embedding_for(
             f"target {target!r} has no {metric} measurements, so it has no {metric} embedding"
             + ("; energy needs a measured energy counter or an energy_mj column on import" if metric == "energy_mj" else "")
         )
-    emb = embedding_from_table(target, metric, table, source="store")
-    return emb if with_support else TargetEmbedding.from_raw(target, metric, emb.raw, source="store")
+    # a configuration key (device/ep/threads/batch) was measured by hilnas on its own (pruned)
+    # networks; an external device's networks are unknown
+    network = "pruned" if "/" in target else "unknown"
+    emb = embedding_from_table(target, metric, table, source="store", network=network)
+    return emb if with_support else TargetEmbedding.from_raw(target, metric, emb.raw, source="store", network=network)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,18 +301,25 @@ class MetaPredictor(nn.Module):
     ``N(mean, prior_cov + iso * I)``; each component is tried with every noise variance in
     ``noises``. Given a support set (the 10 reference values, plus any further measurements), the
     components are weighted by their marginal likelihood (Bayesian model averaging) and the
-    posterior mean weights are averaged. With a single training device and ``mode="gauss"`` this
-    reduces to ordinary Bayesian linear regression.
+    posterior mean weights are averaged. With ``mode="gauss"`` only the global Gaussian is used
+    (ordinary Bayesian linear regression with a learned prior).
+
+    Network variants: the training devices' weights describe networks in which every
+    non-``none`` op runs. A *pruned* network (hilnas's exporter) skips ops fed only by dead nodes;
+    its weights are the same costs moved from the ``ops`` block to the ``live_ops`` block, a linear
+    map ``T`` (``T w``, covariance ``T Sigma T'``). A target's ``network`` picks the unpruned
+    components, the pruned ones, or both (``"unknown"``, half the prior mass each). Feature sets
+    without a ``live_ops`` block have only the unpruned variant.
     """
 
     def __init__(
         self,
         *,
         metric: str = "latency_ms",
-        feature_set: str = "v1",
+        feature_set: str = "v3",
         num_devices: int = 1,
         kernel_scales: Sequence[float] = (0.03, 0.1, 0.3),
-        noises: Sequence[float] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+        noises: Sequence[float] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
         iso: float = 1e-4,
         mode: str = "mixture",
         floor: float = 0.02,
@@ -320,6 +343,26 @@ class MetaPredictor(nn.Module):
         self.register_buffer("ref_onehot", torch.from_numpy(one_hot_codes(reference_codes())).double())
         self.metadata: dict[str, Any] = {}
         self._cache: dict[Any, Any] = {}
+        t = torch.eye(f, dtype=torch.float64)
+        if "ops" in self.blocks and "live_ops" in self.blocks:
+            off, o = {}, 0
+            for b in self.blocks:
+                off[b] = o
+                o += BLOCK_SIZES[b]
+            a, c = off["ops"], off["live_ops"]
+            for i in range(BLOCK_SIZES["ops"]):
+                t[a + i, a + i] = 0.0
+                t[c + i, a + i] = 1.0  # w'_live = w_live + w_ops; w'_ops = 0
+            self._variants = {"unpruned": torch.eye(f, dtype=torch.float64), "pruned": t}
+        else:
+            self._variants = {"unpruned": t}
+
+    def variants_for(self, network: str) -> tuple[str, ...]:
+        if network not in NETWORKS:
+            raise PredictorError(f"network must be one of {', '.join(NETWORKS)}, got {network!r}")
+        if "pruned" not in self._variants or network == "unpruned":
+            return ("unpruned",)
+        return ("pruned",) if network == "pruned" else ("unpruned", "pruned")
 
     def config(self) -> dict[str, Any]:
         return {
@@ -355,31 +398,40 @@ class MetaPredictor(nn.Module):
         raw = torch.as_tensor(emb, dtype=torch.float64).detach().cpu()
         return self.ref_onehot, raw
 
-    def _components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _components(self, network: str = "unknown") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Prior means ``(C, F)``, covariances ``(C, F, F)``, noise variances ``(C,)``, log prior ``(C,)``."""
         f = self.num_features
-        eye = torch.eye(f, dtype=torch.float64, device=self.prior_cov.device)
-        mean = self.device_weights.mean(0)
-        means = [mean]
-        covs = [self.prior_cov + self.iso * eye]
-        logp = [0.0 if self.mode == "gauss" else math.log(0.5)]
-        if self.mode == "mixture":
-            k = self.device_weights.shape[0]
-            for c in self.kernel_scales:
-                for w in self.device_weights:
-                    means.append(w)
-                    covs.append(c * self.prior_cov + self.iso * eye)
-                    logp.append(math.log(0.5 / (k * len(self.kernel_scales))))
+        dev = self.prior_cov.device
+        eye = torch.eye(f, dtype=torch.float64, device=dev)
+        variants = self.variants_for(network)
+        k = self.device_weights.shape[0]
+        share = 1.0 / len(variants)
+        means, covs, logp = [], [], []
+        for v in variants:
+            t = self._variants[v].to(dev)
+            cov = t @ self.prior_cov @ t.T
+            wts = self.device_weights @ t.T
+            means.append(wts.mean(0))
+            covs.append(cov + self.iso * eye)
+            logp.append(math.log(share * (1.0 if self.mode == "gauss" else 0.5)))
+            if self.mode == "mixture":
+                for c in self.kernel_scales:
+                    for w in wts:
+                        means.append(w)
+                        covs.append(c * cov + self.iso * eye)
+                        logp.append(math.log(share * 0.5 / (k * len(self.kernel_scales))))
         m = torch.stack(means)
         s = torch.stack(covs)
         nz = self.noises
         cm = m.repeat_interleave(len(nz), 0)
         cs = s.repeat_interleave(len(nz), 0)
         cn = nz.repeat(len(means))
-        lp = torch.tensor(logp, dtype=torch.float64, device=nz.device).repeat_interleave(len(nz), 0) - math.log(len(nz))
+        lp = torch.tensor(logp, dtype=torch.float64, device=dev).repeat_interleave(len(nz), 0) - math.log(len(nz))
         return cm, cs, cn, lp
 
-    def posterior(self, support_onehot: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(
+        self, support_onehot: torch.Tensor, values: torch.Tensor, network: str = "unknown"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean weights ``(..., F)`` and the scale ``(...)`` for support set(s).
 
         ``values`` is ``(n,)`` or ``(T, n)`` (T targets sharing the support architectures); the
@@ -393,16 +445,18 @@ class MetaPredictor(nn.Module):
         n_ref = self.ref_onehot.shape[0]
         scale = values[..., :n_ref].mean(-1)  # (...)
         t = values / scale.unsqueeze(-1)  # (..., n)
-        key = (a.shape[0], hash(a.cpu().numpy().tobytes()), str(dev))
+        key = (a.shape[0], hash(a.cpu().numpy().tobytes()), str(dev), network)
         if key not in self._cache:
-            m, s, nz, lp = self._components()
+            m, s, nz, lp = self._components(network)
             n = a.shape[0]
             k_mat = a @ s @ a.T + nz[:, None, None] * torch.eye(n, dtype=torch.float64, device=dev)
             chol = torch.linalg.cholesky(k_mat)
             k_inv = torch.cholesky_inverse(chol)
             logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
             gain = s @ a.T @ k_inv  # (C, F, n)
-            self._cache = {key: (m, a @ m.T, k_inv, logdet, gain, lp)}  # one support set cached
+            if len(self._cache) > 8:
+                self._cache.clear()
+            self._cache[key] = (m, a @ m.T, k_inv, logdet, gain, lp)
         m, am, k_inv, logdet, gain, lp = self._cache[key]
         r = t.unsqueeze(-2) - am.T  # (..., C, n)
         quad = torch.einsum("...ci,cij,...cj->...c", r, k_inv, r)
@@ -413,21 +467,27 @@ class MetaPredictor(nn.Module):
         return w, scale
 
     # ----- prediction ----------------------------------------------------------------------
-    def predict(self, arch_onehot: torch.Tensor, emb: TargetEmbedding | torch.Tensor) -> torch.Tensor:
+    def predict(
+        self, arch_onehot: torch.Tensor, emb: TargetEmbedding | torch.Tensor, *, network: str | None = None
+    ) -> torch.Tensor:
         """Cost ``(B,)`` in the target's units (ms or mJ) of architectures ``(B, 6, 5)``.
 
-        ``emb`` is a :class:`TargetEmbedding` (its 10 reference values and any further
-        measurements are used) or a tensor of raw reference values in the target's units: ``(10,)``
-        for one target, or ``(B, 10)`` giving each architecture its own target. The encoding may be
-        relaxed or straight-through; the result is differentiable with respect to it.
+        ``emb`` is a :class:`TargetEmbedding` (its 10 reference values, any further measurements
+        and its ``network`` are used) or a tensor of raw reference values in the target's units:
+        ``(10,)`` for one target, or ``(B, 10)`` giving each architecture its own target (then
+        ``network``, default ``"unknown"``, says how the target's networks were built). The
+        encoding may be relaxed or straight-through; the result is differentiable with respect
+        to it.
         """
         x = arch_onehot
         if x.dim() == 2:
             x = x.unsqueeze(0)
         dtype = x.dtype if x.dtype.is_floating_point else torch.float32
+        if network is None:
+            network = emb.network if isinstance(emb, TargetEmbedding) else "unknown"
         if isinstance(emb, TargetEmbedding) or torch.as_tensor(emb).dim() == 1:
             sup_x, sup_v = self._support(emb)
-            w, scale = self.posterior(sup_x, sup_v)
+            w, scale = self.posterior(sup_x, sup_v, network)
             w, scale = w.to(x.device), scale.to(x.device)
             phi = self.features(x.to(torch.float64))
             f = phi @ w
@@ -438,21 +498,23 @@ class MetaPredictor(nn.Module):
                 raise PredictorError(
                     f"per-architecture embeddings must have shape (B, 10) = ({x.shape[0]}, 10), got {tuple(raw.shape)}"
                 )
-            w, scale = self.posterior(self.ref_onehot, raw)  # (B, F), (B,)
+            w, scale = self.posterior(self.ref_onehot, raw, network)  # (B, F), (B,)
             w, scale = w.to(x.device), scale.to(x.device)
             phi = self.features(x.to(torch.float64))
             out = _smooth_positive((phi * w).sum(-1), self.floor) * scale
         return out.to(dtype)
 
-    def forward(self, arch_onehot: torch.Tensor, emb: TargetEmbedding | torch.Tensor) -> torch.Tensor:
-        return self.predict(arch_onehot, emb)
+    def forward(
+        self, arch_onehot: torch.Tensor, emb: TargetEmbedding | torch.Tensor, *, network: str | None = None
+    ) -> torch.Tensor:
+        return self.predict(arch_onehot, emb, network=network)
 
     @torch.no_grad()
     def predict_codes(self, codes: np.ndarray | Sequence[Sequence[int]], emb: TargetEmbedding, batch: int = 8192) -> np.ndarray:
         """Predictions (float64 numpy) for integer architecture codes ``(N, 6)``."""
         c = np.asarray(codes, dtype=np.int64).reshape(-1, 6)
         sup_x, sup_v = self._support(emb)
-        w, scale = self.posterior(sup_x, sup_v)
+        w, scale = self.posterior(sup_x, sup_v, emb.network)
         w, scale = w.cpu(), scale.cpu()
         out = np.empty(len(c))
         for i in range(0, len(c), batch):
@@ -490,12 +552,12 @@ def refdata_training_targets(
 
 
 DEFAULT_HYPER: dict[str, Any] = {
-    "feature_set": "v1",
+    "feature_set": "v3",
     "mode": "mixture",  # "gauss": one global Gaussian prior; "mixture": also one per training device
     "ridge": 1e-3,  # per-device weight fit (absolute, on the scale-normalised targets)
     "iso": 1e-4,  # isotropic part of every prior covariance (lets data move unseen directions)
     "kernel_scales": (0.03, 0.1, 0.3),  # covariance scales of the per-device components
-    "noises": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),  # noise variances averaged over by evidence
+    "noises": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),  # noise variances averaged over by evidence
     "floor": 0.02,
 }
 

@@ -145,9 +145,9 @@ def _fit_kind(kind: str, emb: TargetEmbedding, codes: np.ndarray, values: np.nda
     floor = 0.02 * scale
     blocks = FEATURE_SETS[feature_set]
     pen = _penalised(feature_set)
-    if kind == "ridge":  # relative squared error: weights 1 / y^2
+    if kind == "ridge":  # relative squared error: weights 1 / y^2 (capped for near-zero artefacts)
         y = all_vals / scale
-        w, a = _ridge_fit(x, y, pen, 1.0 / y**2)
+        w, a = _ridge_fit(x, y, pen, 1.0 / np.maximum(y, 0.25 * np.median(y)) ** 2)
         w = w * scale
         return (lambda c: np.maximum(features_np(c, blocks) @ w, floor)), w, a
     if kind == "ridge_log":

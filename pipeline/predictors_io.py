@@ -103,24 +103,25 @@ def parse_measurements_csv(text: str, *, source: str = "CSV", require_references
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
             continue  # blank line
         n_rows += 1
+        where = f"row {n_rows} (line {lineno})"
         raw_arch = (row.get("arch") or "").strip()
         try:
             arch = sp.format(sp.parse(raw_arch))
         except ValueError as exc:
-            problems.append(f"line {lineno}: {exc}" if raw_arch else f"line {lineno}: arch is empty")
+            problems.append(f"{where}: {exc}" if raw_arch else f"{where}: arch is empty")
             continue
         lat, p1 = _number(row.get("latency_ms"), "latency_ms", required=True)
         en, p2 = _number(row.get("energy_mj"), "energy_mj", required=False) if with_energy else (None, None)
         bad = [p for p in (p1, p2) if p]
         if bad:
-            problems.append(f"line {lineno} ({arch}): " + ", ".join(bad))
+            problems.append(f"{where} ({arch}): " + ", ".join(bad))
             continue
         assert lat is not None
         if arch in values:
             old_lat, old_en, old_line = values[arch]
             if not (math.isclose(old_lat, lat, rel_tol=1e-9) and old_en == en):
                 problems.append(
-                    f"line {lineno}: {arch} repeats line {old_line} with different values "
+                    f"{where}: {arch} repeats line {old_line} with different values "
                     f"({lat} vs {old_lat} ms" + (f", {en} vs {old_en} mJ" if with_energy else "") + ")"
                 )
             continue

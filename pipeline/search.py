@@ -162,6 +162,7 @@ class SearchConfig:
     sampler: str = "reinmax"
     scalarization: str = "tchebycheff"
     smoothing: float = 0.02
+    cost_normalization: str | None = None
     preferences_per_target: int | None = None
     mgda: bool = True
     hidden: int = 256
@@ -243,6 +244,17 @@ class SearchConfig:
         if self.scalarization not in SCALARIZATIONS:
             raise SearchError(
                 f"scalarization must be one of {', '.join(SCALARIZATIONS)}, got {self.scalarization!r}"
+            )
+        if self.cost_normalization is None:
+            fix("cost_normalization", "front" if self.mode == "surrogate" else "minmax")
+        if self.cost_normalization not in ("front", "minmax"):
+            raise SearchError(
+                f"cost_normalization must be front or minmax, got {self.cost_normalization!r}"
+            )
+        if self.cost_normalization == "front" and self.mode == "supernet":
+            raise SearchError(
+                "cost_normalization 'front' needs predicted errors over the whole space "
+                "(surrogate mode); use minmax in supernet mode"
             )
         if self.dataset not in ("digits", "cifar10"):
             raise SearchError(f"dataset must be digits or cifar10, got {self.dataset!r}")
@@ -396,8 +408,6 @@ class _Target:
     name: str
     embeddings: dict[str, Any]
     h: Any  # tensor (embed_dim,)
-    hw_lo: dict[str, float] = field(default_factory=dict)
-    hw_hi: dict[str, float] = field(default_factory=dict)
 
 
 class _RunningRange:
@@ -475,32 +485,175 @@ def _select_queries(
     return queries, model
 
 
-class _SurrogateError:
-    """Normalised surrogate error: (pred - lo) / (hi - lo), lo/hi over the pool."""
+class _HardwareCosts:
+    """Raw hardware costs (ms, mJ) ``(B, H)`` of a batch whose row ``i`` is for target ``rows[i]``.
 
-    def __init__(self, model, lo: float, hi: float):
-        self.model, self.lo, self.hi = model, lo, hi
+    A meta-predictor conditions on a target through a posterior that does not depend on the
+    architecture; it is computed once per target here (``posterior`` of the reference values and
+    any further measurements), so a training step costs one feature map and one product. The
+    fast path is checked against ``predict`` on a few architectures; a predictor that does not
+    fit it is called per target through ``predict`` instead (correct, slower).
+    """
 
-    def __call__(self, arch):
-        return (self.model(arch) - self.lo) / (self.hi - self.lo)
+    def __init__(self, predictors, targets: Sequence[_Target], metrics: Sequence[str], space):
+        import torch
+
+        self.metrics = tuple(metrics)
+        self.predictors = predictors
+        self.targets = list(targets)
+        probe = torch.from_numpy(_onehot(space, np.asarray(space.sample(8, seed=1), dtype=np.int64)))
+        self.fast = {
+            m: self._conditioned(predictors[m], [t.embeddings[m] for t in targets], probe)
+            for m in metrics
+        }
+
+    def to(self, device) -> _HardwareCosts:
+        self.fast = {
+            m: None if f is None else (f[0].to(device), f[1].to(device)) for m, f in self.fast.items()
+        }
+        return self
+
+    @staticmethod
+    def _conditioned(model, embs, probe):
+        import torch
+
+        try:
+            ref = model.ref_onehot.argmax(-1).cpu().numpy().astype(np.int64)
+            ws, scales = [], []
+            for e in embs:
+                codes = np.concatenate(
+                    [ref, np.asarray(e.support_codes, np.int64).reshape(-1, ref.shape[1])]
+                )
+                sup = np.zeros((len(codes), codes.shape[1], model.ref_onehot.shape[-1]))
+                sup[np.arange(len(codes))[:, None], np.arange(codes.shape[1])[None, :], codes] = 1.0
+                vals = np.concatenate([e.raw, e.support_values])
+                w, scale = model.posterior(
+                    torch.from_numpy(sup), torch.as_tensor(vals, dtype=torch.float64)
+                )
+                ws.append(w.float())
+                scales.append(scale.float())
+            W, S = torch.stack(ws), torch.stack(scales)
+            with torch.no_grad():
+                for i, e in enumerate(embs):
+                    want = model.predict(probe, e).float()
+                    got = _fast_cost(model, probe, W[i].expand(len(probe), -1), S[i])
+                    if not torch.allclose(got, want, rtol=1e-4, atol=1e-6):
+                        raise ValueError("the conditioned cost disagrees with predict()")
+            return W, S
+        except Exception as exc:  # a predictor of another shape: stay correct, be slower
+            log.info("hardware costs per target through predict() (%s)", exc)
+            return None
+
+    def __call__(self, arch, rows):
+        import torch
+
+        cols = []
+        for m in self.metrics:
+            model, fast = self.predictors[m], self.fast[m]
+            if fast is not None:
+                W, S = fast
+                cols.append(_fast_cost(model, arch, W[rows], S[rows]))
+                continue
+            raw = [None] * arch.shape[0]
+            for ti in torch.unique(rows).tolist():
+                sel = (rows == ti).nonzero().squeeze(1)
+                vals = model.predict(arch[sel], self.targets[ti].embeddings[m]).to(arch.dtype)
+                for j, v in zip(sel.tolist(), vals):
+                    raw[j] = v
+            cols.append(torch.stack(raw))
+        return torch.stack(cols, dim=-1)
 
 
-def _hardware_costs(predictors, target: _Target, metrics, arch):
-    """Normalised hardware costs ``(B, H)`` of archs ``(B, D, K)`` on one target."""
+def _fast_cost(model, arch, w, scale):
+    """The meta-predictor's cost with its posterior weights given per row: ``scale * pos(phi . w)``
+    where ``pos`` is its smooth positive floor."""
     import torch
 
-    cols = []
-    for m in metrics:
-        raw = predictors[m].predict(arch, target.embeddings[m])
-        cols.append((raw - target.hw_lo[m]) / (target.hw_hi[m] - target.hw_lo[m]))
-    return torch.stack(cols, dim=-1)
+    phi = model.features(arch).to(w.dtype)
+    f = (phi * w).sum(-1)
+    floor = float(model.floor)
+    return 0.5 * (f + torch.sqrt(f * f + floor * floor)) * scale
 
 
-def _costs(cfg, predictors, target, arch, error_fn):
-    """All normalised costs ``(B, M)`` in the order of ``cfg.objectives``."""
+class _Normalizer:
+    """Per-target, per-objective monotone piecewise-linear maps of raw costs onto [0, 1].
+
+    ``minmax``: two knots, the (predicted) min and max over the space (``docs/method.md``).
+    ``front``: knots at the values that the target's predicted Pareto front (over the pool)
+    takes in that objective, mapped to evenly spaced levels, then linearly up to 1 at the
+    space's maximum. Each map is strictly increasing, so the Pareto-optimal architectures are
+    the same as with min-max; what changes is where a preference vector lands: uniformly
+    spread preferences then spread evenly over the front (with min-max, most of an NB201 front
+    is squeezed into preferences within a few percent of the accuracy corner). Knots closer
+    than ``min_gap`` (in min-max units) are merged, which bounds the slopes.
+    """
+
+    def __init__(self, knots_x, knots_y):
+        self.x, self.y = knots_x, knots_y  # (T, M, L) each, x non-decreasing along L
+
+    @classmethod
+    def minmax(cls, lo: np.ndarray, hi: np.ndarray) -> _Normalizer:
+        import torch
+
+        x = np.stack([lo, np.maximum(hi, lo + 1e-9)], axis=-1)
+        y = np.broadcast_to(np.array([0.0, 1.0]), x.shape)
+        return cls(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y.copy(), dtype=torch.float32))
+
+    @classmethod
+    def front(cls, pool_values: np.ndarray, min_gap: float = 1e-3) -> _Normalizer:
+        """``pool_values`` ``(T, N, M)``: raw costs of the pool for every target."""
+        import torch
+
+        T, _, M = pool_values.shape
+        xs, ys = [], []
+        for t in range(T):
+            V = pool_values[t]
+            lo, hi = V.min(0), np.maximum(V.max(0), V.min(0) + 1e-9)
+            front = V[mo.pareto_mask(V)]
+            for m in range(M):
+                vals = np.unique(front[:, m])
+                keep = [vals[0]]
+                for v in vals[1:]:
+                    if (v - keep[-1]) / (hi[m] - lo[m]) >= min_gap:
+                        keep.append(v)
+                kx = np.array(keep)
+                n = len(kx)
+                ky = np.arange(n) / n
+                if kx[-1] < hi[m]:
+                    kx, ky = np.append(kx, hi[m]), np.append(ky, 1.0)
+                else:
+                    ky = ky / max(ky[-1], 1e-9)
+                xs.append(kx)
+                ys.append(ky)
+        L = max(len(x) for x in xs)
+        X = np.stack([np.pad(x, (0, L - len(x)), mode="edge") for x in xs]).reshape(T, M, L)
+        Y = np.stack([np.pad(y, (0, L - len(y)), mode="edge") for y in ys]).reshape(T, M, L)
+        return cls(torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(Y, dtype=torch.float32))
+
+    def to(self, device) -> _Normalizer:
+        return _Normalizer(self.x.to(device), self.y.to(device))
+
+    def __call__(self, raw, rows):
+        """``raw`` ``(B, M)`` for targets ``rows`` ``(B,)`` -> ``(B, M)`` normalised."""
+        import torch
+
+        x, y = self.x[rows], self.y[rows]  # (B, M, L)
+        v = raw.unsqueeze(-1)  # (B, M, 1)
+        L = x.shape[-1]
+        hi_idx = torch.searchsorted(x.detach().contiguous(), v.detach().contiguous()).clamp(1, L - 1)
+        lo_idx = hi_idx - 1
+        x0, x1 = x.gather(-1, lo_idx), x.gather(-1, hi_idx)
+        y0, y1 = y.gather(-1, lo_idx), y.gather(-1, hi_idx)
+        t = (v - x0) / (x1 - x0).clamp_min(1e-12)
+        out = y0 + t * (y1 - y0)
+        return out.squeeze(-1)
+
+
+def _costs(cfg, hw_costs, normalizer, rows, arch, error_fn):
+    """Normalised costs ``(B, M)`` in the order of ``cfg.objectives``."""
     import torch
 
-    hw = _hardware_costs(predictors, target, cfg.hardware_objectives, arch)
+    hw = hw_costs(arch, rows)
     cols, k = [], 0
     for o in cfg.objectives:
         if o == "error":
@@ -508,42 +661,69 @@ def _costs(cfg, predictors, target, arch, error_fn):
         else:
             cols.append(hw[:, k])
             k += 1
-    return torch.stack(cols, dim=-1)
+    return normalizer(torch.stack(cols, dim=-1), rows)
 
 
-def _hypernet_step(cfg, hyper, opt, sampler, predictors, targets, error_fn, progress_frac, gen, dirichlet):
-    """One MGDA step of the hypernetwork over all targets; returns the mean scalarised loss."""
+def _hypernet_step(cfg, hyper, opt, sampler, hw_costs, normalizer, targets, error_fn, progress_frac, gen, dirichlet):
+    """One MGDA step of the hypernetwork over all targets; returns the mean scalarised loss.
+
+    All targets' preferences go through the hypernetwork, the sampler and the cost models as
+    one batch. Each target's loss depends only on its own rows, so one backward pass gives every
+    target's gradient at its logits; a vectorised vector-Jacobian product of the hypernetwork per
+    target (``torch.func``) turns those into per-target parameter gradients. Each is normalised,
+    then the min-norm solver combines them.
+    """
     import torch
+    from torch.func import functional_call, vjp, vmap
 
-    params = [p for p in hyper.parameters() if p.requires_grad]
-    grads, losses = [], []
-    P = cfg.prefs_per_target
-    for t in targets:
-        r = dirichlet.sample((P,))
-        logits = hyper(r, t.h.expand(P, -1))
-        arch = sampler(logits, progress=progress_frac, generator=gen)
-        costs = _costs(cfg, predictors, t, arch, error_fn)
-        loss = scalarize(r, costs, cfg.scalarization, cfg.smoothing).mean()
-        g = torch.autograd.grad(loss, params, allow_unused=True)
-        flat = torch.cat([
-            (gi if gi is not None else torch.zeros_like(p)).reshape(-1) for gi, p in zip(g, params)
-        ])
-        grads.append(flat / flat.norm().clamp_min(1e-12))
-        losses.append(float(loss))
-    G = torch.stack(grads)
-    if cfg.mgda and len(grads) > 1:
-        gamma = mo.min_norm_solver(G)
-        direction = (gamma.to(G.dtype).unsqueeze(1) * G).sum(0)
+    names = [n for n, p in hyper.named_parameters() if p.requires_grad]
+    params = {n: p.detach() for n, p in hyper.named_parameters() if p.requires_grad}
+    T, P, M = len(targets), cfg.prefs_per_target, len(cfg.objectives)
+    device = next(hyper.parameters()).device
+    rows = torch.arange(T, device=device).repeat_interleave(P)
+    r = dirichlet.sample((T * P,)).to(device)
+    h = torch.stack([t.h for t in targets]).to(device)[rows]
+    logits = hyper(r, h)
+    arch = sampler(logits, progress=progress_frac, generator=gen)
+    costs = _costs(cfg, hw_costs, normalizer, rows, arch, error_fn)
+    losses = scalarize(r, costs, cfg.scalarization, cfg.smoothing).view(T, P).mean(1)
+    (g_logits,) = torch.autograd.grad(losses.sum(), logits)
+
+    def target_grad(r_t, h_t, g_t):
+        _, pull = vjp(lambda p: functional_call(hyper, p, (r_t, h_t)), params)
+        return pull(g_t)[0]
+
+    per_target = vmap(target_grad)(
+        r.view(T, P, M), h.view(T, P, -1), g_logits.view(T, P, *g_logits.shape[1:])
+    )
+    G = torch.cat([per_target[n].reshape(T, -1) for n in names], dim=1)
+    gram = G @ G.T
+    norms = gram.diagonal().clamp_min(1e-24).sqrt()
+    if cfg.mgda and T > 1:
+        # the min-norm weights of the normalised gradients depend on them only through their
+        # inner products: hand the solver a (T, T) factor of the normalised Gram matrix
+        gamma = mo.min_norm_solver(_gram_factor(gram / (norms[:, None] * norms[None, :])))
+        weights = gamma.to(G.dtype) / norms
     else:
-        direction = G.mean(0)
+        weights = 1.0 / (T * norms)
+    direction = weights @ G
     offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = direction[offset : offset + n].view_as(p).clone()
-        offset += n
+    for name, p in hyper.named_parameters():
+        if name in params:
+            n = p.numel()
+            p.grad = direction[offset : offset + n].view_as(p).clone()
+            offset += n
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return float(np.mean(losses))
+    return float(losses.detach().mean())
+
+
+def _gram_factor(gram):
+    """An ``(n, n)`` matrix ``L`` with ``L L^T = gram`` (eigendecomposition, PSD-safe)."""
+    import torch
+
+    vals, vecs = torch.linalg.eigh(gram.double())
+    return vecs * vals.clamp_min(0.0).sqrt()
 
 
 def run_search(
@@ -601,43 +781,56 @@ def run_search(
             for prm in p.parameters():
                 prm.requires_grad_(False)
 
-        # predicted hardware costs over the pool: normalisation bounds and query selection
+        # predicted hardware costs over the pool: normalisation and query selection
         pool = _pool(space, cfg.seed)
         pool_hw = np.zeros((len(targets), len(pool), len(metrics)))
         for ti, t in enumerate(targets):
             for mi, m in enumerate(metrics):
-                vals = predictors[m].predict_codes(pool, t.embeddings[m])
-                pool_hw[ti, :, mi] = vals
-                t.hw_lo[m], t.hw_hi[m] = float(vals.min()), float(max(vals.max(), vals.min() + 1e-9))
+                pool_hw[ti, :, mi] = predictors[m].predict_codes(pool, t.embeddings[m])
 
         extra: dict[str, Any] = {}
-        supernet = data = None
+        surrogate = supernet = data = None
+        hw_index = [metrics.index(o) for o in cfg.objectives if o != "error"]
+        has_error = "error" in cfg.objectives
+        err_col = cfg.objectives.index("error") if has_error else None
         if cfg.mode == "surrogate":
-            if "error" in cfg.objectives:
+            pool_values = np.zeros((len(targets), len(pool), len(cfg.objectives)))
+            pool_values[:, :, [i for i, o in enumerate(cfg.objectives) if o != "error"]] = pool_hw[:, :, hw_index]
+            if has_error:
                 queries, surrogate = _select_queries(cfg, space, pool, pool_hw, progress)
                 with torch.no_grad():
                     pool_err = surrogate(torch.from_numpy(_onehot(space, pool))).numpy()
-                err_lo, err_hi = float(pool_err.min()), float(max(pool_err.max(), pool_err.min() + 1e-6))
-                error_fn = _SurrogateError(surrogate, err_lo, err_hi)
+                pool_values[:, :, err_col] = pool_err[None, :]
+                error_fn = surrogate
                 extra["surrogate"] = {
                     "config": surrogate.config(),
                     "accuracy_column": cfg.accuracy_column,
                     "queries": len(queries),
-                    "error_range": [err_lo, err_hi],
                     "queried": [
                         [space.format(a), float(e)] for a, e in zip(queries.archs, queries.error_pct)
                     ],
                 }
             else:
-                surrogate, error_fn = None, None
+                error_fn = None
+            if cfg.cost_normalization == "front":
+                normalizer = _Normalizer.front(pool_values)
+            else:
+                normalizer = _Normalizer.minmax(pool_values.min(1), pool_values.max(1))
         else:
             from hilnas.pipeline.datasets import load_dataset
             from hilnas.pipeline.supernet import NB201Supernet
 
-            surrogate = None
             data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed)
             supernet = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage)).to(device)
-            error_fn = None  # built per step below
+            lo = np.zeros((len(targets), len(cfg.objectives)))
+            hi = np.ones_like(lo)
+            for j, o in enumerate(cfg.objectives):
+                if o != "error":
+                    lo[:, j] = pool_hw[:, :, metrics.index(o)].min(1)
+                    hi[:, j] = pool_hw[:, :, metrics.index(o)].max(1)
+            # the cross-entropy arrives normalised by its running range: identity on [0, 1]
+            normalizer = _Normalizer.minmax(lo, hi)
+            error_fn = None
 
         hyper = MetaHypernetwork(
             num_objectives=len(cfg.objectives),
@@ -652,6 +845,7 @@ def run_search(
         gen = torch.Generator().manual_seed(cfg.seed)
         dirichlet = torch.distributions.Dirichlet(torch.ones(len(cfg.objectives)))
         opt = torch.optim.Adam(hyper.parameters(), lr=cfg.lr)
+        hw_costs = _HardwareCosts(predictors, targets, metrics, space)
 
         if cfg.mode == "surrogate":
             total = cfg.total_epochs * cfg.steps_per_epoch
@@ -659,15 +853,16 @@ def run_search(
             fn = error_fn if error_fn is not None else (lambda a: torch.zeros(a.shape[0]))
             for step in range(total):
                 loss = _hypernet_step(
-                    cfg, hyper, opt, sampler, predictors, targets, fn, step / total, gen, dirichlet
+                    cfg, hyper, opt, sampler, hw_costs, normalizer, targets, fn, step / total, gen,
+                    dirichlet,
                 )
                 sched.step()
                 if (step + 1) % cfg.steps_per_epoch == 0 or step + 1 == total:
                     _report(progress, "train", step + 1, total, f"loss {loss:.4f}")
         else:
             extra["supernet"] = _train_supernet_mode(
-                cfg, hyper, opt, sampler, predictors, targets, supernet, data, device, gen,
-                dirichlet, progress,
+                cfg, hyper, opt, sampler, hw_costs.to(device), normalizer.to(device), targets,
+                supernet, data, device, dirichlet, progress,
             )
 
         settings = {
@@ -702,7 +897,7 @@ def run_search(
         torch.set_num_threads(old_threads)
 
 
-def _train_supernet_mode(cfg, hyper, opt, sampler, predictors, targets, supernet, data, device, gen, dirichlet, progress):
+def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets, supernet, data, device, dirichlet, progress):
     """Alternate supernet SGD steps and hypernetwork MGDA steps (see the module docstring)."""
     import torch
     import torch.nn.functional as F
@@ -721,7 +916,7 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, predictors, targets, supernet
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     val_x, val_y = data.val_x.to(device), data.val_y.to(device)
     num_d, num_k = hyper.num_decisions, hyper.num_options
-    cpu_gen = gen
+    cpu_gen = torch.Generator().manual_seed(cfg.seed)
     history = []
 
     def val_batch():
@@ -769,7 +964,7 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, predictors, targets, supernet
                 )
                 hlosses.append(
                     _hypernet_step(
-                        cfg, hyper, opt, sampler, predictors, targets, error_fn, frac, None, _DeviceDirichlet(dirichlet, device)
+                        cfg, hyper, opt, sampler, hw_costs, normalizer, targets, error_fn, frac, None, dirichlet
                     )
                 )
                 hyper_steps += 1
@@ -794,16 +989,6 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, predictors, targets, supernet
         "history": history,
         "hyper_steps": hyper_steps,
     }
-
-
-class _DeviceDirichlet:
-    """A Dirichlet sampler whose draws land on ``device``."""
-
-    def __init__(self, base, device):
-        self.base, self.device = base, device
-
-    def sample(self, shape):
-        return self.base.sample(shape).to(self.device)
 
 
 def _save_run(settings: dict[str, Any], files: Mapping[str, bytes], started: datetime) -> Path:

@@ -45,6 +45,20 @@ def live_edges(arch: Sequence[int]) -> tuple[bool, ...]:
     return tuple(used)
 
 
+def check_config(config: ModelConfig) -> None:
+    """Raise ``ValueError`` for a skeleton the NB201 network cannot run.
+
+    The two residual reductions add a stride-2 3x3 conv (output ``ceil(s/2)``) to a 2x2 average
+    pool (output ``floor(s/2)``): both agree only on even sizes, so ``input_size`` must be a
+    multiple of 4 (the torch module fails in ``forward`` otherwise).
+    """
+    if config.input_size % 4:
+        raise ValueError(
+            f"nb201: input_size {config.input_size} cannot pass the two stride-2 residual "
+            "reductions (each needs an even size); use a multiple of 4, e.g. 32"
+        )
+
+
 class NB201(SearchSpace):
     """The NAS-Bench-201 cell search space."""
 
@@ -133,7 +147,9 @@ class NB201(SearchSpace):
     def build_model(self, arch: Sequence[int], config: ModelConfig | None = None):
         from hilnas.pipeline.spaces.nb201_torch import NB201Network
 
-        return NB201Network(self.validate(arch), config or self.default_model_config()).eval()
+        config = config or self.default_model_config()
+        check_config(config)
+        return NB201Network(self.validate(arch), config).eval()
 
     def build_onnx(self, arch: Sequence[int], config: ModelConfig, batch_size: int, opset: int):
         from hilnas.pipeline.spaces.nb201_onnx import build_onnx

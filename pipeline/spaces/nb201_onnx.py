@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hilnas.pipeline.spaces.base import ModelConfig
-from hilnas.pipeline.spaces.nb201 import EDGES, OPS, live_edges
+from hilnas.pipeline.spaces.nb201 import check_config, EDGES, OPS, live_edges
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -68,20 +68,6 @@ OUTPUT_NAME = "logits"
 #: (kernel, stride, padding, count_include_pad) of the pools, as nb201_torch builds them.
 _CELL_POOL = (3, 1, 1, False)
 _SHORTCUT_POOL = (2, 2, 0, True)
-
-
-def check_config(config: ModelConfig) -> None:
-    """Raise ``ValueError`` for a skeleton the NB201 network cannot run.
-
-    The two residual reductions add a stride-2 3x3 conv (output ``ceil(s/2)``) to a 2x2 average
-    pool (output ``floor(s/2)``): both agree only on even sizes, so ``input_size`` must be a
-    multiple of 4 (the torch module fails in ``forward`` otherwise).
-    """
-    if config.input_size % 4:
-        raise ValueError(
-            f"nb201: input_size {config.input_size} cannot pass the two stride-2 residual "
-            "reductions (each needs an even size); use a multiple of 4, e.g. 32"
-        )
 
 
 class _Graph:

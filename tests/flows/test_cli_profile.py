@@ -121,27 +121,21 @@ def test_profile_json_report(fake_stack):
     assert len(report["rows"]) == 11 and report["rows"][0]["reference"] is True
 
 
-def test_export_of_external_device_and_import(fake_stack, tmp_path):
+def test_export_of_an_external_device(fake_stack, tmp_path):
     from hilnas.pipeline.spaces import get_space
 
     sp = get_space("nb201")
-    src = tmp_path / "edge.csv"
-    src.write_text(
-        "arch,latency_ms,energy_mj\n"
-        + "".join(
-            f"{sp.format(sp.from_index(i))},{1 + i},{'' if i % 2 else 2.5}\n" for i in range(4)
-        )
-    )
-    assert invoke("devices", "import", "edge_tpu", "--csv", str(src)).exit_code == 0
-    out = invoke("measurements", "export", "--device", "edge_tpu", "--csv", "-")
-    rows = list(csv.DictReader(out.output.splitlines()))
-    assert [r["energy_mj"] for r in rows] == ["2.5", "", "2.5", ""]
-    bad = tmp_path / "bad.csv"
-    bad.write_text("arch,latency_ms\n|nor_conv_3x3~0|,1\n")
-    msg = user_error(invoke("devices", "import", "broken", "--csv", str(bad)))
-    assert "row 1" in msg and "malformed" in msg
+    rows = [(sp.format(sp.from_index(i)), 1.0 + i, None if i % 2 else 2.5) for i in range(4)]
     with MeasurementStore() as st:
-        assert [e.name for e in st.external_devices()] == ["edge_tpu"]
+        st.import_external_device("edge_tpu", rows, source="edge.csv")
+    out = invoke("measurements", "export", "--device", "edge_tpu", "--csv", "-")
+    assert out.exit_code == 0, out.output
+    exported = list(csv.DictReader(out.output.splitlines()))
+    assert [r["arch"] for r in exported] == [r[0] for r in rows]
+    assert [r["energy_mj"] for r in exported] == ["2.5", "", "2.5", ""]
+    assert [r["energy_method"] for r in exported] == ["imported", "unknown", "imported", "unknown"]
+    listing = invoke("measurements", "list")
+    assert "edge_tpu (external)" in listing.output
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,7 @@ def test_flags_alone_are_validated():
 
 
 def test_hilnas_run_rejects_a_bad_config_file(tmp_path, hilnas_cli):
-    code, out, err = hilnas_cli(["run", "--config", str(write(tmp_path, "reps = -1\nfoo = 1\n"))])
+    code, _, err = hilnas_cli(["run", "--config", str(write(tmp_path, "reps = -1\nfoo = 1\n"))])
     assert code == 2
     assert "'reps'" in err and "unknown key 'foo'" in err
     assert not (tmp_path / "runs").exists()
@@ -81,3 +81,14 @@ def test_hilnas_run_rejects_a_bad_config_file(tmp_path, hilnas_cli):
 def test_hilnas_run_rejects_a_bad_flag(hilnas_cli):
     code, _, err = hilnas_cli(["run", "--mode", "quantum"])
     assert code == 2 and "'mode'" in err and "supernet" in err
+
+
+def test_search_table_is_checked_against_the_search_settings(tmp_path):
+    cfg = load_config(write(tmp_path, 'mode = "surrogate"\n[search]\naccuracy_queries = 20\n'))
+    assert cfg.search == {"accuracy_queries": 20}
+    with pytest.raises(ConfigError, match="unknown search setting 'accuracy_query'.*did you mean"):
+        load_config(write(tmp_path, "[search]\naccuracy_query = 20\n"))
+    with pytest.raises(ConfigError, match="search.epochs is set by the top-level key"):
+        load_config(write(tmp_path, "[search]\nepochs = 2\n"))
+    with pytest.raises(ConfigError, match="accuracy_queries must be an integer >= 2"):
+        load_config(write(tmp_path, "[search]\naccuracy_queries = 1\n"))

@@ -1,0 +1,373 @@
+"""Benchmark of the hardware cost predictors on the NB201 reference data (one command).
+
+    python -m hilnas.pipeline.benchmarks.predictors [--seeds 3] [--quick] [--out DIR]
+
+Sections (all figures per device: Spearman, Kendall tau, share of predictions within +-10%):
+
+(a) MODNAS split: meta-predictor trained on the 13 MODNAS training devices, tested on the 6
+    zero-shot devices; zero-shot (the 10 reference measurements only) and few-shot (10 + k random
+    further measurements, k in 10, 20, 50, mean over seeds), next to HELP's published Spearman
+    (10 samples) and two baselines run on the same samples: FLOPs / parameter count as a proxy
+    (ranking as is; a least-squares scale a*proxy+b fit on the samples for the +-10% share) and a
+    per-device ridge model on the architecture features fit on the samples alone.
+(b) Leave-one-device-out over all 27 latency configurations (train on the other 26). The
+    meta-predictor is closed form (no epochs), so leave-one-out trains exactly as the split does.
+(c) Energy (eyeriss, fpga): trained on latency devices plus the other energy device (the held-out
+    device's own latency column excluded in leave-one-out).
+(d) Ablation on the MODNAS split, zero-shot: prior and feature variants and a
+    device-combination baseline (non-negative least squares of the training devices' latency
+    profiles fit on the 10 references).
+(e) Local CPU, when ``results/local_cpu_latency.csv`` is present (measured on this machine, see
+    ``results/local_cpu_latency.json``): per-device model with 100 measured samples vs the rest.
+
+Metrics are computed over the architectures not used as samples (all 15,625 minus the support).
+Results: ``results/predictors.json`` and ``results/predictors.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hilnas.pipeline import predictors as P
+from hilnas.pipeline import refdata
+from hilnas.pipeline.predictors_features import FEATURE_SETS, features_np
+
+RESULTS = Path(__file__).with_name("results")
+LOCAL_CPU_CSV = RESULTS / "local_cpu_latency.csv"
+LOCAL_CPU_ABOUT = RESULTS / "local_cpu_latency.json"
+HELP_SPEARMAN = {
+    "titan_rtx_256": 0.987, "gold_6226": 0.989, "pixel2": 0.802, "raspi4": 0.890, "eyeriss": 0.940, "fpga": 0.985,
+}
+HELP_MEAN = 0.932
+KS = (10, 20, 50)
+
+
+# ----------------------------------------------------------------------------------------------
+# data helpers
+# ----------------------------------------------------------------------------------------------
+class Data:
+    def __init__(self) -> None:
+        self.ref = refdata.load_nb201()
+        self.codes = self.ref.arch_codes.astype(np.int64)
+        self.refs = np.array(self.ref.reference_indices)
+        self.pool = np.setdiff1d(np.arange(len(self.codes)), self.refs)
+        from hilnas.pipeline.spaces import get_space
+
+        sp = get_space("nb201")
+        self.flops = np.array([sp.flops(c) for c in self.codes])
+        self.params = np.asarray(self.ref.params_mb, dtype=np.float64)
+        self.x_v3 = features_np(self.codes, FEATURE_SETS["v3"])
+
+    def values(self, device: str, metric: str) -> np.ndarray:
+        return np.asarray(self.ref.latency(device) if metric == "latency_ms" else self.ref.energy(device), np.float64)
+
+    def support(self, k: int, seed: int) -> np.ndarray:
+        if k == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.random.default_rng(seed).choice(self.pool, k, replace=False)
+
+
+def _q(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in P.quality(pred, true).items()}
+
+
+def _mean_q(qs: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {k: round(float(np.mean([q[k] for q in qs])), 4) for k in qs[0]}
+
+
+def _ridge_baseline(d: Data, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-device ridge on the v3 features fit on the samples alone (no other devices)."""
+    from hilnas.pipeline.predictors_device import _penalised, _ridge_fit
+
+    scale = float(np.mean(y[d.refs]))
+    t = y[idx] / scale
+    w, _ = _ridge_fit(d.x_v3[idx], t, _penalised("v3"), 1.0 / np.maximum(t, 0.25 * np.median(t)) ** 2)
+    return np.maximum(d.x_v3 @ w, 0.02) * scale
+
+
+def _proxy(d: Data, proxy: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+    a = np.stack([proxy[idx], np.ones(len(idx))], 1)
+    coef = np.linalg.lstsq(a, y[idx], rcond=None)[0]
+    if coef[0] <= 0:  # keep the proxy's ranking; only its scale is fit
+        coef = np.array([np.mean(y[idx]) / max(np.mean(proxy[idx]), 1e-12), 0.0])
+    return np.maximum(coef[0] * proxy + coef[1], 1e-6)
+
+
+def evaluate_device(
+    d: Data, model: P.MetaPredictor, device: str, metric: str, *, seeds: int, ks: Sequence[int] = KS
+) -> dict[str, Any]:
+    """All methods for one device: zero-shot and few-shot, baselines on the same samples."""
+    y = d.values(device, metric)
+    emb0 = P.TargetEmbedding.from_raw(device, metric, y[d.refs], source="refdata")
+    out: dict[str, Any] = {"device": device, "metric": metric}
+    for k in (0, *ks):
+        rows: dict[str, list[dict[str, float]]] = {m: [] for m in ("meta", "ridge", "flops", "params")}
+        for s in range(seeds if k else 1):
+            sup = d.support(k, s)
+            idx = np.concatenate([d.refs, sup])
+            mask = np.ones(len(y), dtype=bool)
+            mask[idx] = False
+            emb = emb0.with_support(d.codes[sup], y[sup]) if k else emb0
+            rows["meta"].append(_q(model.predict_space(emb)[mask], y[mask]))
+            rows["ridge"].append(_q(_ridge_baseline(d, idx, y)[mask], y[mask]))
+            rows["flops"].append(_q(_proxy(d, d.flops, idx, y)[mask], y[mask]))
+            rows["params"].append(_q(_proxy(d, d.params, idx, y)[mask], y[mask]))
+        out[f"k{k}"] = {m: _mean_q(v) for m, v in rows.items()}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# sections
+# ----------------------------------------------------------------------------------------------
+def modnas_split(d: Data, seeds: int, ks: Sequence[int]) -> dict[str, Any]:
+    model = P.train_meta_predictor("latency_ms", latency_devices=refdata.MODNAS_TRAIN_DEVICES)
+    rows = [evaluate_device(d, model, dev, "latency_ms", seeds=seeds, ks=ks) for dev in refdata.MODNAS_TEST_DEVICES]
+    return {"train": list(refdata.MODNAS_TRAIN_DEVICES), "rows": rows}
+
+
+def leave_one_out(d: Data, seeds: int, ks: Sequence[int]) -> dict[str, Any]:
+    rows = []
+    devices = d.ref.latency_devices
+    for dev in devices:
+        model = P.train_meta_predictor("latency_ms", latency_devices=[x for x in devices if x != dev])
+        rows.append(evaluate_device(d, model, dev, "latency_ms", seeds=seeds, ks=ks))
+    return {"rows": rows}
+
+
+def energy(d: Data, seeds: int, ks: Sequence[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"split": [], "loo": []}
+    for dev in d.ref.energy_devices:
+        other = [e for e in d.ref.energy_devices if e != dev]
+        m1 = P.train_meta_predictor(
+            "energy_mj", latency_devices=[x for x in refdata.MODNAS_TRAIN_DEVICES if x != dev], energy_devices=other
+        )
+        out["split"].append(evaluate_device(d, m1, dev, "energy_mj", seeds=seeds, ks=ks))
+        m2 = P.train_meta_predictor(
+            "energy_mj", latency_devices=[x for x in d.ref.latency_devices if x != dev], energy_devices=other
+        )
+        out["loo"].append(evaluate_device(d, m2, dev, "energy_mj", seeds=seeds, ks=ks))
+    return out
+
+
+def _nnls_combination(d: Data, train: Sequence[str], dev: str) -> np.ndarray:
+    from scipy.optimize import nnls
+
+    prof = np.stack([d.values(t, "latency_ms") for t in train], 1)
+    y = d.values(dev, "latency_ms")
+    w, _ = nnls(prof[d.refs], y[d.refs])
+    return prof @ w
+
+
+def ablation(d: Data) -> dict[str, Any]:
+    variants = {
+        "mixture prior, v1 features (default)": {},
+        "single Gaussian prior, v1 features": {"mode": "gauss"},
+        "mixture prior, v3 features": {"feature_set": "v3"},
+    }
+    out: dict[str, Any] = {}
+    mask = np.ones(len(d.codes), dtype=bool)
+    mask[d.refs] = False
+    for name, hyper in variants.items():
+        m = P.train_meta_predictor("latency_ms", latency_devices=refdata.MODNAS_TRAIN_DEVICES, hyper=hyper)
+        out[name] = {
+            dev: _q(m.predict_space(P.embedding_for(dev))[mask], d.values(dev, "latency_ms")[mask])
+            for dev in refdata.MODNAS_TEST_DEVICES
+        }
+    out["NNLS combination of training-device profiles"] = {
+        dev: _q(_nnls_combination(d, refdata.MODNAS_TRAIN_DEVICES, dev)[mask], d.values(dev, "latency_ms")[mask])
+        for dev in refdata.MODNAS_TEST_DEVICES
+    }
+    return out
+
+
+def local_cpu(seeds: int = 10, n_train: int = 100) -> dict[str, Any] | None:
+    """Per-device model on this machine's measured CPU latencies (if the CSV is present)."""
+    if not LOCAL_CPU_CSV.is_file():
+        return None
+    from hilnas.pipeline import predictors_device as PD
+    from hilnas.pipeline.predictors_io import read_measurements_csv
+    from hilnas.pipeline.spaces import get_space
+
+    sp = get_space("nb201")
+    table = read_measurements_csv(LOCAL_CPU_CSV)
+    refs = P.reference_strings()
+    pos = {a: i for i, a in enumerate(table.archs)}
+    y = table.latency_ms
+    ref_idx = np.array([pos[a] for a in refs])
+    rest = np.array([i for i in range(len(y)) if i not in set(ref_idx)])
+    codes = np.array([sp.parse(a) for a in table.archs])
+    emb0 = P.TargetEmbedding.from_raw("local_cpu", "latency_ms", y[ref_idx])
+    meta = P.load_meta_predictor("latency_ms", source="shipped")
+    zero = _q(meta.predict_codes(codes[rest], emb0), y[rest])
+    per: dict[str, list[dict[str, float]]] = {"ridge": [], "meta": [], "auto": []}
+    chosen = []
+    k = n_train - len(refs)
+    for s in range(seeds):
+        perm = np.random.default_rng(s).permutation(rest)
+        tr, te = perm[:k], perm[k:]
+        emb = emb0.with_support(codes[tr], y[tr])
+        for kind in ("ridge", "meta"):
+            fn, _, _ = PD._fit_kind(kind, emb, codes[tr], y[tr], PD.DEFAULT_FEATURE_SET)
+            per[kind].append(_q(fn(codes[te]), y[te]))
+        model = PD.fit_device_predictor(emb, seed=s)
+        chosen.append(model.kind)
+        per["auto"].append(_q(model.predict_codes(codes[te]), y[te]))
+    header = json.loads(LOCAL_CPU_ABOUT.read_text())["about"] if LOCAL_CPU_ABOUT.is_file() else []
+    return {
+        "file": LOCAL_CPU_CSV.name,
+        "about": header,
+        "n": int(len(y)),
+        "zero_shot_meta": zero,
+        "samples": n_train,
+        "splits": seeds,
+        "with_samples": {kind: _mean_q(v) for kind, v in per.items()},
+        "auto_chosen": chosen,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------
+def _f(x: float | None, pct: bool = False) -> str:
+    if x is None:
+        return "-"
+    return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    ks = res["settings"]["ks"]
+    lines = [
+        "# Hardware predictor benchmark (NB201 reference data)",
+        "",
+        f"Command: `{res['settings']['command']}`; seeds for few-shot samples: {res['settings']['seeds']}; "
+        f"runtime {res['runtime_s']:.0f} s on {res['settings']['machine']}. Metrics over all architectures "
+        "not used as samples. Zero-shot = the 10 reference measurements only; k = 10 + k random further "
+        "measurements. HELP figures are the published ones (10 samples). The meta-predictor is closed form "
+        "(no training epochs), so leave-one-out uses the same training as the split.",
+        "",
+    ]
+
+    def table_rows(rows, metric_key="spearman", show_help=True):
+        head = "| device | " + ("HELP | " if show_help else "") + "ours zero-shot | " + " | ".join(
+            f"ours k={k}" for k in ks
+        ) + " | FLOPs | params | per-device (10) | per-device (10+" + str(ks[-1]) + ") |"
+        sep = "|" + "---|" * (head.count("|") - 1)
+        out = [head, sep]
+        means: dict[str, list[float]] = {}
+        for r in rows:
+            cells = []
+            if show_help:
+                cells.append(_f(HELP_SPEARMAN.get(r["device"])) if metric_key == "spearman" else "-")
+            vals = [r["k0"]["meta"][metric_key]] + [r[f"k{k}"]["meta"][metric_key] for k in ks]
+            vals += [r["k0"]["flops"][metric_key], r["k0"]["params"][metric_key], r["k0"]["ridge"][metric_key],
+                     r[f"k{ks[-1]}"]["ridge"][metric_key]]
+            for i, v in enumerate(vals):
+                means.setdefault(str(i), []).append(v)
+            pct = metric_key == "within10"
+            cells += [_f(v, pct) for v in vals]
+            out.append(f"| {r['device']} | " + " | ".join(cells) + " |")
+        pct = metric_key == "within10"
+        mean_cells = ([_f(HELP_MEAN) if metric_key == "spearman" else "-"] if show_help else []) + [
+            _f(float(np.mean(means[str(i)])), pct) for i in range(len(means))
+        ]
+        out.append("| **mean** | " + " | ".join(mean_cells) + " |")
+        mins = ["-"] if show_help else []
+        mins += [_f(float(np.min(means[str(i)])), pct) for i in range(len(means))]
+        out.append("| min | " + " | ".join(mins) + " |")
+        return out
+
+    sections = [
+        ("(a) MODNAS split: 13 training devices, 6 zero-shot test devices, latency", res["modnas_split"]["rows"], True),
+        ("(b) Leave-one-device-out, all 27 latency configurations", res["leave_one_out"]["rows"], False),
+        ("(c1) Energy, split (trained on the 13 MODNAS latency devices + the other energy device)", res["energy"]["split"], False),
+        ("(c2) Energy, leave-one-out (26 latency columns without the device's own + the other energy device)", res["energy"]["loo"], False),
+    ]
+    for title, rows, show_help in sections:
+        for key, name in (("spearman", "Spearman"), ("kendall", "Kendall tau"), ("within10", "share within +-10%")):
+            lines += [f"## {title}: {name}", ""]
+            lines += table_rows(rows, key, show_help=show_help and key == "spearman")
+            lines.append("")
+    lines += ["## (d) Ablation, MODNAS split, zero-shot Spearman", ""]
+    devs = list(refdata.MODNAS_TEST_DEVICES)
+    lines.append("| variant | " + " | ".join(devs) + " | mean | min |")
+    lines.append("|" + "---|" * (len(devs) + 3))
+    for name, per in res["ablation"].items():
+        v = [per[x]["spearman"] for x in devs]
+        lines.append(f"| {name} | " + " | ".join(_f(x) for x in v) + f" | {_f(float(np.mean(v)))} | {_f(float(np.min(v)))} |")
+    lines.append("")
+    cpu = res.get("local_cpu")
+    if cpu:
+        lines += ["## (e) Local CPU (measured here)", ""]
+        lines += [f"- {ln}" for ln in cpu["about"]] + [""]
+        lines.append(f"{cpu['n']} architectures measured. Zero-shot meta-predictor (10 references): "
+                     f"Spearman {_f(cpu['zero_shot_meta']['spearman'])}, within +-10% {_f(cpu['zero_shot_meta']['within10'], True)}.")
+        lines.append("")
+        lines.append(f"With {cpu['samples']} measured samples (10 references + {cpu['samples'] - 10} random), "
+                     f"evaluated on the other {cpu['n'] - cpu['samples']}, mean over {cpu['splits']} random splits:")
+        lines.append("")
+        lines.append("| model | Spearman | Kendall | within +-10% |")
+        lines.append("|---|---|---|---|")
+        for kind, q in cpu["with_samples"].items():
+            lines.append(f"| {kind} | {_f(q['spearman'])} | {_f(q['kendall'])} | {_f(q['within10'], True)} |")
+        lines.append("")
+        lines.append("`auto` is what `hilnas fit` does: the model with the best 5-fold CV share within +-10% "
+                     f"(chosen: {', '.join(sorted(set(cpu['auto_chosen'])))}).")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def run(*, seeds: int = 3, ks: Sequence[int] = KS, quick: bool = False, out_dir: Path = RESULTS) -> dict[str, Any]:
+    t0 = time.time()
+    d = Data()
+    if quick:
+        seeds, ks = 1, (ks[-1],)
+    res: dict[str, Any] = {
+        "settings": {
+            "seeds": seeds, "ks": list(ks), "quick": quick,
+            "command": "python -m hilnas.pipeline.benchmarks.predictors" + (" --quick" if quick else ""),
+            "machine": f"{platform.machine()} {platform.processor() or ''} ({__import__('os').cpu_count()} cores)".strip(),
+            "refdata_sha256": d.ref.sha256,
+            "hilnas_version": P.hilnas_version(),
+            "default_hyper": {k: list(v) if isinstance(v, tuple) else v for k, v in P.DEFAULT_HYPER.items()},
+        },
+        "help_published": {"spearman": HELP_SPEARMAN, "mean": HELP_MEAN},
+    }
+    res["modnas_split"] = modnas_split(d, seeds, ks)
+    res["leave_one_out"] = leave_one_out(d, seeds, ks)
+    res["energy"] = energy(d, seeds, ks)
+    res["ablation"] = ablation(d)
+    res["local_cpu"] = local_cpu()
+    res["runtime_s"] = round(time.time() - t0, 1)
+    summary = {
+        "modnas_zero_shot_spearman_mean": float(np.mean([r["k0"]["meta"]["spearman"] for r in res["modnas_split"]["rows"]])),
+        "modnas_zero_shot_spearman_min": float(np.min([r["k0"]["meta"]["spearman"] for r in res["modnas_split"]["rows"]])),
+        "loo_zero_shot_spearman_mean": float(np.mean([r["k0"]["meta"]["spearman"] for r in res["leave_one_out"]["rows"]])),
+    }
+    res["summary"] = {k: round(v, 4) for k, v in summary.items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "predictors.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out_dir / "predictors.md").write_text(markdown(res))
+    return res
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=3, help="random few-shot samples per k (default 3)")
+    ap.add_argument("--quick", action="store_true", help="one seed, k=50 only")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="directory for predictors.{json,md}")
+    args = ap.parse_args(argv)
+    res = run(seeds=args.seeds, quick=args.quick, out_dir=args.out)
+    print(markdown(res))
+    print(json.dumps(res["summary"]))
+
+
+if __name__ == "__main__":
+    main()
