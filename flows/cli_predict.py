@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
-
 from hilnas.flows import cli_common
+from rich.table import Table
 
 DB_HELP = (
     "Database URL of the measurement store (default: $HILNAS_DATABASE_URL, else "
@@ -106,7 +105,6 @@ def predict_command(
 ) -> None:
     """Predict latency (ms) and, where an energy model exists, energy (mJ) for a target."""
     import numpy as np
-
     from hilnas.pipeline import predictors_io as pio
     from hilnas.pipeline import refdata
 

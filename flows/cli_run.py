@@ -52,6 +52,11 @@ def register(app: typer.Typer) -> None:
         ),
         run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory."),
     ) -> None:
+        import os
+
+        # Embedded mode: Prefect's temporary server needs no telemetry (and its first start
+        # on a fresh PREFECT_HOME logs a spurious "database is locked" from that service).
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         from hilnas.flows.config import ConfigError, resolve_config
 
         overrides: dict[str, Any] = {

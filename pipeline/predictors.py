@@ -42,8 +42,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from hilnas.pipeline import refdata
 from hilnas.pipeline.predictors_features import (
     BLOCK_SIZES,
@@ -53,6 +51,7 @@ from hilnas.pipeline.predictors_features import (
     features_np,
     one_hot_codes,
 )
+from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover
     from hilnas.pipeline.store import MeasurementStore
@@ -458,12 +457,15 @@ class MetaPredictor(nn.Module):
                 self._cache.clear()
             self._cache[key] = (m, a @ m.T, k_inv, logdet, gain, lp)
         m, am, k_inv, logdet, gain, lp = self._cache[key]
-        r = t.unsqueeze(-2) - am.T  # (..., C, n)
-        quad = torch.einsum("...ci,cij,...cj->...c", r, k_inv, r)
-        logw = lp - 0.5 * (quad + logdet)
-        alpha = torch.softmax(logw, dim=-1)  # (..., C)
-        w_c = m + torch.einsum("cfn,...cn->...cf", gain, r)  # (..., C, F)
-        w = (alpha.unsqueeze(-1) * w_c).sum(-2)
+        lead = t.shape[:-1]
+        tt = t.reshape(-1, t.shape[-1])  # (T, n)
+        r = tt.unsqueeze(0) - am.T.unsqueeze(1)  # (C, T, n)
+        quad = ((r @ k_inv) * r).sum(-1)  # (C, T)
+        logw = lp.unsqueeze(1) - 0.5 * (quad + logdet.unsqueeze(1))
+        alpha = torch.softmax(logw, dim=0)  # (C, T)
+        w_c = r @ gain.transpose(1, 2)  # (C, T, F): posterior mean minus prior mean
+        w = alpha.T @ m + torch.einsum("ct,ctf->tf", alpha, w_c)  # (T, F)
+        w = w.reshape(*lead, -1)
         return w, scale
 
     # ----- prediction ----------------------------------------------------------------------
@@ -498,8 +500,9 @@ class MetaPredictor(nn.Module):
                 raise PredictorError(
                     f"per-architecture embeddings must have shape (B, 10) = ({x.shape[0]}, 10), got {tuple(raw.shape)}"
                 )
-            w, scale = self.posterior(self.ref_onehot, raw, network)  # (B, F), (B,)
-            w, scale = w.to(x.device), scale.to(x.device)
+            uniq, inverse = torch.unique(raw, dim=0, return_inverse=True)  # a batch holds few targets
+            w, scale = self.posterior(self.ref_onehot, uniq, network)  # (U, F), (U,)
+            w, scale = w[inverse].to(x.device), scale[inverse].to(x.device)
             phi = self.features(x.to(torch.float64))
             out = _smooth_positive((phi * w).sum(-1), self.floor) * scale
         return out.to(dtype)
@@ -638,7 +641,7 @@ def train_meta_predictor(
 
 def _lookup(want: np.ndarray, codes: np.ndarray, values: np.ndarray) -> np.ndarray | None:
     """Values of ``want`` codes in (codes, values), or None when one is missing."""
-    key = lambda c: (c.astype(np.int64) @ (5 ** np.arange(5, -1, -1)))  # noqa: E731
+    key = lambda c: (c.astype(np.int64) @ (5 ** np.arange(5, -1, -1)))
     pos = {int(k): i for i, k in enumerate(key(np.asarray(codes).reshape(-1, 6)))}
     idx = [pos.get(int(k)) for k in key(np.asarray(want).reshape(-1, 6))]
     if any(i is None for i in idx):

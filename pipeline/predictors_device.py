@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from hilnas.pipeline.predictors import (
     PredictorError,
     TargetEmbedding,
@@ -37,7 +36,12 @@ from hilnas.pipeline.predictors import (
     quality,
     reference_codes,
 )
-from hilnas.pipeline.predictors_features import BLOCK_SIZES, COMPACT_BLOCKS, FEATURE_SETS, features_np
+from hilnas.pipeline.predictors_features import (
+    BLOCK_SIZES,
+    COMPACT_BLOCKS,
+    FEATURE_SETS,
+    features_np,
+)
 
 #: Fewest non-reference measurements for which a per-device model is fitted.
 MIN_EXTRA = 20
@@ -59,7 +63,7 @@ def _ridge_fit(
 ) -> tuple[np.ndarray, float]:
     """Weighted ridge; only the ``penalised`` columns are shrunk (the compact whole-cell blocks
     are not); alpha by weighted leave-one-out error (closed form)."""
-    n, p = x.shape
+    n = x.shape[0]
     wts = np.ones(n) if weights is None else weights
     xw = x * wts[:, None]
     pen = np.where(penalised, 1.0, 1e-9)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from hilnas.pipeline.spaces.nb201 import EDGES
 
 NUM_EDGES = 6

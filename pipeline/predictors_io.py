@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from hilnas.pipeline.predictors import (
     METRICS,
     MissingReferenceError,

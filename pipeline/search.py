@@ -165,6 +165,8 @@ class SearchConfig:
     cost_normalization: str | None = None
     preferences_per_target: int | None = None
     mgda: bool = True
+    logit_scale: float | None = 2.0
+    logit_scale_final: float | None = 4.0
     hidden: int = 256
     layers: int = 2
     frequencies: int = 4
@@ -235,6 +237,12 @@ class SearchConfig:
                 f"initial_queries ({self.initial_queries}) exceeds accuracy_queries "
                 f"({self.accuracy_queries})"
             )
+        for name in ("logit_scale", "logit_scale_final"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+            ):
+                raise SearchError(f"{name} must be a positive number or None, got {value!r}")
         for name in ("lr", "weight_lr", "smoothing"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -684,7 +692,7 @@ def _hypernet_step(cfg, hyper, opt, sampler, hw_costs, normalizer, targets, erro
     r = dirichlet.sample((T * P,)).to(device)
     h = torch.stack([t.h for t in targets]).to(device)[rows]
     logits = hyper(r, h)
-    arch = sampler(logits, progress=progress_frac, generator=gen)
+    arch = sampler(_sampling_logits(cfg, logits, progress_frac), progress=progress_frac, generator=gen)
     costs = _costs(cfg, hw_costs, normalizer, rows, arch, error_fn)
     losses = scalarize(r, costs, cfg.scalarization, cfg.smoothing).view(T, P).mean(1)
     (g_logits,) = torch.autograd.grad(losses.sum(), logits)
@@ -716,6 +724,24 @@ def _hypernet_step(cfg, hyper, opt, sampler, hw_costs, normalizer, targets, erro
     opt.step()
     opt.zero_grad(set_to_none=True)
     return float(losses.detach().mean())
+
+
+def _sampling_logits(cfg, logits, progress: float):
+    """The logits the sampler sees during training.
+
+    With ``logit_scale`` set, each decision's logits are standardised (zero mean, unit spread)
+    and multiplied by a scale annealed geometrically from ``logit_scale`` to
+    ``logit_scale_final``: the sampling distribution keeps a bounded sharpness, so it keeps
+    exploring and the straight-through gradient (which vanishes as a softmax saturates) stays
+    alive; the argmax, what a trained hypernetwork is read by, is unchanged.
+    """
+    if cfg.logit_scale is None:
+        return logits
+    final = cfg.logit_scale_final if cfg.logit_scale_final is not None else cfg.logit_scale
+    scale = cfg.logit_scale * (final / cfg.logit_scale) ** min(max(progress, 0.0), 1.0)
+    centred = logits - logits.mean(-1, keepdim=True)
+    spread = centred.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+    return scale * centred / spread
 
 
 def _gram_factor(gram):

@@ -280,6 +280,18 @@ def _pct(x: Any) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
+def _load_note(m: dict[str, Any]) -> list[str]:
+    load, cpus = m.get("load_avg_before"), m.get("logical_cpus") or 1
+    if not load or load[0] < 0.5 * cpus:
+        return []
+    return [
+        "",
+        f"**Shared machine:** other work kept the load average at {load[0]} on {cpus} logical "
+        "CPUs during this run, so timings, repeatability and the overhead ratio vary from run to "
+        "run; rerun on an idle machine for clean figures.",
+    ]
+
+
 def to_markdown(r: dict[str, Any]) -> str:
     s, m = r["settings"], r["machine"]
     lines = [
@@ -291,6 +303,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"torch {m.get('torch_version')}. Run {r['started_at']}; load average before "
         f"{m.get('load_avg_before')}, after {m.get('load_avg_after')} on {m.get('logical_cpus')} "
         "logical CPUs.",
+        *_load_note(m),
         "",
         "Reproduce: `python -m hilnas.pipeline.benchmarks.profiling`.",
         "",

@@ -7,12 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from hilnas.flows.cli import app
 from hilnas.flows.cli_common import UserError
 from hilnas.pipeline import predictors as P
 from hilnas.pipeline import refdata
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
