@@ -42,7 +42,7 @@ def _setup_error(exc: Exception) -> UserError:
 def start(
     device: str = typer.Option(..., "--device", "-d", help="Device id or alias (see `hilnas devices list`)."),
     pool: str | None = typer.Option(
-        None, "--pool", "-p", help="Work pool to serve [hilnas-<device alias>, e.g. hilnas-cpu]."
+        None, "--pool", "-p", help="Work pool to serve (default: hilnas-<device alias>, e.g. hilnas-cpu)."
     ),
     create_pool: bool = typer.Option(
         True, "--create-pool/--no-create-pool", help="Create the pool (limit 1) when missing."
@@ -52,7 +52,7 @@ def start(
         help="Before serving, profile the device's 10 reference architectures if missing.",
     ),
     onboard_reps: int = typer.Option(30, "--onboard-reps", min=1, help="Repetitions when onboarding."),
-    name: str | None = typer.Option(None, "--name", help="Worker name [hilnas-agent-<device id>]."),
+    name: str | None = typer.Option(None, "--name", help="Worker name (default: hilnas-agent-<device id>)."),
     run_once: bool = typer.Option(False, "--run-once", help="Poll once and exit (tests)."),
 ) -> None:
     """Start a measurement agent: a Prefect process worker serving this device's work pool."""
@@ -119,10 +119,10 @@ def _onboard(device_id: str, reps: int, env: dict[str, str]) -> None:
 @agent_app.command("deploy")
 def deploy(
     prefect_file: Path | None = typer.Option(
-        None, "--prefect-file", help="prefect.yaml to deploy [the one shipped in hilnas/flows]."
+        None, "--prefect-file", help="prefect.yaml to deploy (default: the one shipped in hilnas/flows)."
     ),
     names: list[str] = typer.Option(
-        [], "--name", "-n", help="Deploy only these deployments (repeatable) [all]."
+        [], "--name", "-n", help="Deploy only these deployments (repeatable) (default: all)."
     ),
     crash_after: int = typer.Option(
         90, "--crash-after", min=31,
@@ -215,7 +215,7 @@ def publish(
 
 @agent_app.command("validate")
 def validate(
-    prefect_file: Path | None = typer.Argument(None, help="prefect.yaml [the shipped one]."),
+    prefect_file: Path | None = typer.Argument(None, help="prefect.yaml (default: the shipped one)."),
 ) -> None:
     """Check a prefect.yaml (entrypoints, parameters, pools, cron, limits, triggers)."""
     from hilnas.flows.server import PREFECT_FILE, PrefectSetupError, validate_prefect_yaml

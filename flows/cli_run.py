@@ -29,34 +29,37 @@ def register(app: typer.Typer) -> None:
             None, "--devices", help="Local devices to profile, comma-separated ids or aliases "
             "(default: all discovered)."
         ),
-        archs: int | None = typer.Option(None, "--archs", help="Sampled architectures per device [50]."),
-        reps: int | None = typer.Option(None, "--reps", help="Timed repetitions per model [30]."),
-        warmup: int | None = typer.Option(None, "--warmup", help="Warm-up runs per model [5]."),
-        threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime threads [1]."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size [1]."),
-        seed: int | None = typer.Option(None, "--seed", help="Seed [0]."),
+        archs: int | None = typer.Option(None, "--archs", help="Sampled architectures per device (default: 50)."),
+        reps: int | None = typer.Option(None, "--reps", help="Timed repetitions per model (default: 30)."),
+        warmup: int | None = typer.Option(None, "--warmup", help="Warm-up runs per model (default: 5)."),
+        threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime threads (default: 1)."),
+        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default: 1)."),
+        seed: int | None = typer.Option(None, "--seed", help="Seed (default: 0)."),
         mode: str | None = typer.Option(
-            None, "--mode", help="Search mode: supernet (on digits) or surrogate [supernet]."
+            None, "--mode", help="Search mode: supernet (on digits) or surrogate (default: supernet)."
         ),
         objectives: str | None = typer.Option(
             None, "--objectives", help="Comma-separated: error,latency_ms[,energy_mj]."
         ),
-        epochs: int | None = typer.Option(None, "--epochs", help="Search epochs [mode default]."),
-        points: int | None = typer.Option(None, "--points", help="Architectures per front [8]."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Search epochs (default: 8 in supernet mode, the search's own in surrogate mode)."),
+        points: int | None = typer.Option(None, "--points", help="Architectures per front (default: 8)."),
         reference_devices: bool | None = typer.Option(
             None, "--reference-devices/--no-reference-devices",
-            help="Also write the 27 reference devices' fronts [yes].",
+            help="Also write the 27 reference devices' fronts (default: yes).",
         ),
         onnx: bool | None = typer.Option(
-            None, "--onnx/--no-onnx", help="Export the chosen subnets to ONNX [yes]."
+            None, "--onnx/--no-onnx", help="Export the chosen subnets to ONNX (default: yes)."
         ),
         run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory."),
     ) -> None:
         import os
 
-        # Embedded mode: Prefect's temporary server needs no telemetry (and its first start
-        # on a fresh PREFECT_HOME logs a spurious "database is locked" from that service).
+        # Embedded mode (set before Prefect is imported): the temporary server needs no
+        # telemetry (its first start on a fresh PREFECT_HOME logs a spurious "database is
+        # locked" from that service), and its first start (database migrations) can take longer
+        # than Prefect's 20 s on a busy 2-core machine.
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
         from hilnas.flows.config import ConfigError, resolve_config
 
         overrides: dict[str, Any] = {

@@ -30,6 +30,12 @@ from pydantic import (
 )
 
 OBJECTIVES = ("error", "latency_ms", "energy_mj")
+
+#: The main job's supernet search when neither ``epochs`` nor ``[search]`` say otherwise: sized
+#: so that the whole of ``hilnas run`` takes about five minutes on two CPU cores (measured and
+#: quoted in flows/DEPLOYMENT.md). ``hilnas search`` keeps the search's own, longer defaults.
+MAIN_JOB_SUPERNET_EPOCHS = 8
+MAIN_JOB_SUPERNET_SEARCH = {"warmup_epochs": 2}
 _OBJECTIVE_ALIASES = {"latency": "latency_ms", "energy": "energy_mj", "err": "error"}
 
 
@@ -58,7 +64,11 @@ class RunConfig(BaseModel):
         default_factory=lambda: ["error", "latency_ms"],
         description="objectives to minimise: error, latency_ms, energy_mj (at least two)",
     )
-    epochs: int | None = Field(None, ge=1, description="search epochs (None: the mode's default)")
+    epochs: int | None = Field(
+        None, ge=1,
+        description=f"search epochs (None: {MAIN_JOB_SUPERNET_EPOCHS} in supernet mode, the "
+        "search's default in surrogate mode)",
+    )
     points: int = Field(8, ge=2, le=200, description="architectures on each device's front")
     reference_devices: bool = Field(True, description="also write fronts of the 27 reference devices")
     onnx: bool = Field(True, description="export the chosen subnets to ONNX in the run directory")
@@ -86,6 +96,13 @@ class RunConfig(BaseModel):
         if len(out) < 2:
             raise ValueError(f"need at least two objectives, got {out}; e.g. error,latency_ms")
         return out
+
+    def search_settings(self) -> tuple[int | None, dict[str, Any]]:
+        """(epochs, further SearchConfig fields) of the main job's search, defaults applied."""
+        if self.mode != "supernet":
+            return self.epochs, dict(self.search)
+        epochs = self.epochs if self.epochs is not None else MAIN_JOB_SUPERNET_EPOCHS
+        return epochs, {**MAIN_JOB_SUPERNET_SEARCH, **self.search}
 
     @model_validator(mode="after")
     def _search_settings(self) -> RunConfig:

@@ -264,9 +264,8 @@ def pipeline_flow(config: dict[str, Any]) -> dict[str, Any]:
         result["fit"] = fit_task()
 
     with times.stage("search"):
-        search_path = search_task(
-            cfg.mode, list(cfg.objectives), None, cfg.epochs, cfg.seed, dict(cfg.search)
-        )
+        epochs, options = cfg.search_settings()
+        search_path = search_task(cfg.mode, list(cfg.objectives), None, epochs, cfg.seed, options)
         result["search"] = search_path
 
     with times.stage("writing"):

@@ -37,9 +37,11 @@ __all__ = [
     "OBJECTIVE_LABELS",
     "OBJECTIVE_UNITS",
     "NB201Problem",
+    "check_objectives",
     "exact_front",
     "hv_ratio",
     "igd_of",
+    "linear_scalarisation_front",
     "nb201_problem",
     "plot_front_png",
     "point_records",
@@ -61,8 +63,12 @@ FRONT_SCHEMA = "hilnas.front/1"
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
-    """Validate an objective tuple: known names, no repeats, at least two."""
-    objs = tuple(str(o) for o in objectives)
+    """Validate objectives (a sequence or "error,latency"): known names (aliases latency,
+    energy), no repeats, at least two; returns the canonical tuple."""
+    if isinstance(objectives, str):
+        objectives = objectives.split(",")
+    aliases = {"latency": "latency_ms", "energy": "energy_mj", "err": "error"}
+    objs = tuple(aliases.get(str(o).strip(), str(o).strip()) for o in objectives)
     unknown = [o for o in objs if o not in OBJECTIVES]
     if unknown:
         raise ValueError(
@@ -147,14 +153,15 @@ def _objective_column(ref: Any, device: str, objective: str) -> np.ndarray:
         ) from None
 
 
-@functools.lru_cache(maxsize=128)
-def nb201_problem(
-    device: str, objectives: tuple[str, ...] = ("error", "latency_ms")
-) -> NB201Problem:
+def nb201_problem(device: str, objectives: Sequence[str] = ("error", "latency_ms")) -> NB201Problem:
     """The normalised objectives and exact Pareto front of one NB201 reference device (cached)."""
+    return _nb201_problem(str(device), check_objectives(objectives))
+
+
+@functools.lru_cache(maxsize=128)
+def _nb201_problem(device: str, objs: tuple[str, ...]) -> NB201Problem:
     from hilnas.pipeline.refdata import load_nb201
 
-    objs = check_objectives(objectives)
     ref = load_nb201()
     values = np.stack([_objective_column(ref, device, o) for o in objs], axis=1)
     error = 100.0 - ref.accuracy_of("cifar10_test").astype(np.float64)

@@ -151,11 +151,15 @@ def make_sampler(name: str, **kwargs) -> ArchSampler:
 class MetaHypernetwork(nn.Module):
     """``H(r, h) -> logits (B, decisions, options)``.
 
-    An MLP on ``[r, fourier(r), h]``. The Fourier features of the preference
+    An MLP on ``[r, log r, fourier(r), h]``. The Fourier features of the preference
     (``sin/cos(2^k pi r_m)``, ``k < frequencies``) let a small network switch architecture at
-    sharp preference boundaries, which a front of dozens of architectures per device needs.
-    The last layer starts at ``init_scale`` (~0): the initial logits are ~0, i.e. uniform.
+    sharp preference boundaries, which a front of dozens of architectures per device needs; the
+    scaled ``log r_m`` (floored at ``1e-4``) resolves the preferences near a corner of the
+    simplex, where the accurate end of an NB201 front lies. The last layer starts at
+    ``init_scale`` (~0): the initial logits are ~0, i.e. uniform.
     """
+
+    LOG_FLOOR = 1e-4
 
     def __init__(
         self,
@@ -187,7 +191,7 @@ class MetaHypernetwork(nn.Module):
         self.register_buffer(
             "freqs", (2.0 ** torch.arange(frequencies, dtype=torch.float32)) * math.pi
         )
-        in_dim = num_objectives * (1 + 2 * frequencies) + embed_dim
+        in_dim = num_objectives * (2 + 2 * frequencies) + embed_dim
         blocks: list[nn.Module] = []
         width = in_dim
         for _ in range(layers):
@@ -220,7 +224,8 @@ class MetaHypernetwork(nn.Module):
                 f"expected preferences (B, {self.num_objectives}) and embeddings "
                 f"(B, {self.embed_dim}), got {tuple(r.shape)} and {tuple(h.shape)}"
             )
-        parts = [r]
+        log_r = torch.log(r.clamp_min(self.LOG_FLOOR)) / -math.log(self.LOG_FLOOR) + 1.0
+        parts = [r, log_r]
         if self.frequencies:
             angles = r.unsqueeze(-1) * self.freqs
             parts += [angles.sin().flatten(1), angles.cos().flatten(1)]

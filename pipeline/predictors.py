@@ -9,9 +9,11 @@ min-max normalised among themselves; the raw values are kept so predictions come
 The meta-predictor (:class:`MetaPredictor`) is a hierarchical (empirical-Bayes) linear cost model
 on differentiable architecture features (:mod:`hilnas.pipeline.predictors_features`):
 
-    cost(a, d) = s_d * phi(a) . w_d,      w_d ~ N(mu, Sigma),  s_d = mean of d's 10 reference values
+    cost(a, d) = s_d * phi(a) . w_d,      s_d = mean of d's 10 reference values,
+    w_d ~ mixture of N(w_k, c Sigma) over training devices k and N(mean_k w_k, Sigma)
 
-``mu`` and ``Sigma`` (and the noise level) are learned across the training devices. For a target
+The training devices' weights ``w_k`` and their covariance ``Sigma`` are learned across devices
+(the noise level and kernel scale are averaged over by marginal likelihood). For a target
 it conditions on the 10 reference measurements (zero-shot) and on any further measurements
 (few-shot): the posterior mean of ``w_d`` is a closed-form, differentiable function of the support
 set, so ``predict`` is differentiable in the architecture encoding. Costs are additive over the
@@ -241,6 +243,22 @@ def embedding_from_table(
     )
 
 
+def _resolve_local_alias(name: str, store: MeasurementStore) -> str | None:
+    """A local device alias (``cpu``, ``gpu0``) -> its target in the store, if it has one."""
+    try:
+        from hilnas.devices import get_device
+
+        device_id = get_device(name).id
+    except Exception:  # noqa: BLE001 - not a local alias (or no device layer): not found
+        return None
+    if device_id == name:
+        return None
+    try:
+        return store.resolve_target(device_id)
+    except LookupError:
+        return None
+
+
 def embedding_for(
     name: str, metric: str = "latency_ms", store: MeasurementStore | None = None, *, with_support: bool = True
 ) -> TargetEmbedding:
@@ -269,7 +287,9 @@ def embedding_for(
     try:
         target = store.resolve_target(name)
     except LookupError as exc:
-        raise NoEmbeddingError(f"no {metric} embedding for {name!r}: {exc}") from None
+        target = _resolve_local_alias(name, store)
+        if target is None:
+            raise NoEmbeddingError(f"no {metric} embedding for {name!r}: {exc}") from None
     table = store.latency_table(target) if metric == "latency_ms" else store.energy_table(target)
     if not table:
         raise NoEmbeddingError(
@@ -542,6 +562,7 @@ class TrainingTarget:
     metric: str
     codes: np.ndarray
     values: np.ndarray
+    network: str = "unknown"
 
 
 def refdata_training_targets(
@@ -549,8 +570,8 @@ def refdata_training_targets(
 ) -> list[TrainingTarget]:
     ref = refdata.load_nb201()
     codes = ref.arch_codes.astype(np.int64)
-    out = [TrainingTarget(d, "latency_ms", codes, np.asarray(ref.latency(d), np.float64)) for d in latency_devices]
-    out += [TrainingTarget(d, "energy_mj", codes, np.asarray(ref.energy(d), np.float64)) for d in energy_devices]
+    out = [TrainingTarget(d, "latency_ms", codes, np.asarray(ref.latency(d), np.float64), "unpruned") for d in latency_devices]
+    out += [TrainingTarget(d, "energy_mj", codes, np.asarray(ref.energy(d), np.float64), "unpruned") for d in energy_devices]
     return out
 
 
@@ -618,25 +639,57 @@ def train_meta_predictor(
     np.random.seed(seed)
     blocks = FEATURE_SETS[h["feature_set"]]
     ref_codes = reference_codes()
+    full = [t for t in targets if len(t.values) >= MIN_FULL_FIT]
+    sparse = [t for t in targets if len(t.values) < MIN_FULL_FIT]
+    if len(full) < 2:
+        raise PredictorError(f"training the meta-predictor needs at least 2 targets with {MIN_FULL_FIT}+ measurements")
     ws = []
-    for t in targets:
-        x = features_np(t.codes, blocks)
+    feats: dict[int, np.ndarray] = {}
+    for t in full:
+        if id(t.codes) not in feats:  # the reference targets share one code array
+            feats[id(t.codes)] = features_np(t.codes, blocks)
+        x = feats[id(t.codes)]
         ref_vals = _lookup(ref_codes, t.codes, t.values)
         if ref_vals is None:
             raise PredictorError(f"training target {t.name!r} lacks reference architectures")
         y = t.values / ref_vals.mean()
         p = x.shape[1]
         ws.append(np.linalg.solve(x.T @ x + h["ridge"] * np.eye(p), x.T @ y))
-    W = np.stack(ws)
-    cov = np.cov(W.T, bias=False)
+    if sparse:
+        # targets with a few hundred measurements (the store's) would give unstable free fits:
+        # their weights are the posterior means of a model trained on the fully measured ones
+        base = _assemble(metric, h, np.stack(ws))
+        for t in sparse:
+            ref_vals = _lookup(ref_codes, t.codes, t.values)
+            if ref_vals is None:
+                raise PredictorError(f"training target {t.name!r} lacks reference architectures")
+            keys = _codes_key(t.codes)
+            rest = ~np.isin(keys, _codes_key(ref_codes))
+            codes = np.concatenate([ref_codes, t.codes[rest]])
+            vals = np.concatenate([ref_vals, t.values[rest]])
+            w, _ = base.posterior(torch.from_numpy(one_hot_codes(codes)).double(), torch.from_numpy(vals), t.network)
+            ws.append(w.numpy())
+    model = _assemble(metric, h, np.stack(ws))
+    model.metadata = {"fingerprint": _fingerprint(targets, seed, h, metric), "kind": "hierarchical-linear"}
+    return model
+
+
+#: Targets with fewer measurements get their weights from a posterior, not a free fit.
+MIN_FULL_FIT = 2000
+
+
+def _assemble(metric: str, h: Mapping[str, Any], W: np.ndarray) -> MetaPredictor:
     model = MetaPredictor(
         metric=metric, feature_set=h["feature_set"], num_devices=len(W), kernel_scales=h["kernel_scales"],
         noises=h["noises"], iso=h["iso"], mode=h["mode"], floor=h["floor"],
     )
     model.device_weights.copy_(torch.from_numpy(W))
-    model.prior_cov.copy_(torch.from_numpy(cov))
-    model.metadata = {"fingerprint": _fingerprint(targets, seed, h, metric), "kind": "hierarchical-linear"}
+    model.prior_cov.copy_(torch.from_numpy(np.cov(W.T, bias=False)))
     return model
+
+
+def _codes_key(codes: np.ndarray) -> np.ndarray:
+    return np.asarray(codes, dtype=np.int64).reshape(-1, 6) @ (5 ** np.arange(5, -1, -1))
 
 
 def _lookup(want: np.ndarray, codes: np.ndarray, values: np.ndarray) -> np.ndarray | None:
@@ -661,7 +714,7 @@ def store_training_targets(store: MeasurementStore, metric: str = "latency_ms", 
         values = np.array(list(table.values()), dtype=np.float64)
         if _lookup(reference_codes(), codes, values) is None:
             continue
-        out.append(TrainingTarget(target, metric, codes, values))
+        out.append(TrainingTarget(target, metric, codes, values, "pruned" if "/" in target else "unknown"))
     return out
 
 

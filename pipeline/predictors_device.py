@@ -11,7 +11,8 @@ they are for the meta-predictor):
   per-edge blocks are shrunk with a strength chosen by leave-one-out;
 - ``ridge_log``: the same on log-cost (for devices whose costs behave multiplicatively).
 
-The winner (highest mean share within +-10%, then Spearman) is refit on everything and saved as
+The winner (lowest CV mean absolute relative error, a smoother criterion than the +-10% count)
+is refit on everything and saved as
 JSON (coefficients only, no pickles) under ``HILNAS_HOME/models/devices`` together with the
 sha256 of the data it saw; :func:`load_device_predictor` uses it only while the target's data is
 unchanged.
@@ -179,6 +180,7 @@ def cross_validate(
             fn, _, _ = _fit_kind(kind, emb, codes[train], values[train], feature_set)
             preds[test] = fn(codes[test])
         q = quality(preds, values)
+        q["mean_abs_rel_error"] = float(np.mean(np.abs(preds / values - 1.0)))
         q["folds"] = folds
         q["n"] = n
         out[kind] = q
@@ -195,7 +197,8 @@ def fit_device_predictor(
             f"reference ones; a per-device model needs at least {MIN_EXTRA} (profile more architectures)"
         )
     cv = cross_validate(emb, folds=folds, seed=seed, kinds=kinds, feature_set=feature_set)
-    best = max(kinds, key=lambda k: (round(cv[k]["within10"], 4), cv[k]["spearman"]))
+    # the mean absolute relative error is a smoother selection criterion than the +-10% count
+    best = min(kinds, key=lambda k: (cv[k]["mean_abs_rel_error"], -cv[k]["spearman"]))
     _, w, a = _fit_kind(best, emb, emb.support_codes, emb.support_values, feature_set)
     return DevicePredictor(
         target=emb.name, metric=emb.metric, kind=best, feature_set=feature_set, coef=w, alpha=a,

@@ -1,14 +1,17 @@
-"""``hilnas devices``, ``hilnas profile`` and ``hilnas measurements``: CliRunner with fakes of the
-exporter/profiler/discovery, real subprocesses of the console script, and the SIGKILL test."""
+"""``hilnas devices``, ``hilnas profile`` and ``hilnas measurements`` on the real stack: the local
+CPU from discovery, the real ONNX exporter, the real ONNX Runtime profiler and a real SQLite
+store, in-process through CliRunner (a small model, --channels 4 --cells 1, warm-up 1, 3 reps)
+and as the console script in subprocesses, SIGKILL test included. Nothing is patched but the
+console width (so assertions do not depend on line wrapping)."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
-import importlib
-import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -18,38 +21,33 @@ import time
 from pathlib import Path
 
 import pytest
+from hilnas.devices import get_device
 from hilnas.flows.cli import app
 from hilnas.flows.cli_common import UserError
+from hilnas.pipeline.export import OnnxExporter, file_sha256
+from hilnas.pipeline.spaces import get_space
 from hilnas.pipeline.store import MeasurementStore
 from typer.testing import CliRunner
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parents[2]
+SPACE = get_space("nb201")
+#: a small model through the CLI's own options (the input stays 32x32), short timings
+SMALL = ("--channels", "4", "--cells", "1", "--warmup", "1", "--reps", "3")
+SMALL_CONFIG = dataclasses.replace(SPACE.default_model_config(), channels=4, cells_per_stage=1)
 
 
-def load_fakes():
-    name = "hilnas_test_profiling_fakes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / "tests" / "pipeline" / "profiling_fakes.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fakes = load_fakes()
-
-
-@pytest.fixture
-def fake_stack(monkeypatch, tmp_path):
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
     from hilnas.flows import cli_common
 
-    fakes.install(monkeypatch, onnx_root=tmp_path / "onnx")
     for console in (cli_common.console, cli_common.err_console):  # no wrapping in assertions
         monkeypatch.setattr(console, "_width", 250)
-    return fakes
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    """The local CPU as the real discovery reports it."""
+    return get_device("cpu")
 
 
 def invoke(*args: str):
@@ -67,29 +65,56 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def assert_energy_columns(rows, cpu) -> None:
+    """CSV energy: a measured value, or empty with method unknown and a reason."""
+    for r in rows:
+        if r["energy_mj"] == "":
+            assert r["energy_method"] == "unknown" and r["energy_reason"]
+        else:
+            assert float(r["energy_mj"]) > 0 and r["energy_method"] not in ("", "unknown")
+        if cpu.energy_counter is None:  # this machine cannot measure CPU energy
+            assert r["energy_mj"] == "" and r["energy_method"] == "unknown"
+
+
 # ----------------------------------------------------------------------------------------------
 # CliRunner
 # ----------------------------------------------------------------------------------------------
-def test_devices_list_json_and_table(fake_stack, hilnas_home):
+def test_devices_list_json_and_table(hilnas_home, cpu):
     result = invoke("devices", "list", "--json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
-    assert rows[0]["id"] == "cpu-feedbeef" and rows[0]["kind"] == "cpu" and rows[0]["local"]
-    assert rows[0]["stored"] is False and rows[0]["configurations"] == []
-    assert invoke("profile", "--device", "cpu", "--archs", "0", "--reps", "3").exit_code == 0
-    rows = json.loads(invoke("devices", "list", "--json").output)
-    assert rows[0]["stored"] and rows[0]["configurations"][0]["ok"] == 10
+    (row,) = [r for r in json.loads(result.output) if r["id"] == cpu.id]
+    assert row["kind"] == "cpu" and row["local"] and row["name"] == cpu.name
+    assert row["fingerprint"] == cpu.fingerprint and "cpu" in row["aliases"]
+    assert row["stored"] is False and row["configurations"] == []
+    profiled = invoke("profile", "--device", "cpu", "--archs", "0", *SMALL)
+    assert profiled.exit_code == 0, profiled.output
+    (row,) = [
+        r for r in json.loads(invoke("devices", "list", "--json").output) if r["id"] == cpu.id
+    ]
+    assert row["stored"] and row["configurations"] == [
+        {
+            "config_key": f"{cpu.id}/cpu/t1/b1",
+            "space": "nb201",
+            "model_config": SMALL_CONFIG.key(),
+            "ok": 10,
+            "failed": 0,
+        }
+    ]
     table = invoke("devices", "list")
-    assert table.exit_code == 0 and "cpu-feedbeef" in table.output
+    assert table.exit_code == 0 and cpu.id in table.output and "t1/b1: 10" in table.output
+    if cpu.energy_counter is None:
+        assert f"{cpu.id}: energy unknown: {cpu.energy_unavailable_reason}" in table.output
 
 
-def test_profile_table_rerun_and_export(fake_stack, hilnas_home, tmp_path):
-    result = invoke("profile", "--device", "cpu", "--archs", "3", "--reps", "5", "--seed", "1")
+def test_profile_table_rerun_and_export(hilnas_home, tmp_path, cpu):
+    result = invoke("profile", "--device", "cpu", "--archs", "3", "--seed", "1", *SMALL)
     assert result.exit_code == 0, result.output
     out = result.output
     assert "summary" in out and "13 planned: 13 measured now, 0 already stored, 0 failed" in out
-    assert "unknown" in out  # the energy status is explicit
-    again = invoke("profile", "--device", "cpu", "--archs", "3", "--reps", "5", "--seed", "1")
+    assert f"{cpu.id} ({cpu.name})" in out and f"{cpu.id}/cpu/t1/b1" in out
+    if cpu.energy_counter is None:  # the energy status is explicit
+        assert "unknown (" in out and "energy mJ" in out
+    again = invoke("profile", "--device", "cpu", "--archs", "3", "--seed", "1", *SMALL)
     assert again.exit_code == 0 and "13 architecture(s) already stored" in again.output
     assert "0 measured now, 13 already stored" in again.output
 
@@ -102,28 +127,77 @@ def test_profile_table_rerun_and_export(fake_stack, hilnas_home, tmp_path):
     assert reader.fieldnames[:4] == ["arch", "latency_ms", "energy_mj", "energy_method"]
     assert len(rows) == 13 and len({r["arch"] for r in rows}) == 13
     assert all(float(r["latency_ms"]) > 0 for r in rows)
-    assert all(r["energy_mj"] == "" and r["energy_method"] == "unknown" for r in rows)
+    assert_energy_columns(rows, cpu)
     assert all(
-        r["config_key"] == "cpu-feedbeef/cpu/t1/b1" and r["repetitions"] == "5" for r in rows
+        r["config_key"] == f"{cpu.id}/cpu/t1/b1"
+        and r["repetitions"] == "3"
+        and r["warmup"] == "1"
+        and r["model_config_key"] == SMALL_CONFIG.key()
+        and r["device_fingerprint"] == cpu.fingerprint
+        for r in rows
     )
+    by_id = invoke("measurements", "export", "--device", cpu.id, "--csv", "-")
+    assert by_id.exit_code == 0 and by_id.output == target.read_text()
 
     listing = invoke("measurements", "list", "--json")
     data = json.loads(listing.output)
     assert data["configurations"][0]["ok"] == 13
-    assert "cpu-feedbeef/cpu/t1/b1" in invoke("measurements", "list").output
+    assert f"{cpu.id}/cpu/t1/b1" in invoke("measurements", "list").output
 
 
-def test_profile_json_report(fake_stack):
-    result = invoke("profile", "--device", "cpu", "--archs", "1", "--reps", "2", "--json")
+def test_profile_json_report(cpu):
+    result = invoke("profile", "--device", "cpu", "--archs", "1", *SMALL, "--reps", "2", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["measured"] == 11 and report["energy_status"].startswith("unknown")
+    assert report["measured"] == 11 and report["device_id"] == cpu.id
+    assert report["repetitions"] == 2 and report["model_config_key"] == SMALL_CONFIG.key()
+    if cpu.energy_counter is None:  # explicit: unknown, with the reason
+        assert report["energy_status"].startswith("unknown (")
     assert len(report["rows"]) == 11 and report["rows"][0]["reference"] is True
+    assert all(r["latency_ms_median"] > 0 for r in report["rows"])
 
 
-def test_export_of_an_external_device(fake_stack, tmp_path):
-    from hilnas.pipeline.spaces import get_space
+def test_failed_model_then_retry_failed_then_force(hilnas_home, cpu):
+    """A cache entry that is not ONNX (its sidecar's sha256 updated to match, so the exporter
+    passes it on): ONNX Runtime rejects it, the failure is stored and reported; deleting the
+    entry and --retry-failed measures it; --force measures everything again."""
+    exporter = OnnxExporter()  # the default cache, under HILNAS_HOME, that the CLI uses
+    bad = SPACE.reference_architectures()[3]
+    entry = exporter.export(SPACE, bad, config=SMALL_CONFIG).path
+    entry.write_bytes(b"this is not an ONNX model\n")
+    meta = json.loads(entry.with_suffix(".json").read_text())
+    meta["sha256"] = file_sha256(entry)
+    entry.with_suffix(".json").write_text(json.dumps(meta))
 
+    first = invoke("profile", "--device", "cpu", "--archs", "0", *SMALL)
+    assert first.exit_code == 0, first.output
+    assert "10 planned: 9 measured now, 0 already stored, 1 failed" in first.output
+    assert re.search(r"│\s+4 │\s+\d+ │\s+\* +│ failed +│\s+- │", first.output)  # its row
+    assert re.search(r"│ error +│ " + re.escape(str(entry)[:60]), first.output)  # the summary
+    assert "failed measurements are stored and not retried unless you pass --retry-failed" in (
+        first.output
+    )
+    with MeasurementStore() as st:
+        (failed,) = st.measurements(status="failed")
+        assert failed.key.arch == SPACE.format(bad) and str(entry) in failed.measurement.error
+        assert "re-export it" in failed.measurement.error  # the fix, in the stored error
+
+    entry.unlink()
+    entry.with_suffix(".json").unlink()
+    assert (
+        "0 measured now, 10 already stored"
+        in invoke("profile", "--device", "cpu", "--archs", "0", *SMALL).output
+    )  # a failure is not retried unless asked
+    retried = invoke("profile", "--device", "cpu", "--archs", "0", *SMALL, "--retry-failed")
+    assert retried.exit_code == 0, retried.output
+    assert "1 measured now, 9 already stored, 0 failed; 10 ok in the store" in retried.output
+    forced = invoke("profile", "--device", "cpu", "--archs", "0", *SMALL, "--force")
+    assert "10 measured now, 0 already stored, 0 failed" in forced.output
+    with MeasurementStore() as st:
+        assert st.count_measurements(status="ok") == 10 == st.count_measurements()
+
+
+def test_export_of_an_external_device(tmp_path):
     sp = get_space("nb201")
     rows = [(sp.format(sp.from_index(i)), 1.0 + i, None if i % 2 else 2.5) for i in range(4)]
     with MeasurementStore() as st:
@@ -150,14 +224,14 @@ def test_export_of_an_external_device(fake_stack, tmp_path):
         (["--device", "cpu", "--channels", "0"], "channels"),
     ],
 )
-def test_profile_bad_input_leaves_no_store(fake_stack, hilnas_home, args, match):
+def test_profile_bad_input_leaves_no_store(hilnas_home, args, match):
     msg = user_error(invoke("profile", *args))
     assert match in msg
-    assert not (hilnas_home / "hilnas.db").exists()
-    assert fake_stack.FakeProfiler.instances == []
+    # no store, no ONNX cache, no lock: nothing was written under HILNAS_HOME
+    assert list(hilnas_home.iterdir()) == []
 
 
-def test_not_a_hilnas_store_is_refused_everywhere(fake_stack, tmp_path):
+def test_not_a_hilnas_store_is_refused_everywhere(hilnas_home, tmp_path):
     db = tmp_path / "app.db"
     con = sqlite3.connect(db)
     con.execute("CREATE TABLE invoices (id INTEGER)")
@@ -182,10 +256,12 @@ def test_not_a_hilnas_store_is_refused_everywhere(fake_stack, tmp_path):
     ):
         msg = user_error(invoke(*args))
         assert "not a hilnas store" in msg and str(db) in msg and "HILNAS_DATABASE_URL" in msg
-    assert sha(db) == before and fake_stack.FakeProfiler.instances == []
+    assert sha(db) == before
+    assert not (hilnas_home / "onnx").exists()  # nothing was exported, so nothing measured
+    assert not (tmp_path / "x.csv").exists()
 
 
-def test_unwritable_home(fake_stack, monkeypatch, tmp_path):
+def test_unwritable_home(monkeypatch, tmp_path):
     blocker = tmp_path / "plain-file"
     blocker.write_text("x")
     monkeypatch.setenv("HILNAS_HOME", str(blocker / "home"))
@@ -194,12 +270,14 @@ def test_unwritable_home(fake_stack, monkeypatch, tmp_path):
         assert "HILNAS_HOME" in msg and "writable" in msg
 
 
-def test_export_unknown_device_or_nothing_measured(fake_stack, tmp_path):
+def test_export_unknown_device_or_nothing_measured(tmp_path):
     msg = user_error(
         invoke("measurements", "export", "--device", "gpu7", "--csv", str(tmp_path / "a.csv"))
     )
     assert "hilnas profile --device gpu7" in msg
     assert not (tmp_path / "a.csv").exists()
+    msg = user_error(invoke("measurements", "export", "--device", "cpu", "--csv", "-"))
+    assert "hilnas profile --device cpu" in msg  # the local CPU, not measured yet
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,7 +297,13 @@ def run_cli(*args: str, env_home: Path, timeout: float = 120, **kw) -> subproces
     env = dict(os.environ, HILNAS_HOME=str(env_home), COLUMNS="200", NO_COLOR="1")
     env.pop("HILNAS_DATABASE_URL", None)
     return subprocess.run(
-        [hilnas_exe(), *args], capture_output=True, text=True, timeout=timeout, env=env, **kw
+        [hilnas_exe(), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kw,
     )
 
 
@@ -241,23 +325,6 @@ def test_console_script_bad_input_exit_codes(hilnas_home, tmp_path):
     assert r.returncode == 2 and "HILNAS_HOME" in r.stderr
 
 
-def _real_stack_available() -> bool:
-    try:
-        return (
-            importlib.util.find_spec("hilnas.pipeline.export") is not None
-            and hasattr(importlib.import_module("hilnas.profilers"), "OrtProfiler")
-            and hasattr(importlib.import_module("hilnas.devices"), "discover")
-        )
-    except ImportError:
-        return False
-
-
-real_stack = pytest.mark.skipif(
-    not _real_stack_available(), reason="exporter/profiler/discovery not built yet"
-)
-
-
-@real_stack
 def test_console_script_devices_list_json_shows_the_cpu(hilnas_home):
     r = run_cli("devices", "list", "--json", env_home=hilnas_home)
     assert r.returncode == 0, r.stderr
@@ -281,7 +348,6 @@ def _ok_rows(db: Path) -> list[tuple]:
         con.close()
 
 
-@real_stack
 def test_sigkill_then_rerun_leaves_exactly_30(hilnas_home):
     """`hilnas profile --device cpu --archs 20 --reps 30`, SIGKILLed once some measurements are
     stored, then rerun: exactly 30 ok rows, no duplicates, positive latency, explicit energy."""

@@ -92,3 +92,12 @@ def test_search_table_is_checked_against_the_search_settings(tmp_path):
         load_config(write(tmp_path, "[search]\nepochs = 2\n"))
     with pytest.raises(ConfigError, match="accuracy_queries must be an integer >= 2"):
         load_config(write(tmp_path, "[search]\naccuracy_queries = 1\n"))
+
+
+def test_main_job_sizes_the_supernet_search_unless_told():
+    from hilnas.flows.config import MAIN_JOB_SUPERNET_EPOCHS
+
+    assert RunConfig().search_settings() == (MAIN_JOB_SUPERNET_EPOCHS, {"warmup_epochs": 2})
+    cfg = RunConfig(epochs=3, search={"warmup_epochs": 1, "batch_size": 32})
+    assert cfg.search_settings() == (3, {"warmup_epochs": 1, "batch_size": 32})
+    assert RunConfig(mode="surrogate").search_settings() == (None, {})

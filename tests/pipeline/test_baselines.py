@@ -106,7 +106,7 @@ def test_benchmark_experiment_and_markdown_with_a_fake_search(monkeypatch, tmp_p
                 for i in idx
             ]
 
-    def run_search(cfg):
+    def run_search(cfg, *, progress=None):
         p = tmp_path / f"run{cfg.seed}"
         p.write_text(",".join(cfg.objectives))
         return p

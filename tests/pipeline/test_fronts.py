@@ -164,3 +164,13 @@ def test_plot_axis_labels_have_units(tmp_path, monkeypatch):
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
     fronts.plot_front_png(tmp_path / "f.png", "d", ("error", "latency_ms"), _points())
     assert "latency (ms)" in labels and "error (%)" in labels
+
+
+def test_objective_names_lists_and_aliases():
+    a = fronts.nb201_problem("pixel2", ["error", "latency_ms"])
+    assert fronts.nb201_problem("pixel2", "error,latency") is a  # cached, canonical names
+    assert fronts.check_objectives(("error", "energy")) == ("error", "energy_mj")
+    with pytest.raises(ValueError, match="repeat"):
+        fronts.check_objectives(("error", "error"))
+    with pytest.raises(ValueError, match="at least two"):
+        fronts.check_objectives(("error",))
