@@ -170,6 +170,7 @@ def profile_command(
             f"{report.failed} architecture(s) failed (see the table); failed measurements are "
             "stored and not retried unless you pass --retry-failed"
         )
+        raise typer.Exit(code=1)
 
 
 class _ProgressBar:
@@ -283,7 +284,7 @@ def print_report(report: Any) -> None:
         f"wall {report.wall_s:.1f} s = export {report.export_s:.1f} s + sessions "
         f"{report.session_create_s:.1f} s + timed runs {report.timed_s:.1f} s + rest",
     )
-    errors = sorted({r.error.splitlines()[0][:160] for r in report.rows if r.error})
+    errors = sorted({r.error.strip() for r in report.rows if r.error})
     for e in errors[:5]:
         summary.add_row("error", e)
     console.print(summary)

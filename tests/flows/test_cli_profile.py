@@ -170,10 +170,11 @@ def test_failed_model_then_retry_failed_then_force(hilnas_home, cpu):
     entry.with_suffix(".json").write_text(json.dumps(meta))
 
     first = invoke("profile", "--device", "cpu", "--archs", "0", *SMALL)
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == 1, first.output  # a failed model makes the run exit non-zero
     assert "10 planned: 9 measured now, 0 already stored, 1 failed" in first.output
     assert re.search(r"│\s+4 │\s+\d+ │\s+\* +│ failed +│\s+- │", first.output)  # its row
     assert re.search(r"│ error +│ " + re.escape(str(entry)[:60]), first.output)  # the summary
+    assert "re-export" in first.output.replace("\n", " ").replace("│", "")  # with its fix
     assert "failed measurements are stored and not retried unless you pass --retry-failed" in (
         first.output
     )
