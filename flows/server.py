@@ -49,14 +49,21 @@ def check_api(timeout_s: float = 5.0, *, require_server: bool = False) -> str | 
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
 
     auth = PREFECT_API_AUTH_STRING.value()
+    auth = auth.get_secret_value() if hasattr(auth, "get_secret_value") else auth
+    key = PREFECT_API_KEY.value()
+    key = key.get_secret_value() if hasattr(key, "get_secret_value") else key
     if auth:
         import base64
 
         headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    elif PREFECT_API_KEY.value():
-        headers["Authorization"] = f"Bearer {PREFECT_API_KEY.value()}"
+    elif key:
+        headers["Authorization"] = f"Bearer {key}"
+    base = url.rstrip("/")
     try:
-        response = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout_s, headers=headers)
+        # /health answers without credentials; /admin/version needs them when auth is on
+        response = httpx.get(f"{base}/health", timeout=timeout_s, headers=headers)
+        if response.status_code == 200:
+            response = httpx.get(f"{base}/admin/version", timeout=timeout_s, headers=headers)
     except httpx.HTTPError as exc:
         raise PrefectSetupError(
             f"cannot reach the Prefect API at {url} ({type(exc).__name__}: {exc}); start the "
@@ -70,8 +77,8 @@ def check_api(timeout_s: float = 5.0, *, require_server: bool = False) -> str | 
         )
     if response.status_code != 200:
         raise PrefectSetupError(
-            f"the Prefect API at {url} answered /health with HTTP {response.status_code}; check "
-            "that PREFECT_API_URL ends in /api and points at `prefect server start`"
+            f"the Prefect API at {url} answered with HTTP {response.status_code}; check that "
+            "PREFECT_API_URL ends in /api and points at `prefect server start`"
         )
     return url
 

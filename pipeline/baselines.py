@@ -6,19 +6,22 @@ already evaluated is free, as it would be with a cache in front of a real measur
 baseline found is the non-dominated subset of what it evaluated, scored with
 :mod:`hilnas.pipeline.fronts` (normalisation and reference point as in ``docs/method.md``).
 
-- :func:`random_search`: ``budget`` distinct architectures drawn uniformly.
+- :func:`random_search`: ``budget`` distinct architectures drawn uniformly (the first ``budget``
+  of one seeded permutation, so a larger budget extends the same run).
 - :func:`nsga2`: pymoo's NSGA-II on the integer encoding (6 edges x 5 operations) driven through
   pymoo's ask/tell interface. Variation operators are injectable; the default is uniform
   crossover and a categorical mutation that resamples each edge with probability 1/6 (the
   operations have no order, so SBX/PM with rounding, also available, treat them as if they had).
 
-Both are seeded and deterministic for a given seed.
+Both are seeded and deterministic for a given (seed, device); different devices draw
+independent random streams from the same seed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,6 +91,11 @@ def _check_budget(budget: int) -> int:
     return int(budget)
 
 
+def _stream(seed: int, device: str) -> list[int]:
+    """Seed sequence of a per-device run: independent streams for different devices."""
+    return [int(seed), zlib.crc32(device.encode())]
+
+
 def _result(
     method: str,
     p: NB201Problem,
@@ -125,8 +133,9 @@ def random_search(
     t0 = time.perf_counter()
     budget = _check_budget(budget)
     p = _problem(device, objectives, problem)
-    rng = np.random.default_rng(seed)
-    evaluated = rng.choice(len(p.values), size=budget, replace=False)
+    rng = np.random.default_rng(_stream(seed, p.device))
+    # a prefix of one permutation: a larger budget extends the same run
+    evaluated = rng.permutation(len(p.values))[:budget]
     return _result("random", p, budget, seed, evaluated, t0)
 
 
@@ -235,7 +244,8 @@ def nsga2(
         mutation=mutation,
         eliminate_duplicates=True,
     )
-    algorithm.setup(pm_problem, termination=NoTermination(), seed=int(seed), verbose=False)
+    stream = np.random.SeedSequence(_stream(seed, p.device)).generate_state(1)[0]
+    algorithm.setup(pm_problem, termination=NoTermination(), seed=int(stream), verbose=False)
 
     evaluated: list[int] = []
     seen: set[int] = set()

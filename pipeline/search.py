@@ -163,7 +163,6 @@ class SearchConfig:
     scalarization: str = "tchebycheff"
     smoothing: float = 0.05
     front_preferences: float = 0.5
-    cost_normalization: str | None = None
     preferences_per_target: int | None = None
     mgda: bool = True
     logit_scale: float | None = 2.0
@@ -256,17 +255,6 @@ class SearchConfig:
             raise SearchError(
                 f"scalarization must be one of {', '.join(SCALARIZATIONS)}, got {self.scalarization!r}"
             )
-        if self.cost_normalization is None:
-            fix("cost_normalization", "minmax")
-        if self.cost_normalization not in ("front", "minmax"):
-            raise SearchError(
-                f"cost_normalization must be front or minmax, got {self.cost_normalization!r}"
-            )
-        if self.cost_normalization == "front" and self.mode == "supernet":
-            raise SearchError(
-                "cost_normalization 'front' needs predicted errors over the whole space "
-                "(surrogate mode); use minmax in supernet mode"
-            )
         if self.dataset not in ("digits", "cifar10"):
             raise SearchError(f"dataset must be digits or cifar10, got {self.dataset!r}")
         if self.mode == "supernet" and self.dataset == "cifar10" and not self.data_dir:
@@ -337,6 +325,8 @@ class FrontPoint:
 
     ``error_source`` says where the error came from: ``surrogate`` (predicted), ``queried``
     (the true value read during the search) or ``supernet`` (the supernet's validation error).
+    ``refined``: the architecture came from the greedy refinement of the hypernetwork's choice
+    (see :meth:`TrainedSearch.front`), not from the argmax itself.
     """
 
     arch: str
@@ -344,6 +334,7 @@ class FrontPoint:
     objectives: dict[str, float]
     index: int | None = None
     error_source: str | None = None
+    refined: bool = False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -601,17 +592,8 @@ def _fast_cost(model, arch, w, scale):
 
 
 class _Normalizer:
-    """Per-target, per-objective monotone piecewise-linear maps of raw costs onto [0, 1].
-
-    ``minmax``: two knots, the (predicted) min and max over the space (``docs/method.md``).
-    ``front``: knots at the values that the target's predicted Pareto front (over the pool)
-    takes in that objective, mapped to evenly spaced levels, then linearly up to 1 at the
-    space's maximum. Each map is strictly increasing, so the Pareto-optimal architectures are
-    the same as with min-max; what changes is where a preference vector lands: uniformly
-    spread preferences then spread evenly over the front (with min-max, most of an NB201 front
-    is squeezed into preferences within a few percent of the accuracy corner). Knots closer
-    than ``min_gap`` (in min-max units) are merged, which bounds the slopes.
-    """
+    """Per-target, per-objective monotone piecewise-linear maps of raw costs onto [0, 1]; as
+    built by :meth:`minmax`, the line through the (predicted) min and max over the space."""
 
     def __init__(self, knots_x, knots_y):
         self.x, self.y = knots_x, knots_y  # (T, M, L) each, x non-decreasing along L
@@ -623,37 +605,6 @@ class _Normalizer:
         x = np.stack([lo, np.maximum(hi, lo + 1e-9)], axis=-1)
         y = np.broadcast_to(np.array([0.0, 1.0]), x.shape)
         return cls(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y.copy(), dtype=torch.float32))
-
-    @classmethod
-    def front(cls, pool_values: np.ndarray, min_gap: float = 1e-3) -> _Normalizer:
-        """``pool_values`` ``(T, N, M)``: raw costs of the pool for every target."""
-        import torch
-
-        T, _, M = pool_values.shape
-        xs, ys = [], []
-        for t in range(T):
-            V = pool_values[t]
-            lo, hi = V.min(0), np.maximum(V.max(0), V.min(0) + 1e-9)
-            front = V[mo.pareto_mask(V)]
-            for m in range(M):
-                vals = np.unique(front[:, m])
-                keep = [vals[0]]
-                for v in vals[1:]:
-                    if (v - keep[-1]) / (hi[m] - lo[m]) >= min_gap:
-                        keep.append(v)
-                kx = np.array(keep)
-                n = len(kx)
-                ky = np.arange(n) / n
-                if kx[-1] < hi[m]:
-                    kx, ky = np.append(kx, hi[m]), np.append(ky, 1.0)
-                else:
-                    ky = ky / max(ky[-1], 1e-9)
-                xs.append(kx)
-                ys.append(ky)
-        L = max(len(x) for x in xs)
-        X = np.stack([np.pad(x, (0, L - len(x)), mode="edge") for x in xs]).reshape(T, M, L)
-        Y = np.stack([np.pad(y, (0, L - len(y)), mode="edge") for y in ys]).reshape(T, M, L)
-        return cls(torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(Y, dtype=torch.float32))
 
     def to(self, device) -> _Normalizer:
         return _Normalizer(self.x.to(device), self.y.to(device))
@@ -892,10 +843,7 @@ def run_search(
                 }
             else:
                 error_fn = None
-            if cfg.cost_normalization == "front":
-                normalizer = _Normalizer.front(pool_values)
-            else:
-                normalizer = _Normalizer.minmax(pool_values.min(1), pool_values.max(1))
+            normalizer = _Normalizer.minmax(pool_values.min(1), pool_values.max(1))
             lo, hi = pool_values.min(1, keepdims=True), pool_values.max(1, keepdims=True)
             normed = (pool_values - lo) / np.maximum(hi - lo, 1e-12)
             fronts = [np.unique(v[mo.pareto_mask(v)], axis=0) for v in normed]
@@ -1308,6 +1256,79 @@ class TrainedSearch:
             sources[i] = "supernet"
         return err
 
+    @property
+    def can_refine(self) -> bool:
+        """Whether every objective can be predicted cheaply for many architectures (surrogate
+        mode, or no error objective): the refinement needs that."""
+        return self._surrogate is not None or "error" not in self.objectives
+
+    def _bounds(self, embs: Mapping[str, TargetEmbedding]) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted min and max of each objective over the space for a target: the
+        normalisation the hypernetwork was trained with."""
+        torch = self._torch
+        if not hasattr(self, "_pool_codes"):
+            self._pool_codes = _pool(self.space, self.config.seed)
+            self._pool_errors = None
+            if self._surrogate is not None:
+                with torch.no_grad():
+                    x = torch.from_numpy(_onehot(self.space, self._pool_codes))
+                    self._pool_errors = self._surrogate(x).numpy().astype(np.float64)
+        cols = [
+            self._pool_errors if o == "error" else self.predictor(o).predict_codes(self._pool_codes, embs[o])
+            for o in self.objectives
+        ]
+        V = np.stack(cols, axis=1)
+        return V.min(0), np.maximum(V.max(0), V.min(0) + 1e-12)
+
+    def refine(
+        self,
+        codes: np.ndarray,
+        prefs: np.ndarray,
+        embs: Mapping[str, TargetEmbedding],
+        steps: int = 8,
+    ) -> np.ndarray:
+        """Greedy best-improvement local search from each architecture ``codes[k]`` on the
+        scalarised, normalised *predicted* objectives under ``prefs[k]`` (the loss the
+        hypernetwork was trained on), one decision changed per step, at most ``steps`` steps.
+
+        It only uses the predictors and the surrogate (no true evaluation): the hypernetwork's
+        straight-through training lands near the best architecture for a preference, often a
+        few single-decision changes away from it; this closes that gap at inference.
+        """
+        if not self.can_refine:
+            raise SearchError("refinement needs a cheap error model (surrogate mode)")
+        import torch
+
+        lo, hi = self._bounds(embs)
+        cur = np.asarray(codes, dtype=np.int64).copy()
+        K, D = cur.shape
+        sizes = [len(o) for o in self.space.options]
+        memo: dict[tuple[int, ...], np.ndarray] = {}
+        r = torch.as_tensor(prefs, dtype=torch.float32)
+        for _ in range(steps):
+            cands = [cur]
+            for d in range(D):
+                for o in range(sizes[d]):
+                    nb = cur.copy()
+                    nb[:, d] = o
+                    cands.append(nb)
+            C = np.stack(cands, axis=1)  # (K, 1 + sum(sizes), D); entry 0 = current
+            flat = [tuple(int(v) for v in c) for c in C.reshape(-1, D)]
+            new = list(dict.fromkeys(c for c in flat if c not in memo))
+            if new:
+                vals, _ = self.predict_objectives(np.array(new), embs)
+                memo.update(zip(new, vals))
+            V = np.stack([memo[c] for c in flat]).reshape(K, C.shape[1], -1)
+            norm = torch.as_tensor((V - lo) / (hi - lo), dtype=torch.float32)
+            with torch.no_grad():
+                S = scalarize(r[:, None, :].expand(-1, C.shape[1], -1), norm, self.config.scalarization, self.config.smoothing)
+            best = S.argmin(1).numpy()  # ties keep the current architecture (index 0)
+            nxt = C[np.arange(K), best]
+            if np.array_equal(nxt, cur):
+                break
+            cur = nxt
+        return cur
+
     def sweep(self, k: int) -> np.ndarray:
         """``k`` preference vectors for a front: spread like the preferences that aim at the
         training targets' predicted fronts (saved with the search), else evenly on the simplex.
@@ -1340,17 +1361,24 @@ class TrainedSearch:
         preference: Sequence[float] | np.ndarray | None = None,
         store: MeasurementStore | None = None,
         non_dominated: bool = True,
+        refine: bool | None = None,
+        refine_steps: int = 8,
     ) -> list[FrontPoint]:
-        """The architectures for ``target`` over a preference sweep (``points``, default 100) or
-        for one ``preference`` (a vector on the simplex, one weight per objective, validated,
-        never renormalised).
+        """The architectures for ``target`` over a preference sweep (``points`` preference
+        vectors, default 100, spread as :meth:`sweep` says) or for one ``preference`` (a vector
+        on the simplex, one weight per objective, validated, never renormalised).
 
-        A sweep returns the distinct architectures it selects, non-dominated among themselves on
-        the predicted objectives (``non_dominated=False`` keeps them all), sorted by the first
-        hardware objective.
+        For each preference the hypernetwork's argmax architecture is taken; with ``refine``
+        (default: whenever the objectives are cheap to predict, i.e. surrogate mode) the
+        greedy :meth:`refine` of it on the predicted objectives is added. A sweep returns the
+        distinct architectures, non-dominated among themselves on the predicted objectives
+        (``non_dominated=False`` keeps them all), sorted by the first hardware objective; one
+        preference returns its (refined) architecture.
         """
         if points is not None and preference is not None:
             raise SearchError("give either points (a sweep) or one preference, not both")
+        if refine is None:
+            refine = self.can_refine
         names = ", ".join(self.objectives)
         if preference is not None:
             try:
@@ -1365,10 +1393,14 @@ class TrainedSearch:
         name, embs = self.embeddings(target, store)
         h = _embedding_vector(embs, self.hardware_objectives)
         codes = self.architectures(h, prefs)
-        uniq: dict[tuple[int, ...], int] = {}
-        for i, c in enumerate(codes):
-            uniq.setdefault(tuple(int(v) for v in c), i)
-        ucodes = np.array(list(uniq), dtype=np.int64)
+        found: dict[tuple[int, ...], tuple[int, bool]] = {}  # code -> (preference row, refined)
+        if not (refine and preference is not None):
+            for i, c in enumerate(codes):
+                found.setdefault(tuple(int(v) for v in c), (i, False))
+        if refine:
+            for i, c in enumerate(self.refine(codes, prefs, embs, steps=refine_steps)):
+                found.setdefault(tuple(int(v) for v in c), (i, True))
+        ucodes = np.array(list(found), dtype=np.int64)
         values, sources = self.predict_objectives(ucodes, embs)
         keep = np.ones(len(ucodes), dtype=bool)
         if preference is None and non_dominated:
@@ -1378,15 +1410,16 @@ class TrainedSearch:
         out = []
         for i in order:
             code = tuple(int(v) for v in ucodes[i])
-            pref = prefs[uniq[code]]
+            row, refined = found[code]
             index = self.space.index(code) if self.space.name == "nb201" else None
             out.append(
                 FrontPoint(
                     arch=self.space.format(code),
-                    preference=tuple(round(float(v), 6) for v in pref),
+                    preference=tuple(round(float(v), 6) for v in prefs[row]),
                     objectives={o: float(values[i, j]) for j, o in enumerate(self.objectives)},
                     index=index,
                     error_source=sources[i],
+                    refined=refined,
                 )
             )
         return out

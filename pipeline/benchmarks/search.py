@@ -51,23 +51,27 @@ ENERGY_DEVICES: tuple[str, ...] = ("eyeriss", "fpga")
 DEFAULT_SURROGATE_BUDGET = 200
 
 
-def device_groups() -> dict[str, tuple[str, ...]]:
+def device_groups(
+    train_targets: Sequence[str] = MODNAS_TRAIN_DEVICES,
+) -> dict[str, tuple[str, ...]]:
+    """train (searched on), zero-shot (the MODNAS test devices not trained on), other unseen
+    (the remaining configurations), all."""
     devices = load_nb201().latency_devices
-    other = tuple(d for d in devices if d not in MODNAS_TRAIN_DEVICES + MODNAS_TEST_DEVICES)
     return {
-        "train": tuple(MODNAS_TRAIN_DEVICES),
-        "zero-shot": tuple(MODNAS_TEST_DEVICES),
-        "other unseen": other,
+        "train": tuple(d for d in devices if d in train_targets),
+        "zero-shot": tuple(d for d in MODNAS_TEST_DEVICES if d not in train_targets),
+        "other unseen": tuple(
+            d for d in devices if d not in tuple(train_targets) + MODNAS_TEST_DEVICES
+        ),
         "all": tuple(devices),
     }
 
 
-def group_of(device: str) -> str:
-    if device in MODNAS_TRAIN_DEVICES:
-        return "train"
-    if device in MODNAS_TEST_DEVICES:
-        return "zero-shot"
-    return "other unseen"
+def group_of(device: str, train_targets: Sequence[str] = MODNAS_TRAIN_DEVICES) -> str:
+    for group, devs in device_groups(train_targets).items():
+        if device in devs:
+            return group
+    return "all"
 
 
 def _finite_mean(values: Sequence[float]) -> float:
@@ -350,7 +354,8 @@ def render_markdown(result: dict[str, Any]) -> str:
                     _fmt(block["per_device"][m].get(d, {}).get(metric, float("nan")))
                     for m in methods
                 ]
-                lines.append(f"| {d} | {group_of(d)} | " + " | ".join(cells) + " |")
+                g = group_of(d, block.get("train_targets", MODNAS_TRAIN_DEVICES))
+                lines.append(f"| {d} | {g} | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -392,7 +397,9 @@ def run_experiment(
     progress(f"baselines {'+'.join(objectives)}: {len(devices)} devices, budgets {list(budgets)}")
     runs += run_baselines(devices, objectives, budgets, seeds)
     runs += linear_oracle(devices, objectives)
-    groups = {g: [d for d in devs if d in devices] for g, devs in device_groups().items()}
+    groups = {
+        g: [d for d in devs if d in devices] for g, devs in device_groups(train_targets).items()
+    }
     groups = {g: devs for g, devs in groups.items() if devs}
     table = per_device_table(runs)
     return {
