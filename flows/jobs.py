@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "value") and type(value).__module__ != "builtins" and hasattr(type(value), "__members__"):
+    if isinstance(value, Enum):
         return value.value
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         try:
@@ -85,8 +87,6 @@ def resolve_device(name: str | None) -> Any:
     An agent started for device X (``HILNAS_AGENT_DEVICE``) refuses runs for another device.
     A device that is not attached (any more) raises ``DeviceNotFoundError`` naming the fix.
     """
-    import os
-
     from hilnas.devices import get_device
 
     agent = os.environ.get(AGENT_DEVICE_ENV) or None
@@ -114,8 +114,6 @@ def local_devices(names: list[str] | None = None) -> list[Any]:
 def agent_mode() -> bool:
     """True inside a measurement agent (``hilnas agent start`` sets ``HILNAS_AGENT_DEVICE``):
     ONNX files then come from the artifact location, never from a local export (no torch)."""
-    import os
-
     return bool(os.environ.get(AGENT_DEVICE_ENV))
 
 

@@ -290,6 +290,7 @@ def _atomic_write(path: Path, write: Any, suffix: str) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; fronts are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -354,6 +355,7 @@ def plot_front_png(
     *,
     reference: Any = None,
     reference_label: str = "exact Pareto front",
+    points_label: str = "found",
     title: str | None = None,
     dpi: int = 120,
 ) -> Path:
@@ -363,7 +365,8 @@ def plot_front_png(
     Three or more: one panel per pair of objectives. Points are coloured by their preference's
     first component when they carry one; the non-dominated ones are joined by a staircase in the
     2-objective plot. ``reference`` (an (n, M) array of raw objective values, same order as
-    ``objectives``) is drawn underneath, e.g. the exact NB201 front.
+    ``objectives``) is drawn underneath, e.g. the exact NB201 front; ``points_label`` names the
+    points in the legend (e.g. "predicted" for a search's own estimates).
     """
     import matplotlib
 
@@ -413,7 +416,7 @@ def plot_front_png(
                 s=28,
                 edgecolors="k",
                 linewidths=0.4,
-                label="found",
+                label=points_label,
                 zorder=3,
             )
         else:
@@ -424,7 +427,7 @@ def plot_front_png(
                 c="C0",
                 edgecolors="k",
                 linewidths=0.4,
-                label="found",
+                label=points_label,
                 zorder=3,
             )
         ax.set_xlabel(_label(objs[xi]))

@@ -62,76 +62,50 @@ def test_bad_arguments():
 
 
 # ----------------------------------------------------------------------------- benchmark
-def test_benchmark_experiment_and_markdown_with_a_fake_search(monkeypatch, tmp_path):
-    """The benchmark's plumbing: a stand-in search module returns the exact front for every
-    device, which must score an HV ratio of 1 with IGD 0; baselines run alongside."""
-    import dataclasses
-    import sys
-    import types
-
+@pytest.mark.slow
+def test_benchmark_experiment_with_a_tiny_real_search():
+    """The benchmark end to end on a deliberately tiny surrogate-mode search (seconds): the
+    MetaHypernetwork's fronts are scored with TRUE table values next to the baselines."""
     from hilnas.pipeline.benchmarks import search as bench
-    from hilnas.pipeline.spaces.nb201 import NB201
+    from hilnas.pipeline.search import TrainedSearch
 
-    space = NB201()
-    fake = types.ModuleType("hilnas.pipeline.search")
-
-    @dataclasses.dataclass(frozen=True)
-    class SearchConfig:
-        mode: str = "surrogate"
-        objectives: tuple = ("error", "latency_ms")
-        train_targets: tuple = ()
-        seed: int = 0
-        accuracy_queries: int = 200
-
-    @dataclasses.dataclass(frozen=True)
-    class FrontPoint:
-        arch: str
-        objectives: tuple
-        preference: tuple
-
-    class TrainedSearch:
-        def __init__(self, objectives):
-            self.objectives = objectives
-
-        @classmethod
-        def load(cls, path):
-            return cls(tuple(path.read_text().split(",")))
-
-        def front(self, device, *, points):
-            idx = fronts.exact_front(device, self.objectives)
-            return [
-                FrontPoint(
-                    space.format(space.from_index(i)), (0.0,) * len(self.objectives), (1.0, 0.0)
-                )
-                for i in idx
-            ]
-
-    def run_search(cfg, *, progress=None):
-        p = tmp_path / f"run{cfg.seed}"
-        p.write_text(",".join(cfg.objectives))
-        return p
-
-    fake.SearchConfig, fake.TrainedSearch, fake.run_search = SearchConfig, TrainedSearch, run_search
-    monkeypatch.setitem(sys.modules, "hilnas.pipeline.search", fake)
-
-    assert bench._supported_overrides({"accuracy_queries": 5, "nope": 1}) == {"accuracy_queries": 5}
+    tiny = {
+        "accuracy_queries": 20,
+        "query_rounds": 0,
+        "epochs": 1,
+        "steps_per_epoch": 3,
+        "surrogate_members": 1,
+        "preferences_per_target": 4,
+        "predictor_source": "shipped",
+        "nope": 1,
+    }
+    overrides = bench._supported_overrides(tiny)
+    assert "nope" not in overrides and overrides["accuracy_queries"] == 20
+    messages = []
     block = bench.run_experiment(
         objectives=("error", "latency_ms"),
-        devices=("pixel2", "titanx_1"),
+        devices=("pixel2", "titanx_1", "2080ti_1"),
         budgets=(30,),
         seeds=(0,),
         search=True,
         points=10,
-        config_overrides={},
-        progress=lambda m: None,
+        config_overrides=overrides,
+        progress=messages.append,
+        train_targets=("titanx_1",),
     )
-    assert block["per_device"]["mhn"]["pixel2"]["hv_ratio"] == pytest.approx(1.0)
-    assert block["per_device"]["mhn"]["titanx_1"]["igd"] == 0.0
-    assert block["searches"][0]["accuracy_queries"] == 200
+    assert any("search seed 0" in m for m in messages)
+    (search,) = block["searches"]
+    assert search["accuracy_queries"] == 20 and search["wall_s"] > 0
+    trained = TrainedSearch.load(search["path"])
+    idx = [pt.index for pt in trained.front("pixel2", points=10)]
+    mhn = block["per_device"]["mhn"]
+    assert mhn["pixel2"]["hv_ratio"] == pytest.approx(fronts.hv_ratio(idx, "pixel2"))
+    assert mhn["pixel2"]["igd"] == pytest.approx(fronts.igd_of(idx, "pixel2"))
     gm = block["group_means"]
-    assert set(gm["random@30"]) == {"train", "zero-shot", "all"}
-    assert gm["nsga2@30"]["all"]["devices"] == 2
+    assert set(gm["mhn"]) == {"train", "zero-shot", "other unseen", "all"}
+    assert gm["mhn"]["train"]["devices"] == 1 and gm["nsga2@30"]["all"]["devices"] == 3
     assert 0 < gm["random@30"]["all"]["hv_ratio"] < 1
+    assert gm["linear-oracle"]["all"]["hv_ratio"] > 0.99
     result = {
         "settings": {
             "command": "x",
@@ -145,4 +119,5 @@ def test_benchmark_experiment_and_markdown_with_a_fake_search(monkeypatch, tmp_p
         "experiments": [block],
     }
     md = bench.render_markdown(result)
-    assert "| mhn | 1.0000 (0.0000)" in md and "| pixel2 | zero-shot |" in md
+    assert "| mhn | " in md and "| pixel2 | zero-shot |" in md and "| titanx_1 | train |" in md
+    assert "| 2080ti_1 | other unseen |" in md
