@@ -162,53 +162,27 @@ def fit_command(
 ) -> None:
     """Refit per-device models (cross-validated) for targets with enough measurements of their
     own, and with --meta the meta-predictor, from what the store holds."""
-    from hilnas.pipeline import predictors as P
     from hilnas.pipeline import predictors_device as PD
 
     if folds < 2:
         raise cli_common.UserError(f"--folds must be at least 2, got {folds}")
     if meta_devices not in ("all", "modnas"):
         raise cli_common.UserError(f"--meta-devices must be all or modnas, got {meta_devices!r}")
-    store = _open_store(db)
-    report: dict[str, Any] = {"devices": [], "meta": None}
-    try:
-        targets = list(device) or store.targets()
-        if device:
-            targets = [store.resolve_target(t) for t in device]
-        for target in targets:
-            for metric in P.METRICS:
-                row: dict[str, Any] = {"target": target, "metric": metric}
-                try:
-                    emb = P.embedding_for(target, metric, store)
-                except P.NoEmbeddingError:
-                    continue
-                except P.MissingReferenceError as exc:
-                    row.update(status="skipped", reason=str(exc))
-                    report["devices"].append(row)
-                    continue
-                row["n"] = len(emb.raw) + len(emb.support_values)
-                if len(emb.support_values) < PD.MIN_EXTRA:
-                    row.update(status="meta only", reason=f"fewer than {PD.MIN_EXTRA} measurements besides the references")
-                    report["devices"].append(row)
-                    continue
-                model = PD.fit_device_predictor(emb, folds=folds, seed=seed)
-                path = PD.save_device_predictor(model)
-                row.update(status="fitted", chosen=model.kind, cv=model.cv, path=str(path))
-                report["devices"].append(row)
-        if meta:
-            from hilnas.pipeline import refdata
+    from hilnas.pipeline import refdata
 
-            lat = refdata.load_nb201().latency_devices if meta_devices == "all" else refdata.MODNAS_TRAIN_DEVICES
-            for metric in P.METRICS:
-                extra = P.store_training_targets(store, metric)
-                model = P.train_meta_predictor(metric, latency_devices=lat, extra_targets=extra, seed=seed)
-                st, _ = P.save_meta_predictor(model, P.user_weights_path(metric))
-                report.setdefault("meta_models", []).append(
-                    {"metric": metric, "path": str(st), "targets": model.metadata["fingerprint"]["training_targets"]}
-                )
-            report["meta"] = "refit"
+    lat = refdata.load_nb201().latency_devices if meta_devices == "all" else refdata.MODNAS_TRAIN_DEVICES
+    store = _open_store(db)
+    try:
+        fit = PD.fit_store_targets(
+            store, devices=list(device) or None, meta=meta, meta_latency_devices=lat, folds=folds, seed=seed
+        )
     finally:
         store.close()
+    report: dict[str, Any] = {"devices": fit.devices, "meta": "refit" if meta else None}
+    if meta:
+        report["meta_models"] = [
+            {"metric": m, "path": r["path"], "targets": r["targets"]} for m, r in fit.meta.items() if r["status"] == "refit"
+        ]
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return

@@ -196,49 +196,28 @@ def fit(*, store: Any = None, seed: int = 0, progress: Progress | None = None) -
     - a per-device predictor (chosen by cross-validation) for every target with enough
       measurements of its own; its CV quality is reported.
     """
-    from hilnas.pipeline import predictors as P
     from hilnas.pipeline import predictors_device as D
     from hilnas.pipeline.store import MeasurementStore
 
-    def say(text: str) -> None:
-        if progress is not None:
-            progress(text)
-
     st = store if store is not None else MeasurementStore()
-    out: dict[str, Any] = {"meta": {}, "devices": {}}
     try:
-        for metric in P.METRICS:
-            extra = P.store_training_targets(st, metric)
-            if not extra:
-                out["meta"][metric] = "shipped weights (no store target with enough measurements)"
-                continue
-            model = P.train_meta_predictor(metric, extra_targets=extra, seed=seed)
-            target = P.user_weights_path(metric)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            P.save_meta_predictor(model, target)
-            out["meta"][metric] = f"refit with {', '.join(t.name for t in extra)}"
-            say(f"meta-predictor {metric}: {out['meta'][metric]}")
-        for name in st.targets():
-            for metric in P.METRICS:
-                try:
-                    emb = P.embedding_for(name, metric=metric, store=st)
-                except P.PredictorError:
-                    continue  # no such measurements (e.g. energy unknown on this CPU)
-                if len(emb.support_values) < D.MIN_EXTRA:
-                    continue
-                dev = D.fit_device_predictor(emb, seed=seed)
-                D.save_device_predictor(dev)
-                chosen = dev.cv[dev.kind]
-                out["devices"][f"{name}:{metric}"] = {
-                    "model": dev.kind,
-                    **{k: round(float(chosen[k]), 4) for k in ("spearman", "kendall", "within10")},
-                    "n": int(chosen["n"]),
-                }
-                say(f"per-device {metric} predictor of {name}: {dev.kind}, CV within +-10% "
-                    f"{chosen['within10']:.1%}, Spearman {chosen['spearman']:.3f}")
+        rep = D.fit_store_targets(st, meta=True, meta_only_with_store_targets=True, seed=seed, progress=progress)
     finally:
         if store is None:
             st.close()
+    out: dict[str, Any] = {"meta": {}, "devices": {}}
+    for metric, r in rep.meta.items():
+        out["meta"][metric] = (
+            f"refit with {', '.join(r['store_targets'])}" if r["status"] == "refit"
+            else "shipped weights (no store target with enough measurements)"
+        )
+    for r in rep.fitted():
+        chosen = r["cv"][r["chosen"]]
+        out["devices"][f"{r['target']}:{r['metric']}"] = {
+            "model": r["chosen"],
+            **{k: round(float(chosen[k]), 4) for k in ("spearman", "kendall", "within10")},
+            "n": int(chosen["n"]),
+        }
     return out
 
 

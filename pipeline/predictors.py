@@ -21,7 +21,10 @@ operations of a network, which is why the model works in linear (not log) space;
 in :mod:`hilnas.pipeline.benchmarks.predictors` compares the alternatives.
 
 Promises:
-- ``predict`` returns strictly positive values in the target's units; it never trains.
+- ``predict`` returns strictly positive values in the target's units; it never trains. A
+  connected architecture is never predicted below ``SKELETON_SHARE`` (0.5) times the target's
+  cheapest reference value (a smooth bound for the fixed cost of stem, reductions and head: on
+  the 27 reference devices no connected architecture costs less than 0.53x it).
 - Trained weights are safetensors + a JSON metadata file holding the training-data fingerprint
   (reference-data sha256, device list, seed, hyper-parameters, hilnas version, sha256 of the
   tensor file); loading checks all of it and raises :class:`PredictorFingerprintError` on a
@@ -311,6 +314,20 @@ def _smooth_positive(x: torch.Tensor, eps: float) -> torch.Tensor:
     return 0.5 * (x + torch.sqrt(x * x + eps * eps))
 
 
+#: Share of a target's cheapest reference architecture that bounds every connected
+#: architecture's cost from below (the skeleton: stem, residual reductions, head).
+SKELETON_SHARE = 0.5
+
+
+def _skeleton_bound(x: torch.Tensor, ref_min: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Lower bound (in scale units) of the cost of architectures ``x``: ``SKELETON_SHARE`` times the
+    cheapest reference value for connected cells, 0 for cells with no path to the output."""
+    from hilnas.pipeline.predictors_features import live_probabilities
+
+    connected = live_probabilities(x.to(torch.float64))[:, 3]
+    return SKELETON_SHARE * (ref_min / scale) * connected
+
+
 class MetaPredictor(nn.Module):
     """Cross-device cost predictor conditioned on a target's measurements.
 
@@ -513,7 +530,8 @@ class MetaPredictor(nn.Module):
             w, scale = w.to(x.device), scale.to(x.device)
             phi = self.features(x.to(torch.float64))
             f = phi @ w
-            out = _smooth_positive(f, self.floor) * scale
+            lb = _skeleton_bound(x, sup_v[: self.ref_onehot.shape[0]].min().to(x.device), scale)
+            out = (lb + _smooth_positive(f - lb, self.floor)) * scale
         else:
             raw = torch.as_tensor(emb).detach().to(torch.float64)
             if raw.shape != (x.shape[0], self.ref_onehot.shape[0]):
@@ -524,7 +542,8 @@ class MetaPredictor(nn.Module):
             w, scale = self.posterior(self.ref_onehot, uniq, network)  # (U, F), (U,)
             w, scale = w[inverse].to(x.device), scale[inverse].to(x.device)
             phi = self.features(x.to(torch.float64))
-            out = _smooth_positive((phi * w).sum(-1), self.floor) * scale
+            lb = _skeleton_bound(x, raw.min(-1).values.to(x.device), scale)
+            out = (lb + _smooth_positive((phi * w).sum(-1) - lb, self.floor)) * scale
         return out.to(dtype)
 
     def forward(
@@ -542,7 +561,8 @@ class MetaPredictor(nn.Module):
         out = np.empty(len(c))
         for i in range(0, len(c), batch):
             x = torch.from_numpy(one_hot_codes(c[i : i + batch])).double()
-            out[i : i + batch] = (_smooth_positive(self.features(x) @ w, self.floor) * scale).numpy()
+            lb = _skeleton_bound(x, sup_v[: self.ref_onehot.shape[0]].min(), scale)
+            out[i : i + batch] = ((lb + _smooth_positive(self.features(x) @ w - lb, self.floor)) * scale).numpy()
         return out
 
     @torch.no_grad()

@@ -9,7 +9,15 @@ they are for the meta-predictor):
   in linear space (costs add up over operations), minimising relative squared error; the
   whole-cell blocks (op counts on live edges, distinct pools, additions) are not penalised, the
   per-edge blocks are shrunk with a strength chosen by leave-one-out;
-- ``ridge_log``: the same on log-cost (for devices whose costs behave multiplicatively).
+- ``ridge_log``: the same on log-cost (for devices whose costs behave multiplicatively);
+- ``additive``: fixed skeleton cost + one cost per op that actually runs (feature set
+  ``additive``: ops on edges that are live and whose result reaches the output, and the
+  additions joining them), every coefficient constrained non-negative (NNLS on relative
+  error, lightly shrunk). Its predictions are bounded below by the fitted fixed part, so even an
+  all-skip cell costs at least the stem, reductions and head.
+
+Every kind's predictions are floored at a lower bound of the skeleton's fixed cost (see
+:func:`skeleton_floor`), so no prediction is zero or negative.
 
 The winner (lowest CV mean absolute relative error, a smoother criterion than the +-10% count)
 is refit on everything and saved as
@@ -46,7 +54,12 @@ from hilnas.pipeline.predictors_features import (
 
 #: Fewest non-reference measurements for which a per-device model is fitted.
 MIN_EXTRA = 20
-CANDIDATES = ("meta", "ridge", "ridge_log")
+CANDIDATES = ("meta", "ridge", "ridge_log", "additive")
+#: The feature set the ``additive`` kind always uses.
+ADDITIVE_FEATURES = "additive"
+#: Shrinkage of the per-edge coefficients of the ``additive`` kind towards 0 (on costs relative
+#: to the mean reference value).
+ADDITIVE_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1)
 ALPHAS = tuple(float(a) for a in np.logspace(-6, 4, 21))
 DEFAULT_FEATURE_SET = "v3"
 
@@ -86,6 +99,46 @@ def _ridge_fit(
     return best[1], best[2]
 
 
+def _nnls_fit(x: np.ndarray, y: np.ndarray, penalised: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+    """Weighted non-negative least squares with ridge shrinkage on the ``penalised`` columns."""
+    from scipy.optimize import nnls
+
+    sw = np.sqrt(weights)
+    aug = np.diag(np.where(penalised, np.sqrt(alpha), 0.0))[penalised]
+    a = np.vstack([x * sw[:, None], aug])
+    b = np.concatenate([y * sw, np.zeros(len(aug))])
+    w, _ = nnls(a, b, maxiter=50 * a.shape[1])
+    return w
+
+
+def _additive_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """NNLS with the shrinkage chosen by 5-fold CV (relative error) on the given rows."""
+    pen = _penalised(ADDITIVE_FEATURES)
+    n = len(y)
+    if n < 10 or len(ADDITIVE_ALPHAS) == 1:
+        a = ADDITIVE_ALPHAS[len(ADDITIVE_ALPHAS) // 2]
+        return _nnls_fit(x, y, pen, weights, a), a
+    parts = np.array_split(np.random.default_rng(0).permutation(n), 5)
+    best = None
+    for a in ADDITIVE_ALPHAS:
+        err = 0.0
+        for k in range(5):
+            tr = np.concatenate([parts[j] for j in range(5) if j != k])
+            w = _nnls_fit(x[tr], y[tr], pen, weights[tr], a)
+            err += float(np.sum(weights[parts[k]] * (x[parts[k]] @ w - y[parts[k]]) ** 2))
+        if best is None or err < best[0]:
+            best = (err, a)
+    return _nnls_fit(x, y, pen, weights, best[1]), best[1]
+
+
+def skeleton_floor(raw_refs: np.ndarray) -> float:
+    """A lower bound of any connected architecture's cost on a target: half its cheapest
+    reference architecture. Every connected NB201 network runs the stem, the two residual
+    reductions and the head; on the 27 reference devices no connected architecture costs less
+    than 0.53x the cheapest reference one (hilnas's pruned CPU networks: 0.95x)."""
+    return 0.5 * float(np.min(raw_refs))
+
+
 def _penalised(feature_set: str) -> np.ndarray:
     return np.concatenate(
         [np.full(BLOCK_SIZES[b], b not in COMPACT_BLOCKS) for b in FEATURE_SETS[feature_set]]
@@ -117,7 +170,7 @@ class DevicePredictor:
         f = x @ self.coef
         if self.kind == "ridge_log":
             return np.exp(f)
-        floor = 0.02 * float(np.mean(self._emb.raw)) if self._emb is not None else 1e-6
+        floor = _floor_for(codes, self._emb.raw) if self._emb is not None else 1e-6
         return np.maximum(f, floor)
 
     def to_json(self) -> dict[str, Any]:
@@ -137,6 +190,13 @@ class DevicePredictor:
         }
 
 
+def _floor_for(codes: np.ndarray, raw_refs: np.ndarray) -> np.ndarray:
+    """Per-architecture lower bound: the skeleton floor for connected architectures, a small
+    positive value for disconnected ones (some runtimes then compute almost nothing)."""
+    disc = features_np(codes, ("disconnected",))[:, 0]
+    return np.where(disc > 0.5, 0.02 * float(np.mean(raw_refs)), skeleton_floor(raw_refs))
+
+
 def _fit_kind(kind: str, emb: TargetEmbedding, codes: np.ndarray, values: np.ndarray, feature_set: str):
     """Fit one candidate on (refs + given support); returns a predict(codes) function and extras."""
     sub = emb.with_support(codes, values)
@@ -145,16 +205,23 @@ def _fit_kind(kind: str, emb: TargetEmbedding, codes: np.ndarray, values: np.nda
         return (lambda c: model.predict_codes(c, sub)), None, None
     all_codes = np.concatenate([reference_codes(), codes])
     all_vals = np.concatenate([emb.raw, values])
+    if kind == "additive":
+        feature_set = ADDITIVE_FEATURES
     x = features_np(all_codes, FEATURE_SETS[feature_set])
     scale = float(np.mean(emb.raw))
-    floor = 0.02 * scale
     blocks = FEATURE_SETS[feature_set]
+    floor = lambda c: _floor_for(c, emb.raw)
     pen = _penalised(feature_set)
     if kind == "ridge":  # relative squared error: weights 1 / y^2 (capped for near-zero artefacts)
         y = all_vals / scale
         w, a = _ridge_fit(x, y, pen, 1.0 / np.maximum(y, 0.25 * np.median(y)) ** 2)
         w = w * scale
-        return (lambda c: np.maximum(features_np(c, blocks) @ w, floor)), w, a
+        return (lambda c: np.maximum(features_np(c, blocks) @ w, floor(c))), w, a
+    if kind == "additive":
+        y = all_vals / scale
+        w, a = _additive_fit(x, y, 1.0 / np.maximum(y, 0.25 * np.median(y)) ** 2)
+        w = w * scale
+        return (lambda c: np.maximum(features_np(c, blocks) @ w, floor(c))), w, a
     if kind == "ridge_log":
         w, a = _ridge_fit(x, np.log(all_vals), pen)
         return (lambda c: np.exp(features_np(c, blocks) @ w)), w, a
@@ -201,7 +268,8 @@ def fit_device_predictor(
     best = min(kinds, key=lambda k: (cv[k]["mean_abs_rel_error"], -cv[k]["spearman"]))
     _, w, a = _fit_kind(best, emb, emb.support_codes, emb.support_values, feature_set)
     return DevicePredictor(
-        target=emb.name, metric=emb.metric, kind=best, feature_set=feature_set, coef=w, alpha=a,
+        target=emb.name, metric=emb.metric, kind=best,
+        feature_set=ADDITIVE_FEATURES if best == "additive" else feature_set, coef=w, alpha=a,
         data_sha256=data_sha256(emb), n=len(emb.support_values) + len(emb.raw),
         cv={"chosen": best, **cv}, _emb=emb,
     )
@@ -248,3 +316,88 @@ def load_device_predictor(emb: TargetEmbedding) -> DevicePredictor | None:
         coef=coef, alpha=meta.get("alpha"), data_sha256=meta["data_sha256"], n=int(meta.get("n", 0)),
         cv=meta.get("cv", {}), _emb=emb,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# refitting everything the store holds (`hilnas fit`, the `hilnas run` job)
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class FitReport:
+    """What :func:`fit_store_targets` did.
+
+    ``devices``: one row per (target, metric) with ``status`` "fitted" (then ``chosen``, ``cv``,
+    ``path``), "meta only" or "skipped" (then ``reason``). ``meta``: per metric, ``status``
+    ("refit" with ``path`` and ``targets``, or "shipped" with ``reason``).
+    """
+
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def fitted(self) -> list[dict[str, Any]]:
+        return [r for r in self.devices if r["status"] == "fitted"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"devices": list(self.devices), "meta": dict(self.meta)}
+
+
+def fit_store_targets(
+    store,
+    *,
+    devices=None,
+    meta: bool = False,
+    meta_latency_devices=None,
+    meta_only_with_store_targets: bool = False,
+    folds: int = 5,
+    seed: int = 0,
+    progress=None,
+) -> FitReport:
+    """Refit per-device models (cross-validated) for every target of ``store`` (or ``devices``,
+    names resolved in the store) with at least :data:`MIN_EXTRA` measurements besides the
+    references, and with ``meta`` the meta-predictor of each metric from the reference devices
+    (``meta_latency_devices``; default the 13 MODNAS training devices) plus the store's targets.
+    With ``meta_only_with_store_targets`` a metric without store targets keeps the shipped
+    weights. ``progress`` receives one line per step."""
+    from hilnas.pipeline import predictors as P
+
+    if folds < 2:
+        raise PredictorError(f"cross-validation needs at least 2 folds, got {folds}")
+    say = progress or (lambda _text: None)
+    report = FitReport()
+    if meta:
+        for metric in P.METRICS:
+            extra = P.store_training_targets(store, metric)
+            if not extra and meta_only_with_store_targets:
+                report.meta[metric] = {"status": "shipped", "reason": "no store target with enough measurements"}
+                continue
+            model = P.train_meta_predictor(metric, latency_devices=meta_latency_devices, extra_targets=extra, seed=seed)
+            st, _ = P.save_meta_predictor(model, P.user_weights_path(metric))
+            report.meta[metric] = {
+                "status": "refit", "path": str(st), "targets": model.metadata["fingerprint"]["training_targets"],
+                "store_targets": [t.name for t in extra],
+            }
+            say(f"meta-predictor {metric}: refit on {len(report.meta[metric]['targets'])} targets -> {st}")
+    targets = [store.resolve_target(t) for t in devices] if devices else store.targets()
+    for target in targets:
+        for metric in P.METRICS:
+            row: dict[str, Any] = {"target": target, "metric": metric}
+            try:
+                emb = P.embedding_for(target, metric, store)
+            except P.MissingReferenceError as exc:
+                row.update(status="skipped", reason=str(exc))
+                report.devices.append(row)
+                continue
+            except P.NoEmbeddingError:
+                continue  # no such measurements (e.g. energy unknown on this CPU)
+            row["n"] = len(emb.raw) + len(emb.support_values)
+            if len(emb.support_values) < MIN_EXTRA:
+                row.update(status="meta only", reason=f"fewer than {MIN_EXTRA} measurements besides the references")
+                report.devices.append(row)
+                continue
+            model = fit_device_predictor(emb, folds=folds, seed=seed)
+            path = save_device_predictor(model)
+            row.update(status="fitted", chosen=model.kind, cv=model.cv, path=str(path))
+            report.devices.append(row)
+            chosen = model.cv[model.kind]
+            say(f"per-device {metric} predictor of {target}: {model.kind}, CV within +-10% "
+                f"{chosen['within10']:.1%}, Spearman {chosen['spearman']:.3f}")
+    return report

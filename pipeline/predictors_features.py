@@ -17,6 +17,15 @@ Feature sets (``FEATURE_SETS``), each a list of named blocks:
   common subexpressions (ONNX Runtime does).
 - ``adds``: number of additions joining a node's live inputs, summed over nodes (1).
 - ``disconnected``: 1 when no path reaches the output (some runtimes then compute almost nothing).
+- ``used_ops``: ops on edges that are live *and* whose destination reaches the output (24): what
+  still runs after ONNX Runtime removes computation whose result is never used (dead-code
+  elimination after hilnas's own pruning of edges fed by dead nodes).
+- ``used_adds``: additions joining a node's used inputs, summed over nodes on a path to the
+  output (1).
+
+The ``additive`` set (``bias``, ``used_ops``, ``used_adds``) is the per-device model's
+"fixed skeleton cost + one non-negative cost per op that runs" (fitted with non-negative
+coefficients in :mod:`hilnas.pipeline.predictors_device`).
 """
 
 from __future__ import annotations
@@ -33,9 +42,11 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "v2": ("bias", "ops", "live_ops", "disconnected"),
     "v3": ("bias", "ops", "live_ops", "live_counts", "unique_pools", "adds", "disconnected"),
     "counts": ("bias", "live_counts", "unique_pools", "adds", "disconnected"),
+    "additive": ("bias", "used_ops", "used_adds"),
 }
 BLOCK_SIZES = {
     "bias": 1, "ops": 24, "live_ops": 24, "live_counts": 4, "unique_pools": 3, "adds": 1, "disconnected": 1,
+    "used_ops": 24, "used_adds": 1,
 }
 #: Blocks that describe a whole cell with few numbers (not penalised by the per-device ridge).
 COMPACT_BLOCKS = ("bias", "live_counts", "unique_pools", "adds", "disconnected")
@@ -74,6 +85,24 @@ def live_probabilities(x: torch.Tensor) -> torch.Tensor:
     return torch.stack(live, dim=1)
 
 
+def useful_probabilities(x: torch.Tensor) -> torch.Tensor:
+    """Probability that nodes 0..3 reach the output node 3 through non-``none`` edges, ``(B, 4)``.
+
+    Noisy-or over outgoing edges; exact for hard one-hot inputs.
+    """
+    x = _check(x)
+    on = 1.0 - x[..., 0]
+    one = torch.ones_like(on[:, 0])
+    reach = [None, None, None, one]
+    for src in (2, 1, 0):
+        miss = one
+        for e, (d, s) in enumerate(EDGES):
+            if s == src:
+                miss = miss * (1.0 - on[:, e] * reach[d])
+        reach[src] = 1.0 - miss
+    return torch.stack(reach, dim=1)
+
+
 def arch_features(x: torch.Tensor, blocks: tuple[str, ...]) -> torch.Tensor:
     """``(B, 6, 5)`` one-hot (hard, relaxed or straight-through) -> ``(B, F)`` features."""
     x = _check(x)
@@ -105,6 +134,19 @@ def arch_features(x: torch.Tensor, blocks: tuple[str, ...]) -> torch.Tensor:
                 inputs = sum(on[:, e] * live[:, src] for e, (d, src) in enumerate(EDGES) if d == dst)
                 total = total + inputs - live[:, dst]
             parts.append(total.unsqueeze(1))
+        elif block in ("used_ops", "used_adds"):
+            useful = useful_probabilities(x)
+            src_live = torch.stack([live[:, src] for _, src in EDGES], dim=1)
+            dst_use = torch.stack([useful[:, dst] for dst, _ in EDGES], dim=1)
+            used = src_live * dst_use  # (B, 6) edge computed and its result used
+            if block == "used_ops":
+                parts.append((x[..., 1:] * used.unsqueeze(-1)).reshape(b, -1))
+            else:
+                total = torch.zeros_like(live[:, 0])
+                for dst in (1, 2, 3):
+                    inputs = sum(on[:, e] * used[:, e] for e, (d, _) in enumerate(EDGES) if d == dst)
+                    total = total + torch.clamp(inputs - 1.0, min=0.0) * (useful[:, dst] if dst < 3 else 1.0)
+                parts.append(total.unsqueeze(1))
         elif block == "disconnected":
             parts.append((1.0 - live[:, 3]).unsqueeze(1))
         else:  # pragma: no cover - guarded by FEATURE_SETS

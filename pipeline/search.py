@@ -108,7 +108,7 @@ def search_root() -> Path:
 
 
 def parse_objectives(value: str | Sequence[str]) -> tuple[str, ...]:
-    """``"error,latency"`` or a sequence -> canonical names; at least two, error-free ordering kept.
+    """``"error,latency"`` or a sequence -> canonical names, in the order given; at least two.
 
     Aliases: ``latency`` = ``latency_ms``, ``energy`` = ``energy_mj``, ``err`` = ``error``.
     """
@@ -127,11 +127,6 @@ def parse_objectives(value: str | Sequence[str]) -> tuple[str, ...]:
         out.append(name)
     if len(out) < 2:
         raise SearchError(f"a search needs at least two objectives, got {out or value!r}")
-    if not any(o in HARDWARE_OBJECTIVES for o in out):
-        raise SearchError(
-            f"objectives {out} have no hardware cost; add latency or energy "
-            "(a hardware embedding conditions the hypernetwork)"
-        )
     return tuple(out)
 
 
@@ -149,7 +144,8 @@ class SearchConfig:
     surrogate 16, supernet 1: each one costs a supernet forward pass in supernet mode).
     ``accuracy_queries`` (surrogate mode) is the total budget of true accuracies read; the first
     ``initial_queries`` (default half) are random, the rest come in ``query_rounds`` rounds.
-    ``torch_device``: ``auto`` = CUDA when present in supernet mode, else CPU.
+    ``torch_device``: ``auto`` = CUDA when present in supernet mode, else CPU. ``threads``: torch
+    CPU threads during the search (``None``: 1 in surrogate mode, torch's default otherwise).
     """
 
     mode: str = "surrogate"
@@ -197,8 +193,6 @@ class SearchConfig:
         if self.mode not in MODES:
             raise SearchError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         fix("objectives", parse_objectives(self.objectives))
-        if "error" not in self.objectives and self.mode == "surrogate":
-            pass  # hardware-only trade-offs are allowed; the surrogate is then not needed
         if isinstance(self.train_targets, str):
             fix("train_targets", tuple(t for t in self.train_targets.split(",") if t.strip()))
         targets = tuple(str(t).strip() for t in self.train_targets)
@@ -504,11 +498,12 @@ def _select_queries(
 class _HardwareCosts:
     """Raw hardware costs (ms, mJ) ``(B, H)`` of a batch whose row ``i`` is for target ``rows[i]``.
 
-    A meta-predictor conditions on a target through a posterior that does not depend on the
-    architecture; it is computed once per target here (``posterior`` of the reference values and
-    any further measurements), so a training step costs one feature map and one product. The
-    fast path is checked against ``predict`` on a few architectures; a predictor that does not
-    fit it is called per target through ``predict`` instead (correct, slower).
+    Targets known by their reference values alone (no further measurements) go through the
+    predictor's batched path, one call per network kind (``predict`` with ``(B, 10)`` raw
+    embeddings conditions on each distinct target once per call); targets with a few-shot
+    support set are predicted one by one. The batched path is checked against ``predict`` with
+    the embedding itself on a few architectures; where they disagree, every target goes one
+    by one (correct, slower).
     """
 
     def __init__(self, predictors, targets: Sequence[_Target], metrics: Sequence[str], space):
@@ -517,78 +512,65 @@ class _HardwareCosts:
         self.metrics = tuple(metrics)
         self.predictors = predictors
         self.targets = list(targets)
+        self.groups: dict[str, list[tuple[str | None, list[int]]]] = {}
         probe = torch.from_numpy(_onehot(space, np.asarray(space.sample(8, seed=1), dtype=np.int64)))
-        self.fast = {
-            m: self._conditioned(predictors[m], [t.embeddings[m] for t in targets], probe)
+        for m in metrics:
+            embs = [t.embeddings[m] for t in targets]
+            batched: dict[str, list[int]] = {}
+            single: list[int] = []
+            for i, e in enumerate(embs):
+                if len(e.support_values) == 0 and getattr(e, "network", None) is not None:
+                    batched.setdefault(e.network, []).append(i)
+                else:
+                    single.append(i)
+            groups = [(net, idx) for net, idx in batched.items()] + [(None, [i]) for i in single]
+            if not self._agrees(predictors[m], embs, groups, probe):
+                log.info("%s costs per target through predict()", m)
+                groups = [(None, [i]) for i in range(len(embs))]
+            self.groups[m] = groups
+        self.raw = {
+            m: torch.stack([torch.as_tensor(t.embeddings[m].raw, dtype=torch.float64) for t in targets])
             for m in metrics
         }
 
-    def to(self, device) -> _HardwareCosts:
-        self.fast = {
-            m: None if f is None else (f[0].to(device), f[1].to(device)) for m, f in self.fast.items()
-        }
-        return self
-
     @staticmethod
-    def _conditioned(model, embs, probe):
+    def _agrees(model, embs, groups, probe) -> bool:
         import torch
 
-        try:
-            ref = model.ref_onehot.argmax(-1).cpu().numpy().astype(np.int64)
-            ws, scales = [], []
-            for e in embs:
-                codes = np.concatenate(
-                    [ref, np.asarray(e.support_codes, np.int64).reshape(-1, ref.shape[1])]
-                )
-                sup = np.zeros((len(codes), codes.shape[1], model.ref_onehot.shape[-1]))
-                sup[np.arange(len(codes))[:, None], np.arange(codes.shape[1])[None, :], codes] = 1.0
-                vals = np.concatenate([e.raw, e.support_values])
-                w, scale = model.posterior(
-                    torch.from_numpy(sup), torch.as_tensor(vals, dtype=torch.float64)
-                )
-                ws.append(w.float())
-                scales.append(scale.float())
-            W, S = torch.stack(ws), torch.stack(scales)
-            with torch.no_grad():
-                for i, e in enumerate(embs):
-                    want = model.predict(probe, e).float()
-                    got = _fast_cost(model, probe, W[i].expand(len(probe), -1), S[i])
-                    if not torch.allclose(got, want, rtol=1e-4, atol=1e-6):
-                        raise ValueError("the conditioned cost disagrees with predict()")
-            return W, S
-        except Exception as exc:  # a predictor of another shape: stay correct, be slower
-            log.info("hardware costs per target through predict() (%s)", exc)
-            return None
+        with torch.no_grad():
+            for net, idx in groups:
+                if net is None:
+                    continue
+                for i in idx:
+                    raw = torch.as_tensor(embs[i].raw, dtype=torch.float64).expand(len(probe), -1)
+                    got = model.predict(probe, raw, network=net)
+                    want = model.predict(probe, embs[i])
+                    if not torch.allclose(got, want, rtol=1e-5, atol=1e-7):
+                        return False
+        return True
+
+    def to(self, device) -> _HardwareCosts:
+        self.raw = {m: r.to(device) for m, r in self.raw.items()}
+        return self
 
     def __call__(self, arch, rows):
         import torch
 
         cols = []
         for m in self.metrics:
-            model, fast = self.predictors[m], self.fast[m]
-            if fast is not None:
-                W, S = fast
-                cols.append(_fast_cost(model, arch, W[rows], S[rows]))
-                continue
-            raw = [None] * arch.shape[0]
-            for ti in torch.unique(rows).tolist():
-                sel = (rows == ti).nonzero().squeeze(1)
-                vals = model.predict(arch[sel], self.targets[ti].embeddings[m]).to(arch.dtype)
-                for j, v in zip(sel.tolist(), vals):
-                    raw[j] = v
-            cols.append(torch.stack(raw))
+            model = self.predictors[m]
+            out = torch.zeros(arch.shape[0], dtype=arch.dtype, device=arch.device)
+            for net, idx in self.groups[m]:
+                sel = torch.isin(rows, torch.as_tensor(idx, device=rows.device)).nonzero().squeeze(1)
+                if len(sel) == 0:
+                    continue
+                if net is None:
+                    vals = model.predict(arch[sel], self.targets[idx[0]].embeddings[m])
+                else:
+                    vals = model.predict(arch[sel], self.raw[m][rows[sel]], network=net)
+                out = out.index_put((sel,), vals.to(arch.dtype))
+            cols.append(out)
         return torch.stack(cols, dim=-1)
-
-
-def _fast_cost(model, arch, w, scale):
-    """The meta-predictor's cost with its posterior weights given per row: ``scale * pos(phi . w)``
-    where ``pos`` is its smooth positive floor."""
-    import torch
-
-    phi = model.features(arch).to(w.dtype)
-    f = (phi * w).sum(-1)
-    floor = float(model.floor)
-    return 0.5 * (f + torch.sqrt(f * f + floor * floor)) * scale
 
 
 class _Normalizer:
@@ -800,8 +782,10 @@ def run_search(
         )
 
     old_threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    # the surrogate-mode step is many tiny tensor operations: one thread is fastest
+    threads = cfg.threads or (1 if cfg.mode == "surrogate" else None)
+    if threads:
+        torch.set_num_threads(threads)
     rng_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(cfg.seed)

@@ -1,0 +1,117 @@
+"""``hilnas search`` then ``hilnas front`` as a new user runs them: a surrogate-mode search, a
+device imported afterwards from its 10 reference latencies, its front (table, JSON, files)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+from hilnas.flows.cli import app  # noqa: E402
+from hilnas.flows.cli_common import UserError  # noqa: E402
+from hilnas.pipeline import refdata  # noqa: E402
+from hilnas.pipeline.spaces import get_space  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    from hilnas.flows import cli_common
+
+    for console in (cli_common.console, cli_common.err_console):
+        monkeypatch.setattr(console, "_width", 300)
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def user_error(result) -> str:
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, UserError), (result.exception, result.output)
+    return str(result.exception)
+
+
+def ten_reference_latencies(path, device="raspi4", scale=1.25):
+    ref = refdata.load_nb201()
+    sp = get_space("nb201")
+    lat = ref.latency(device)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["arch", "latency_ms"])
+        for i in ref.reference_indices:
+            w.writerow([sp.format(ref.arch_codes[i]), f"{lat[i] * scale:.6g}"])
+    return path
+
+
+@pytest.fixture
+def searched(hilnas_home):
+    res = invoke(
+        "search", "--mode", "surrogate", "--objectives", "error,latency",
+        "--devices", "1080ti_1,pixel3", "--devices", "gold_6240",
+        "--epochs", "1", "--queries", "30", "--seed", "3", "--threads", "1", "--json",
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    assert summary["train_targets"] == ["1080ti_1", "pixel3", "gold_6240"]
+    assert summary["objectives"] == ["error", "latency_ms"] and summary["seed"] == 3
+    return summary
+
+
+def test_search_then_front_for_a_device_imported_afterwards(searched, tmp_path):
+    src = ten_reference_latencies(tmp_path / "board.csv")
+    assert invoke("devices", "import", "my_board", "--measurements", str(src)).exit_code == 0
+    out = tmp_path / "front"
+    res = invoke("front", "--device", "my_board", "--points", "12", "--json", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["device"] == "my_board" and doc["objectives"] == ["error", "latency_ms"]
+    assert doc["points"] and doc["search"]["run_id"] == searched["run_id"]
+    lat = [p["objectives"]["latency_ms"] for p in doc["points"]]
+    assert lat == sorted(lat)
+    assert (out / "front.json").is_file() and (out / "front.png").stat().st_size > 1000
+    table = invoke("front", "--device", "my_board", "--points", "12")
+    assert table.exit_code == 0 and "front on my_board" in table.output
+
+
+def test_front_with_one_preference_and_onnx_export(searched, tmp_path):
+    out = tmp_path / "one"
+    res = invoke("front", "--device", "pixel3", "--preference", "0.7,0.3", "--json", "--out", str(out), "--export-onnx")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert len(doc["points"]) == 1 and doc["points"][0]["preference"] == [0.7, 0.3]
+    onnx_files = list((out / "onnx").glob("*.onnx"))
+    assert len(onnx_files) == 1 and onnx_files[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--preference", "0.3,0.3"], "sums to 0.6"),
+        (["--preference", "0.5,0.25,0.25"], "3 components but there are 2 objectives"),
+        (["--preference", "1.5,-0.5"], "negative"),
+        (["--preference", "a,b"], "not a comma-separated list"),
+        (["--points", "5", "--preference", "0.5,0.5"], "either --points or --preference"),
+        (["--export-onnx"], "--out"),
+        (["--search", "no-such-run"], "not a saved search"),
+    ],
+)
+def test_bad_front_requests_are_explained(searched, args, fragment):
+    assert fragment in user_error(invoke("front", "--device", "pixel3", *args))
+
+
+def test_a_device_without_an_embedding_is_named(searched):
+    msg = user_error(invoke("front", "--device", "unknown_board"))
+    assert "unknown_board" in msg
+
+
+def test_bad_search_requests_are_explained(hilnas_home):
+    assert "unknown objective" in user_error(invoke("search", "--objectives", "error,flops"))
+    assert "mode must be" in user_error(invoke("search", "--mode", "evolution"))
+    assert "no search has been run" in user_error(invoke("front", "--device", "pixel3"))
