@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
-
 from hilnas.flows import cli_common
+from rich.table import Table
 
 DB_HELP = (
     "Database URL of the measurement store (default: $HILNAS_DATABASE_URL, else "
@@ -84,9 +83,8 @@ def search_command(
     as_json: bool = typer.Option(False, "--json", help="Print the saved run's summary as JSON."),
 ) -> None:
     """Train the MetaHypernetwork once for every device and preference, and save it."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from hilnas.pipeline.search import SearchConfig, TrainedSearch, run_search
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     kwargs: dict[str, Any] = {
         "mode": mode, "objectives": objectives, "epochs": epochs, "seed": seed,

@@ -61,9 +61,9 @@ class DatasetSplits:
             "name": self.name,
             "source": self.source,
             "seed": self.seed,
-            "train": int(len(self.train_y)),
-            "val": int(len(self.val_y)),
-            "test": int(len(self.test_y)),
+            "train": len(self.train_y),
+            "val": len(self.val_y),
+            "test": len(self.test_y),
             "input": [self.in_channels, self.input_size, self.input_size],
             "classes": self.num_classes,
         }
@@ -93,7 +93,7 @@ def _split(n: int, seed: int, val_fraction: float, test_fraction: float) -> tupl
             f"{val_fraction}, {test_fraction}"
         )
     perm = np.random.default_rng(seed).permutation(n)
-    n_val, n_test = int(round(n * val_fraction)), int(round(n * test_fraction))
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
     return perm[n_val + n_test :], perm[:n_val], perm[n_val : n_val + n_test]
 
 
@@ -106,7 +106,7 @@ def _standardise(x: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
 def _to_splits(name, x, y, train, val, test, seed, source, num_classes) -> DatasetSplits:
     import torch
 
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
     return DatasetSplits(
         name=name,
         train_x=t(x[train]),
@@ -199,7 +199,7 @@ def load_cifar10(
     rng = np.random.default_rng(seed)
     keep = rng.permutation(len(y))[: limit or len(y)]
     x, y = x[keep], y[keep]
-    n_val = int(round(len(y) * val_fraction))
+    n_val = round(len(y) * val_fraction)
     val, train = np.arange(n_val), np.arange(n_val, len(y))
     allx = np.concatenate([x, tx])
     ally = np.concatenate([y, ty])

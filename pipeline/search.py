@@ -50,20 +50,18 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from hilnas.pipeline import mo
 from hilnas.pipeline.home import home_dir
 from hilnas.pipeline.refdata import MODNAS_TRAIN_DEVICES
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
     from hilnas.pipeline.predictors import MetaPredictor, TargetEmbedding
     from hilnas.pipeline.store import MeasurementStore
 
@@ -453,7 +451,6 @@ def _select_queries(
     queries and the surrogate fit on all of them.
     """
     import torch
-
     from hilnas.pipeline.surrogate import fit_accuracy_surrogate, query_accuracy
 
     budget = cfg.accuracy_queries
@@ -477,7 +474,7 @@ def _select_queries(
         with torch.no_grad():
             err = model(pool_x).numpy().astype(np.float64)
         left = budget - len(chosen)
-        take = int(math.ceil(left / (rounds - round_no)))
+        take = math.ceil(left / (rounds - round_no))
         counts: dict[int, int] = {}
         for t in range(pool_hw.shape[0]):
             F = np.concatenate([err[:, None], pool_hw[t]], axis=1)
@@ -751,7 +748,6 @@ def run_search(
     interrupted search leaves no half-written run and never touches existing ones.
     """
     import torch
-
     from hilnas.pipeline.hypernet import MetaHypernetwork, make_sampler
     from hilnas.pipeline.predictors import load_meta_predictor
     from hilnas.pipeline.spaces import get_space
@@ -966,16 +962,16 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
                     codes = torch.randint(num_k, (num_d,), generator=cpu_gen)
                     arch = F.one_hot(codes, num_k).float().to(device)
                 else:
-                    t = targets[int(torch.randint(len(targets), (1,), generator=cpu_gen))]
-                    r = prefs.sample(torch.zeros(1, dtype=torch.long)).to(device)
-                    arch = sampler(hyper(r, t.h.unsqueeze(0)), generator=None)[0]
+                    ti = torch.randint(len(targets), (1,), generator=cpu_gen)
+                    r = prefs.sample(ti).to(device)
+                    arch = sampler(hyper(r, targets[int(ti)].h.unsqueeze(0)), generator=None)[0]
             loss = F.cross_entropy(supernet(x, arch), y)
             w_opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(supernet.parameters(), 5.0)
             w_opt.step()
             w_sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if not warm:
                 frac = (epoch - cfg.warmup_epochs + s / steps_per_epoch) / max(
                     1, total_epochs - cfg.warmup_epochs
@@ -1061,10 +1057,9 @@ class TrainedSearch:
 
     def __init__(self, path: Path, settings: dict[str, Any]):
         import torch
-        from safetensors.torch import load_file
-
         from hilnas.pipeline.hypernet import MetaHypernetwork
         from hilnas.pipeline.spaces import get_space
+        from safetensors.torch import load_file
 
         self.path = path
         self.settings = settings
@@ -1150,10 +1145,9 @@ class TrainedSearch:
 
     def _supernet_and_data(self):
         if self._supernet is None:
-            from safetensors.torch import load_file
-
             from hilnas.pipeline.datasets import load_dataset
             from hilnas.pipeline.supernet import NB201Supernet
+            from safetensors.torch import load_file
 
             cfg = self.config
             data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed)
@@ -1209,7 +1203,6 @@ class TrainedSearch:
         self, codes: np.ndarray, embeddings: Mapping[str, TargetEmbedding]
     ) -> tuple[np.ndarray, list[str | None]]:
         """Predicted objective values ``(n, M)`` (raw units) and where each error came from."""
-        torch = self._torch
         codes = np.asarray(codes, dtype=np.int64).reshape(-1, self.space.num_decisions)
         cols = []
         sources: list[str | None] = [None] * len(codes)
@@ -1270,12 +1263,16 @@ class TrainedSearch:
         prefs: np.ndarray,
         embs: Mapping[str, TargetEmbedding],
         steps: int = 8,
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, dict[tuple[int, ...], int]]:
         """Greedy best-improvement local search from each architecture ``codes[k]`` on the
         scalarised, normalised *predicted* objectives under ``prefs[k]`` (the loss the
         hypernetwork was trained on), one decision changed per step, at most ``steps`` steps.
 
-        It only uses the predictors and the surrogate (no true evaluation): the hypernetwork's
+        Returns the final architectures ``(K, D)`` and every architecture evaluated on the way
+        (code -> the preference row that first reached it): its neighbourhood of the
+        hypernetwork's choices, from which :meth:`front` keeps the non-dominated ones.
+
+        Only the predictors and the surrogate are used (no true evaluation): the hypernetwork's
         straight-through training lands near the best architecture for a preference, often a
         few single-decision changes away from it; this closes that gap at inference.
         """
@@ -1287,7 +1284,8 @@ class TrainedSearch:
         cur = np.asarray(codes, dtype=np.int64).copy()
         K, D = cur.shape
         sizes = [len(o) for o in self.space.options]
-        memo: dict[tuple[int, ...], np.ndarray] = {}
+        values: dict[tuple[int, ...], np.ndarray] = {}
+        origin: dict[tuple[int, ...], int] = {}
         r = torch.as_tensor(prefs, dtype=torch.float32)
         for _ in range(steps):
             cands = [cur]
@@ -1298,20 +1296,25 @@ class TrainedSearch:
                     cands.append(nb)
             C = np.stack(cands, axis=1)  # (K, 1 + sum(sizes), D); entry 0 = current
             flat = [tuple(int(v) for v in c) for c in C.reshape(-1, D)]
-            new = list(dict.fromkeys(c for c in flat if c not in memo))
+            for j, c in enumerate(flat):
+                origin.setdefault(c, j // C.shape[1])
+            new = list(dict.fromkeys(c for c in flat if c not in values))
             if new:
                 vals, _ = self.predict_objectives(np.array(new), embs)
-                memo.update(zip(new, vals))
-            V = np.stack([memo[c] for c in flat]).reshape(K, C.shape[1], -1)
+                values.update(zip(new, vals))
+            V = np.stack([values[c] for c in flat]).reshape(K, C.shape[1], -1)
             norm = torch.as_tensor((V - lo) / (hi - lo), dtype=torch.float32)
             with torch.no_grad():
-                S = scalarize(r[:, None, :].expand(-1, C.shape[1], -1), norm, self.config.scalarization, self.config.smoothing)
+                S = scalarize(
+                    r[:, None, :].expand(-1, C.shape[1], -1), norm,
+                    self.config.scalarization, self.config.smoothing,
+                )
             best = S.argmin(1).numpy()  # ties keep the current architecture (index 0)
             nxt = C[np.arange(K), best]
             if np.array_equal(nxt, cur):
                 break
             cur = nxt
-        return cur
+        return cur, origin
 
     def sweep(self, k: int) -> np.ndarray:
         """``k`` preference vectors for a front: spread like the preferences that aim at the
@@ -1354,8 +1357,9 @@ class TrainedSearch:
 
         For each preference the hypernetwork's argmax architecture is taken; with ``refine``
         (default: whenever the objectives are cheap to predict, i.e. surrogate mode) the
-        greedy :meth:`refine` of it on the predicted objectives is added. A sweep returns the
-        distinct architectures, non-dominated among themselves on the predicted objectives
+        greedy :meth:`refine` of it on the predicted objectives is added, and for a sweep every
+        architecture the refinement evaluated on the way too. A sweep returns the distinct
+        architectures, non-dominated among themselves on the predicted objectives
         (``non_dominated=False`` keeps them all), sorted by the first hardware objective; one
         preference returns its (refined) architecture.
         """
@@ -1374,7 +1378,7 @@ class TrainedSearch:
             if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
                 raise SearchError(f"points must be a positive integer, got {points!r}")
             prefs = self.sweep(int(k))
-        name, embs = self.embeddings(target, store)
+        _, embs = self.embeddings(target, store)
         h = _embedding_vector(embs, self.hardware_objectives)
         codes = self.architectures(h, prefs)
         found: dict[tuple[int, ...], tuple[int, bool]] = {}  # code -> (preference row, refined)
@@ -1382,8 +1386,12 @@ class TrainedSearch:
             for i, c in enumerate(codes):
                 found.setdefault(tuple(int(v) for v in c), (i, False))
         if refine:
-            for i, c in enumerate(self.refine(codes, prefs, embs, steps=refine_steps)):
+            final, visited = self.refine(codes, prefs, embs, steps=refine_steps)
+            for i, c in enumerate(final):
                 found.setdefault(tuple(int(v) for v in c), (i, True))
+            if preference is None:
+                for c, i in visited.items():
+                    found.setdefault(c, (i, True))
         ucodes = np.array(list(found), dtype=np.int64)
         values, sources = self.predict_objectives(ucodes, embs)
         keep = np.ones(len(ucodes), dtype=bool)
@@ -1423,8 +1431,8 @@ class TrainedSearch:
 
 
 __all__ = [
-    "FrontPoint",
     "OBJECTIVES",
+    "FrontPoint",
     "SearchConfig",
     "SearchError",
     "SearchMismatchError",

@@ -19,11 +19,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from hilnas.pipeline.spaces.base import ModelConfig
 from hilnas.pipeline.spaces.nb201 import EDGES, OPS
 from hilnas.pipeline.spaces.nb201_torch import ResidualReduction, make_op
+from torch import nn
 
 
 class _Zero(nn.Module):

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
-
 from hilnas.pipeline.spaces import SearchSpace
+from torch import nn
 
 #: Edge indices of the four input-to-output paths of the NB201 cell (edges in string order).
 NB201_PATHS: tuple[tuple[int, ...], ...] = ((3,), (0, 4), (1, 5), (0, 2, 5))

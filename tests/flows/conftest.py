@@ -1,26 +1,11 @@
-"""Fixtures of the flows tests: one Prefect test harness per session, profiling fakes, CLI runs."""
+"""Fixtures of the flows tests: one Prefect test harness per session, CLI runs."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
-from pathlib import Path
 
 import pytest
-
-FAKES = Path(__file__).parents[1] / "pipeline" / "profiling_fakes.py"
-
-
-def load_fakes():
-    """tests/pipeline/profiling_fakes.py (one fake CPU, fake exporter and profiler)."""
-    name = "hilnas_test_profiling_fakes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FAKES)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture(scope="session")
@@ -35,15 +20,6 @@ def prefect_harness(tmp_path_factory):
 
         with prefect_test_harness(server_startup_timeout=60):
             yield
-
-
-@pytest.fixture
-def fakes(monkeypatch, tmp_path):
-    """Discovery returns one fake CPU; the default exporter and profiler are fakes."""
-    mod = load_fakes()
-    mod.install(monkeypatch, onnx_root=tmp_path / "fake-onnx")
-    monkeypatch.delenv("HILNAS_AGENT_DEVICE", raising=False)
-    return mod
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from hilnas.flows.cli import app  # noqa: E402
-from hilnas.flows.cli_common import UserError  # noqa: E402
-from hilnas.pipeline import refdata  # noqa: E402
-from hilnas.pipeline.spaces import get_space  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+from hilnas.flows.cli import app
+from hilnas.flows.cli_common import UserError
+from hilnas.pipeline import refdata
+from hilnas.pipeline.spaces import get_space
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -50,8 +50,26 @@ def ten_reference_latencies(path, device="raspi4", scale=1.25):
     return path
 
 
+@pytest.fixture(scope="module")
+def search_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli-search-home")
+
+
+@pytest.fixture(scope="module")
+def _search_once(search_home):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HILNAS_HOME", str(search_home))
+        return _run_search()
+
+
 @pytest.fixture
-def searched(hilnas_home):
+def searched(_search_once, search_home, monkeypatch):
+    """One tiny surrogate search for the whole module; each test runs in its home."""
+    monkeypatch.setenv("HILNAS_HOME", str(search_home))
+    return _search_once
+
+
+def _run_search():
     res = invoke(
         "search", "--mode", "surrogate", "--objectives", "error,latency",
         "--devices", "1080ti_1,pixel3", "--devices", "gold_6240",

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hilnas.pipeline.hypernet import (  # noqa: E402
+from hilnas.pipeline.hypernet import (
     GDASSampler,
     MetaHypernetwork,
     ReinMaxSampler,

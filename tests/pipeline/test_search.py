@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from hilnas.pipeline import mo  # noqa: E402
-from hilnas.pipeline.predictors import TargetEmbedding, embedding_for  # noqa: E402
-from hilnas.pipeline.search import (  # noqa: E402
+from hilnas.pipeline import mo
+from hilnas.pipeline.predictors import TargetEmbedding, embedding_for
+from hilnas.pipeline.search import (
     SearchConfig,
     SearchError,
     SearchMismatchError,
@@ -24,19 +24,19 @@ from hilnas.pipeline.search import (  # noqa: E402
     scalarize,
     search_root,
 )
-from hilnas.pipeline.spaces import get_space  # noqa: E402
+from hilnas.pipeline.spaces import get_space
 
-TINY = dict(
-    train_targets=("1080ti_1", "pixel3", "gold_6240"),
-    epochs=1,
-    steps_per_epoch=30,
-    accuracy_queries=40,
-    query_rounds=2,
-    surrogate_members=2,
-    hidden=32,
-    preferences_per_target=8,
-    threads=1,
-)
+TINY = {
+    "train_targets": ("1080ti_1", "pixel3", "gold_6240"),
+    "epochs": 1,
+    "steps_per_epoch": 30,
+    "accuracy_queries": 40,
+    "query_rounds": 2,
+    "surrogate_members": 2,
+    "hidden": 32,
+    "preferences_per_target": 8,
+    "threads": 1,
+}
 
 
 @pytest.fixture(scope="module")

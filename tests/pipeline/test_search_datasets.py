@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from hilnas.pipeline.datasets import (  # noqa: E402
+from hilnas.pipeline.datasets import (
     DatasetError,
     dataset_model_config,
     load_cifar10,

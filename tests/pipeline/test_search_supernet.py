@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 pytest.importorskip("safetensors")
 
-from hilnas.pipeline.search import SearchConfig, SearchError, TrainedSearch, run_search  # noqa: E402
+from hilnas.pipeline.search import SearchConfig, SearchError, TrainedSearch, run_search
 
 
 def test_a_tiny_supernet_search_on_digits(monkeypatch, tmp_path):
