@@ -71,7 +71,7 @@ def search_command(
     mode: str = typer.Option("surrogate", "--mode", help="surrogate (NB201 accuracy table, seconds per step) or supernet (trains on --dataset)."),
     objectives: str = typer.Option("error,latency", "--objectives", help="Comma-separated: error, latency, energy."),
     devices: list[str] = typer.Option([], "--devices", "-d", help="Training targets (repeatable or comma-separated; default: the 13 MODNAS training devices)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default: surrogate 20 x 100 steps, supernet 30 passes)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default: surrogate 20 x 100 steps, supernet 20 passes over the data)."),
     seed: int = typer.Option(0, "--seed", help="Seed of everything random in the search."),
     queries: int = typer.Option(200, "--queries", help="Surrogate mode: true accuracies read in total."),
     dataset: str = typer.Option("digits", "--dataset", help="Supernet mode: digits or cifar10."),

@@ -43,7 +43,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -136,7 +135,7 @@ class SearchConfig:
     """Everything a search run depends on; validated on construction (``SearchError``).
 
     ``epochs``: ``None`` picks the mode's default (surrogate: 20 epochs of ``steps_per_epoch``
-    hypernetwork steps; supernet: 30 passes over the training split, the first
+    hypernetwork steps; supernet: 20 passes over the training split, the first
     ``warmup_epochs`` training only the supernet with uniformly random architectures).
     ``preferences_per_target``: preference vectors drawn per target and step (``None``:
     surrogate 16, supernet 1: each one costs a supernet forward pass in supernet mode).
@@ -269,7 +268,7 @@ class SearchConfig:
     def total_epochs(self) -> int:
         if self.epochs is not None:
             return self.epochs
-        return 20 if self.mode == "surrogate" else 30
+        return 20
 
     @property
     def prefs_per_target(self) -> int:
@@ -785,7 +784,6 @@ def run_search(
     rng_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
         predictors = {m: load_meta_predictor(m, source=cfg.predictor_source) for m in metrics}
         for p in predictors.values():
             p.eval()
@@ -800,18 +798,16 @@ def run_search(
                 pool_hw[ti, :, mi] = predictors[m].predict_codes(pool, t.embeddings[m])
 
         extra: dict[str, Any] = {}
-        surrogate = supernet = data = None
-        hw_index = [metrics.index(o) for o in cfg.objectives if o != "error"]
-        has_error = "error" in cfg.objectives
-        err_col = cfg.objectives.index("error") if has_error else None
+        surrogate = supernet = data = error_fn = fronts = None
+        hw_cols = [j for j, o in enumerate(cfg.objectives) if o != "error"]  # metrics' order
         if cfg.mode == "surrogate":
             pool_values = np.zeros((len(targets), len(pool), len(cfg.objectives)))
-            pool_values[:, :, [i for i, o in enumerate(cfg.objectives) if o != "error"]] = pool_hw[:, :, hw_index]
-            if has_error:
+            pool_values[:, :, hw_cols] = pool_hw
+            if "error" in cfg.objectives:
                 queries, surrogate = _select_queries(cfg, space, pool, pool_hw, progress)
                 with torch.no_grad():
                     pool_err = surrogate(torch.from_numpy(_onehot(space, pool))).numpy()
-                pool_values[:, :, err_col] = pool_err[None, :]
+                pool_values[:, :, cfg.objectives.index("error")] = pool_err[None, :]
                 error_fn = surrogate
                 extra["surrogate"] = {
                     "config": surrogate.config(),
@@ -821,11 +817,9 @@ def run_search(
                         [space.format(a), float(e)] for a, e in zip(queries.archs, queries.error_pct)
                     ],
                 }
-            else:
-                error_fn = None
-            normalizer = _Normalizer.minmax(pool_values.min(1), pool_values.max(1))
-            lo, hi = pool_values.min(1, keepdims=True), pool_values.max(1, keepdims=True)
-            normed = (pool_values - lo) / np.maximum(hi - lo, 1e-12)
+            lo, hi = pool_values.min(1), pool_values.max(1)
+            normalizer = _Normalizer.minmax(lo, hi)
+            normed = (pool_values - lo[:, None]) / np.maximum(hi - lo, 1e-12)[:, None]
             fronts = [np.unique(v[mo.pareto_mask(v)], axis=0) for v in normed]
             sweep = np.concatenate([preferences_for(f) for f in fronts])
             extra["sweep_preferences"] = np.round(sweep, 6).tolist()
@@ -837,14 +831,9 @@ def run_search(
             supernet = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage)).to(device)
             lo = np.zeros((len(targets), len(cfg.objectives)))
             hi = np.ones_like(lo)
-            for j, o in enumerate(cfg.objectives):
-                if o != "error":
-                    lo[:, j] = pool_hw[:, :, metrics.index(o)].min(1)
-                    hi[:, j] = pool_hw[:, :, metrics.index(o)].max(1)
+            lo[:, hw_cols], hi[:, hw_cols] = pool_hw.min(1), pool_hw.max(1)
             # the cross-entropy arrives normalised by its running range: identity on [0, 1]
             normalizer = _Normalizer.minmax(lo, hi)
-            error_fn = None
-            fronts = None
 
         hyper = MetaHypernetwork(
             num_objectives=len(cfg.objectives),
@@ -864,11 +853,10 @@ def run_search(
         if cfg.mode == "surrogate":
             total = cfg.total_epochs * cfg.steps_per_epoch
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.lr * 0.05)
-            fn = error_fn if error_fn is not None else (lambda a: torch.zeros(a.shape[0]))
             for step in range(total):
                 loss = _hypernet_step(
-                    cfg, hyper, opt, sampler, hw_costs, normalizer, targets, fn, step / total, gen,
-                    prefs,
+                    cfg, hyper, opt, sampler, hw_costs, normalizer, targets, error_fn, step / total,
+                    gen, prefs,
                 )
                 sched.step()
                 if (step + 1) % cfg.steps_per_epoch == 0 or step + 1 == total:
