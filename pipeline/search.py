@@ -9,16 +9,25 @@ architectures the hypernetwork picks over a sweep of preferences, with predicted
 non-dominated filtered.
 
 One training step (``docs/method.md``), for every training target ``d``:
-1. draw preferences ``r ~ Dirichlet(1, ..., 1)``; ``alpha = H(r, h_d)``; sample a hard one-hot
-   architecture ``a`` from ``alpha`` (ReinMax or GDAS, straight-through);
+1. draw preferences ``r`` (``preferences_per_target`` of them): a flat Dirichlet, half of them
+   (``front_preferences``) replaced by preferences aimed at points of ``d``'s predicted front
+   (see :class:`_PreferenceSampler`); ``alpha = H(r, h_d)``; sample a hard one-hot
+   architecture ``a`` from ``alpha`` (ReinMax or GDAS, straight-through; the logits the sampler
+   sees are standardised and scaled, annealed 2 -> 4, so sampling keeps exploring);
 2. costs: the error term and, for each hardware objective, the frozen meta-predictor's cost
-   ``P(a, h_d)``, each normalised to [0, 1] (hardware: predicted min/max over the whole space
-   for that target; error: see the modes);
-3. ``loss_d`` = scalarisation of the costs by ``r`` (``linear``: ``r . c``; ``tchebycheff``:
-   a smooth maximum ``mu * logsumexp(r * c / mu)`` that also reaches the non-convex parts of
-   a front); ``g_d`` = gradient of ``loss_d`` for the hypernetwork's parameters, normalised.
+   ``P(a, h_d)``, each normalised to [0, 1] by its predicted min/max over the whole space for
+   that target (the error as the modes say);
+3. ``loss_d`` = scalarisation of the costs by ``r`` (``linear``: ``r . c``; ``tchebycheff``,
+   the default: a smooth maximum of ``r_m (c_m + eps)`` in log space, which also reaches the
+   non-convex parts of a front); ``g_d`` = gradient of ``loss_d`` for the hypernetwork's
+   parameters, normalised.
 The hypernetwork gradient is the min-norm point of the convex hull of the ``g_d``
 (:func:`hilnas.pipeline.mo.min_norm_solver`, multiple gradient descent), applied with Adam.
+
+Reading a front (:meth:`TrainedSearch.front`): the hypernetwork's argmax architecture for each
+preference of the sweep and, when the objectives are cheap to predict (surrogate mode), a
+greedy refinement of it on the same predicted, scalarised objectives plus the architectures
+that refinement evaluated; the non-dominated ones on the predicted objectives are returned.
 
 Two ways to get the error term, the same code path otherwise:
 
@@ -176,6 +185,7 @@ class SearchConfig:
     channels: int = 8
     cells_per_stage: int = 1
     batch_size: int = 64
+    val_batch_size: int = 256
     weight_lr: float = 0.05
     warmup_epochs: int = 5
     # execution
@@ -214,6 +224,7 @@ class SearchConfig:
             "channels": (self.channels, 1),
             "cells_per_stage": (self.cells_per_stage, 1),
             "batch_size": (self.batch_size, 2),
+            "val_batch_size": (self.val_batch_size, 2),
             "warmup_epochs": (self.warmup_epochs, 0),
         }
         for name, (value, low) in ints.items():
@@ -922,7 +933,9 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
     history = []
 
     def val_batch():
-        idx = torch.randint(len(val_y), (cfg.batch_size,), generator=cpu_gen).to(device)
+        if len(val_y) <= cfg.val_batch_size:
+            return val_x, val_y
+        idx = torch.randperm(len(val_y), generator=cpu_gen)[: cfg.val_batch_size].to(device)
         return val_x[idx], val_y[idx]
 
     def error_fn(arch):
