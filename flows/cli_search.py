@@ -78,7 +78,7 @@ def search_command(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Supernet mode, CIFAR-10: the folder holding cifar-10-batches-bin."),
     sampler: str = typer.Option("reinmax", "--sampler", help="reinmax or gdas."),
     scalarization: str = typer.Option("tchebycheff", "--scalarization", help="tchebycheff or linear."),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: 1 in surrogate mode, torch's otherwise)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the saved run's summary as JSON."),
 ) -> None:

@@ -150,6 +150,8 @@ class SearchConfig:
     surrogate 16, supernet 1: each one costs a supernet forward pass in supernet mode).
     ``accuracy_queries`` (surrogate mode) is the total budget of true accuracies read; the first
     ``initial_queries`` (default half) are random, the rest come in ``query_rounds`` rounds.
+    Supernet mode: ``batch_size`` images per weight step, a hypernetwork step after every
+    ``hyper_every``-th weight step, its error term on ``val_batch_size`` validation images.
     ``torch_device``: ``auto`` = CUDA when present in supernet mode, else CPU. ``threads``: torch
     CPU threads during the search (``None``: 1 in surrogate mode, torch's default otherwise).
     """
@@ -185,7 +187,8 @@ class SearchConfig:
     channels: int = 8
     cells_per_stage: int = 1
     batch_size: int = 64
-    val_batch_size: int = 256
+    val_batch_size: int = 128
+    hyper_every: int = 2
     weight_lr: float = 0.05
     warmup_epochs: int = 5
     # execution
@@ -225,6 +228,7 @@ class SearchConfig:
             "cells_per_stage": (self.cells_per_stage, 1),
             "batch_size": (self.batch_size, 2),
             "val_batch_size": (self.val_batch_size, 2),
+            "hyper_every": (self.hyper_every, 1),
             "warmup_epochs": (self.warmup_epochs, 0),
         }
         for name, (value, low) in ints.items():
@@ -973,7 +977,7 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
             w_opt.step()
             w_sched.step()
             losses.append(float(loss.detach()))
-            if not warm:
+            if not warm and s % cfg.hyper_every == 0:
                 frac = (epoch - cfg.warmup_epochs + s / steps_per_epoch) / max(
                     1, total_epochs - cfg.warmup_epochs
                 )
@@ -1064,7 +1068,13 @@ class TrainedSearch:
 
         self.path = path
         self.settings = settings
-        self.config = SearchConfig.from_dict(settings["config"])
+        try:
+            self.config = SearchConfig.from_dict(settings["config"])
+        except (SearchError, TypeError, KeyError) as exc:
+            raise SearchError(
+                f"saved search {path} has settings this hilnas version cannot use ({exc}); "
+                "run the search again"
+            ) from None
         self.space = get_space(settings["space"])
         self.objectives: tuple[str, ...] = tuple(settings["objectives"])
         self.hardware_objectives = tuple(o for o in self.objectives if o in HARDWARE_OBJECTIVES)
@@ -1076,6 +1086,8 @@ class TrainedSearch:
         self._queried: dict[str, float] = {}
         self._supernet = None
         self._data = None
+        self._pool_codes: np.ndarray | None = None
+        self._pool_errors: np.ndarray | None = None
         if settings["mode"] == "surrogate" and "error" in self.objectives:
             from hilnas.pipeline.surrogate import AccuracySurrogate
 
@@ -1244,9 +1256,8 @@ class TrainedSearch:
         """Predicted min and max of each objective over the space for a target: the
         normalisation the hypernetwork was trained with."""
         torch = self._torch
-        if not hasattr(self, "_pool_codes"):
+        if self._pool_codes is None:
             self._pool_codes = _pool(self.space, self.config.seed)
-            self._pool_errors = None
             if self._surrogate is not None:
                 with torch.no_grad():
                     x = torch.from_numpy(_onehot(self.space, self._pool_codes))
