@@ -41,7 +41,8 @@ Two ways to get the error term, the same code path otherwise:
   trained on a dataset (digits by default, CIFAR-10 from a local directory); the error term is
   its cross-entropy with the sampled architecture on a validation batch, normalised by a
   running min/max. The supernet's weights take an SGD step per training batch with
-  architectures sampled from ``H`` for random targets and preferences.
+  architectures sampled from ``H`` for random targets and preferences (or, for a share
+  ``uniform_share`` of the batches, uniformly at random).
 """
 
 from __future__ import annotations
@@ -151,7 +152,11 @@ class SearchConfig:
     ``accuracy_queries`` (surrogate mode) is the total budget of true accuracies read; the first
     ``initial_queries`` (default half) are random, the rest come in ``query_rounds`` rounds.
     Supernet mode: ``batch_size`` images per weight step, a hypernetwork step after every
-    ``hyper_every``-th weight step, its error term on ``val_batch_size`` validation images.
+    ``hyper_every``-th weight step, its error term on ``val_batch_size`` validation images; a
+    share ``uniform_share`` of the weight steps after the warm-up trains a uniformly random
+    architecture instead of one sampled from ``H`` (so that the operations ``H`` stops choosing
+    keep being trained and their error stays comparable: weight sharing otherwise favours what
+    was sampled most).
     ``torch_device``: ``auto`` = CUDA when present in supernet mode, else CPU. ``threads``: torch
     CPU threads during the search (``None``: 1 in surrogate mode, torch's default otherwise).
     """
@@ -189,6 +194,7 @@ class SearchConfig:
     batch_size: int = 64
     val_batch_size: int = 128
     hyper_every: int = 2
+    uniform_share: float = 0.5
     weight_lr: float = 0.05
     warmup_epochs: int = 5
     # execution
@@ -249,8 +255,10 @@ class SearchConfig:
                 isinstance(value, (int, float)) and math.isfinite(value) and value > 0
             ):
                 raise SearchError(f"{name} must be a positive number or None, got {value!r}")
-        if not (isinstance(self.front_preferences, (int, float)) and 0 <= self.front_preferences <= 1):
-            raise SearchError(f"front_preferences must be in [0, 1], got {self.front_preferences!r}")
+        for name in ("front_preferences", "uniform_share"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise SearchError(f"{name} must be in [0, 1], got {value!r}")
         for name in ("lr", "weight_lr", "smoothing"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -963,7 +971,7 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
             idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
             x, y = train_x[idx], train_y[idx]
             with torch.no_grad():
-                if warm:
+                if warm or float(torch.rand(1, generator=cpu_gen)) < cfg.uniform_share:
                     codes = torch.randint(num_k, (num_d,), generator=cpu_gen)
                     arch = F.one_hot(codes, num_k).float().to(device)
                 else:
