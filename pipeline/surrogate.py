@@ -50,11 +50,6 @@ def encode(onehot: torch.Tensor, space_name: str) -> torch.Tensor:
     return flat
 
 
-def feature_dim(space: SearchSpace) -> int:
-    probe = torch.zeros(1, space.num_decisions, space.max_options)
-    return int(encode(probe, space.name).shape[1])
-
-
 class AccuracySurrogate(nn.Module):
     """Ensemble of small MLPs: one-hot ``(B, D, K)`` -> predicted top-1 error (%) ``(B,)``.
 
