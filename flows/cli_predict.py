@@ -23,29 +23,7 @@ DB_HELP = (
 METRIC_CHOICES = ("all", "latency_ms", "energy_mj")
 
 
-def _user_errors(func):
-    """Library input errors -> one clear line (cli_common.UserError)."""
-    from functools import wraps
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from hilnas.pipeline.home import HomeError
-
-        errors: tuple[type[BaseException], ...] = (ValueError, HomeError, LookupError, FileNotFoundError)
-        try:
-            from hilnas.pipeline.store import StoreError
-
-            errors = (*errors, StoreError)
-        except ModuleNotFoundError:  # pragma: no cover - store not installed
-            pass
-        try:
-            return func(*args, **kwargs)
-        except cli_common.UserError:
-            raise
-        except errors as exc:
-            raise cli_common.UserError(str(exc)) from exc
-
-    return wrapper
+_user_errors = cli_common.user_errors
 
 
 def _open_store(db: str | None):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +17,7 @@ DB_HELP = (
 )
 
 
-def _user_errors(func):
-    """Library input errors -> one clear line (cli_common.UserError), exit code 2."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from hilnas.pipeline.home import HomeError
-
-        errors: tuple[type[BaseException], ...] = (ValueError, LookupError, HomeError, FileNotFoundError)
-        try:
-            from hilnas.pipeline.store import StoreError
-
-            errors = (*errors, StoreError)
-        except ModuleNotFoundError:  # pragma: no cover - store not installed
-            pass
-        try:
-            return func(*args, **kwargs)
-        except cli_common.UserError:
-            raise
-        except errors as exc:
-            raise cli_common.UserError(str(exc)) from exc
-
-    return wrapper
+_user_errors = cli_common.user_errors
 
 
 def _split(values: list[str] | None) -> list[str]:
