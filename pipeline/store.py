@@ -417,6 +417,26 @@ def _space(name: str):
 # ----------------------------------------------------------------------------------------------
 # the store
 # ----------------------------------------------------------------------------------------------
+
+def _measurement_filters(
+    *,
+    device_id: str | None = None,
+    config_key: str | None = None,
+    space: str | None = None,
+    status: MeasurementStatus | str | None = None,
+    model_config_key: str | None = None,
+) -> list[Any]:
+    """SQL conditions on the measurements table for the filters that are given."""
+    t = measurements_table.c
+    wanted = {
+        t.device_id: device_id,
+        t.config_key: config_key,
+        t.space: space,
+        t.status: None if status is None else MeasurementStatus(status).value,
+        t.model_config_key: model_config_key,
+    }
+    return [column == value for column, value in wanted.items() if value is not None]
+
 class MeasurementStore:
     """Devices and measurements in SQLite or PostgreSQL (see the module docstring).
 
@@ -929,17 +949,13 @@ class MeasurementStore:
     ) -> list[MeasurementRecord]:
         """Stored measurements matching the filters, oldest first."""
         t = measurements_table.c
-        conds = []
-        if device_id is not None:
-            conds.append(t.device_id == device_id)
-        if config_key is not None:
-            conds.append(t.config_key == config_key)
-        if space is not None:
-            conds.append(t.space == space)
-        if status is not None:
-            conds.append(t.status == MeasurementStatus(status).value)
-        if model_config_key is not None:
-            conds.append(t.model_config_key == model_config_key)
+        conds = _measurement_filters(
+            device_id=device_id,
+            config_key=config_key,
+            space=space,
+            status=status,
+            model_config_key=model_config_key,
+        )
         with self._read() as conn:
             rows = conn.execute(
                 select(measurements_table).where(*conds).order_by(t.created_at, t.id)
@@ -954,13 +970,7 @@ class MeasurementStore:
         status: MeasurementStatus | str | None = None,
     ) -> int:
         t = measurements_table.c
-        conds = []
-        if device_id is not None:
-            conds.append(t.device_id == device_id)
-        if config_key is not None:
-            conds.append(t.config_key == config_key)
-        if status is not None:
-            conds.append(t.status == MeasurementStatus(status).value)
+        conds = _measurement_filters(device_id=device_id, config_key=config_key, status=status)
         with self._read() as conn:
             return int(
                 conn.execute(
