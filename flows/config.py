@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
+
 OBJECTIVES = ("error", "latency_ms", "energy_mj")
 
 #: The main job's supernet search when neither ``epochs`` nor ``[search]`` say otherwise: sized
@@ -52,9 +54,9 @@ class RunConfig(BaseModel):
         default_factory=list,
         description="local devices to profile (ids or aliases such as cpu, gpu0); empty = all",
     )
-    archs: int = Field(50, ge=0, le=15625, description="sampled architectures per device")
-    reps: int = Field(30, ge=1, description="timed repetitions per measurement")
-    warmup: int = Field(5, ge=0, description="untimed warm-up runs per measurement")
+    archs: int = Field(DEFAULT_ARCHS, ge=0, le=15625, description="sampled architectures per device")
+    reps: int = Field(DEFAULT_REPS, ge=1, description="timed repetitions per measurement")
+    warmup: int = Field(DEFAULT_WARMUP, ge=0, description="untimed warm-up runs per measurement")
     threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = ORT default)")
     batch_size: int = Field(1, ge=1, description="batch size of the measured models")
     seed: int = Field(0, ge=0, description="seed of sampling and search")

@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from hilnas.flows import jobs
+from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
 
 FRONT_TABLE_ROWS = 50
 
@@ -154,9 +155,9 @@ def _round(v: Any) -> Any:
 @flow(name="hilnas-profile")
 def profile_flow(
     device: str | None = None,
-    archs: int = 50,
-    reps: int = 30,
-    warmup: int = 5,
+    archs: int = DEFAULT_ARCHS,
+    reps: int = DEFAULT_REPS,
+    warmup: int = DEFAULT_WARMUP,
     seed: int = 0,
     space: str = "nb201",
     threads: int = 1,

@@ -22,6 +22,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
@@ -120,9 +122,9 @@ def agent_mode() -> bool:
 def profile(
     device: str | None = None,
     *,
-    archs: int = 50,
-    reps: int = 30,
-    warmup: int = 5,
+    archs: int = DEFAULT_ARCHS,
+    reps: int = DEFAULT_REPS,
+    warmup: int = DEFAULT_WARMUP,
     seed: int = 0,
     space: str = "nb201",
     threads: int = 1,

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ARCHS = 50
 DEFAULT_REPS = 30
-DEFAULT_WARMUP = 5  # matches flows/config.py RunConfig.warmup: a different value is a different key
+DEFAULT_WARMUP = 5  # part of the measurement key; flows/ and the CLI take their defaults from here
 DEFAULT_OPSET = 17
 DEFAULT_TIMEOUT_S = 120.0
 
