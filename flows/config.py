@@ -37,7 +37,8 @@ OBJECTIVES = ("error", "latency_ms", "energy_mj")
 #: so that the whole of ``hilnas run`` takes about five minutes on two CPU cores (measured and
 #: quoted in flows/DEPLOYMENT.md). ``hilnas search`` keeps the search's own, longer defaults.
 MAIN_JOB_SUPERNET_EPOCHS = 8
-MAIN_JOB_SUPERNET_SEARCH = {"warmup_epochs": 2}
+#: Further search settings of the main job (none beyond the search's defaults at present).
+MAIN_JOB_SUPERNET_SEARCH: dict[str, Any] = {}
 _OBJECTIVE_ALIASES = {"latency": "latency_ms", "energy": "energy_mj", "err": "error"}
 
 

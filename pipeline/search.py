@@ -38,11 +38,29 @@ Two ways to get the error term, the same code path otherwise:
   round by round, the architectures that the current surrogate and the predictors place on the
   predicted fronts of the most training targets (where the search needs accuracy to be right).
 - ``supernet`` (real data): a weight-sharing NB201 supernet (:mod:`hilnas.pipeline.supernet`)
-  trained on a dataset (digits by default, CIFAR-10 from a local directory); the error term is
-  its cross-entropy with the sampled architecture on a validation batch, normalised by a
-  running min/max. The supernet's weights take an SGD step per training batch with
-  architectures sampled from ``H`` for random targets and preferences (or, for a share
-  ``uniform_share`` of the batches, uniformly at random).
+  trained on a dataset (digits by default, CIFAR-10 from a local directory). Two ways to use it
+  (``supernet_error``):
+
+  - ``surrogate`` (default): the supernet is trained first, alone, for ``supernet_epochs``
+    with strict-fairness sampling (each weight step trains, on one batch, K architectures
+    that together use every option of every edge once: FairNAS); its top-1 validation error
+    is then the oracle that labels the ``accuracy_queries`` architectures (chosen in rounds as
+    above) the surrogate is fit on, and training proceeds exactly as in surrogate mode. Fronts
+    report the supernet's own validation error of each chosen architecture.
+  - ``direct`` (MODNAS as written): the error term is the supernet's cross-entropy with the
+    sampled architecture on a validation batch, straight-through to the logits, normalised by
+    its range over a probe set of architectures re-measured every epoch (whose fronts also
+    aim the preferences); the supernet's weights take an SGD step per training batch with
+    architectures sampled from ``H`` (or, for a share ``uniform_share`` of the batches, at
+    random, fairly), after ``warmup_epochs`` of random architectures only.
+
+  Measured on digits (13 MODNAS training devices, 3 seeds of one configuration each; see the
+  README): ``direct`` fronts collapse to one or two cheap architectures whatever the
+  preference, because the straight-through error gradient of a single sampled architecture
+  per device and step is too noisy against the predictors' exact latency gradient and the
+  hypernetwork's own samples get the most weight updates; ``surrogate`` fronts span the
+  trade-off (about 8-12 architectures from ~44 % to ~3 % validation error) and the measured
+  latency of the chosen architectures rises with the weight on the error.
 """
 
 from __future__ import annotations
@@ -57,7 +75,6 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -88,6 +105,8 @@ OBJECTIVE_ALIASES: dict[str, str] = {
     "energy_mj": "energy_mj",
 }
 MODES: tuple[str, ...] = ("surrogate", "supernet")
+#: How supernet mode turns the supernet into the error term (see the module docstring).
+SUPERNET_ERRORS: tuple[str, ...] = ("surrogate", "direct")
 SCALARIZATIONS: tuple[str, ...] = ("tchebycheff", "linear")
 FORMAT = "hilnas.search/1"
 SETTINGS_FILE = "settings.json"
@@ -95,6 +114,8 @@ HYPERNET_FILE = "hypernet.safetensors"
 SURROGATE_FILE = "surrogate.safetensors"
 SUPERNET_FILE = "supernet.safetensors"
 LATEST = "latest"
+#: Validation images on which supernet mode measures its probe architectures.
+PROBE_IMAGES = 512
 #: Candidate pool for normalisation and query selection: the whole space up to this size.
 POOL_LIMIT = 50_000
 
@@ -144,21 +165,26 @@ def parse_objectives(value: str | Sequence[str]) -> tuple[str, ...]:
 class SearchConfig:
     """Everything a search run depends on; validated on construction (``SearchError``).
 
-    ``epochs``: ``None`` picks the mode's default (surrogate: 20 epochs of ``steps_per_epoch``
-    hypernetwork steps; supernet: 20 passes over the training split, the first
-    ``warmup_epochs`` training only the supernet with uniformly random architectures).
+    ``epochs``: ``None`` = 20 epochs of ``steps_per_epoch`` hypernetwork steps (surrogate mode
+    and supernet mode's ``surrogate`` error), or 20 passes over the training split (supernet
+    mode's ``direct`` error, the first ``warmup_epochs`` training only the supernet).
     ``preferences_per_target``: preference vectors drawn per target and step (``None``:
     surrogate 16, supernet 1: each one costs a supernet forward pass in supernet mode).
     ``accuracy_queries`` (surrogate mode) is the total budget of true accuracies read; the first
     ``initial_queries`` (default half) are random, the rest come in ``query_rounds`` rounds.
-    Supernet mode: ``batch_size`` images per weight step, a hypernetwork step after every
-    ``hyper_every``-th weight step, its error term on ``val_batch_size`` validation images; a
-    share ``uniform_share`` of the weight steps after the warm-up trains a uniformly random
-    architecture instead of one sampled from ``H`` (so that the operations ``H`` stops choosing
-    keep being trained and their error stays comparable: weight sharing otherwise favours what
-    was sampled most).
+    Supernet mode: a skeleton of ``channels`` x ``cells_per_stage`` with ``reduction`` blocks
+    between stages (``None``: the dataset's default, pooled on digits, see
+    :data:`hilnas.pipeline.datasets.DEFAULT_REDUCTION`); ``batch_size`` images per weight
+    step; ``weight_sampling`` ``fair`` (strict fairness) or ``uniform`` for the architectures
+    not drawn from ``H``; ``supernet_error`` as the module docstring says (``surrogate``:
+    ``supernet_epochs`` of supernet training, then surrogate-mode training; ``direct``: a
+    hypernetwork step after every ``hyper_every``-th weight step, its error term on
+    ``val_batch_size`` validation images, ``probe_archs`` probe architectures, a share
+    ``uniform_share`` of the weight steps after the warm-up on random architectures so that the
+    operations ``H`` stops choosing keep being trained).
     ``torch_device``: ``auto`` = CUDA when present in supernet mode, else CPU. ``threads``: torch
-    CPU threads during the search (``None``: 1 in surrogate mode, torch's default otherwise).
+    CPU threads during the search (``None``: 1 for hypernetwork training from a surrogate,
+    torch's default for supernet training).
     """
 
     mode: str = "surrogate"
@@ -191,12 +217,17 @@ class SearchConfig:
     data_dir: str | None = None
     channels: int = 8
     cells_per_stage: int = 1
+    reduction: str | None = None
     batch_size: int = 64
     val_batch_size: int = 128
     hyper_every: int = 2
     uniform_share: float = 0.5
     weight_lr: float = 0.05
     warmup_epochs: int = 5
+    weight_sampling: str = "fair"
+    supernet_error: str = "surrogate"
+    supernet_epochs: int = 30
+    probe_archs: int = 256
     # execution
     torch_device: str = "auto"
     threads: int | None = None
@@ -236,6 +267,8 @@ class SearchConfig:
             "val_batch_size": (self.val_batch_size, 2),
             "hyper_every": (self.hyper_every, 1),
             "warmup_epochs": (self.warmup_epochs, 0),
+            "probe_archs": (self.probe_archs, 2),
+            "supernet_epochs": (self.supernet_epochs, 1),
         }
         for name, (value, low) in ints.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -263,6 +296,14 @@ class SearchConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise SearchError(f"{name} must be a positive number, got {value!r}")
+        if self.reduction not in (None, "residual", "pool"):
+            raise SearchError(f"reduction must be residual, pool or None (the dataset's default), got {self.reduction!r}")
+        if self.supernet_error not in SUPERNET_ERRORS:
+            raise SearchError(
+                f"supernet_error must be one of {', '.join(SUPERNET_ERRORS)}, got {self.supernet_error!r}"
+            )
+        if self.weight_sampling not in ("fair", "uniform"):
+            raise SearchError(f"weight_sampling must be fair or uniform, got {self.weight_sampling!r}")
         if self.sampler not in ("reinmax", "gdas"):
             raise SearchError(f"sampler must be reinmax or gdas, got {self.sampler!r}")
         if self.scalarization not in SCALARIZATIONS:
@@ -440,20 +481,6 @@ class _Target:
     h: Any  # tensor (embed_dim,)
 
 
-class _RunningRange:
-    """Min/max of the last ``window`` values (the supernet's cross-entropy drifts down)."""
-
-    def __init__(self, window: int = 256):
-        self.values: deque[float] = deque(maxlen=window)
-
-    def update(self, values: np.ndarray) -> None:
-        self.values.extend(float(v) for v in np.ravel(values))
-
-    def bounds(self) -> tuple[float, float]:
-        lo, hi = min(self.values), max(self.values)
-        return lo, max(hi, lo + 1e-6)
-
-
 def _report(progress: ProgressCallback | None, stage: str, done: int, total: int, message: str = "") -> None:
     if progress is not None:
         progress(SearchProgress(stage, done, total, message))
@@ -466,14 +493,16 @@ def _select_queries(
     pool: np.ndarray,
     pool_hw: np.ndarray,
     progress: ProgressCallback | None,
+    oracle: Callable[[list[tuple[int, ...]]], Any] | None = None,
 ):
-    """Query true accuracies in rounds and fit the surrogate (see the module docstring).
+    """Query accuracies in rounds and fit the surrogate (see the module docstring).
 
-    ``pool_hw``: ``(targets, N, H)`` predicted hardware costs of the pool. Returns the
-    queries and the surrogate fit on all of them.
+    ``pool_hw``: ``(targets, N, H)`` predicted hardware costs of the pool. ``oracle``: codes ->
+    :class:`~hilnas.pipeline.surrogate.AccuracyQueries` (default: the reference table's
+    ``accuracy_column``). Returns the queries and the surrogate fit on all of them.
     """
     import torch
-    from hilnas.pipeline.surrogate import fit_accuracy_surrogate, query_accuracy
+    from hilnas.pipeline.surrogate import AccuracyQueries, fit_accuracy_surrogate, query_accuracy
 
     budget = cfg.accuracy_queries
     initial = cfg.initial_queries if cfg.initial_queries is not None else max(2, budget // 2)
@@ -483,8 +512,18 @@ def _select_queries(
     seen = set(chosen)
     pool_x = torch.from_numpy(_onehot(space, pool))
 
+    known: dict[tuple[int, ...], float] = {}
+
+    def ask(codes: list[tuple[int, ...]]):
+        if oracle is None:
+            return query_accuracy(space, codes, column=cfg.accuracy_column)
+        new = [c for c in codes if c not in known]
+        if new:
+            known.update(zip(new, oracle(new).error_pct.tolist()))
+        return AccuracyQueries(tuple(codes), np.array([known[c] for c in codes]), "supernet")
+
     def fit(indices: list[int], round_no: int):
-        q = query_accuracy(space, [tuple(pool[i]) for i in indices], column=cfg.accuracy_column)
+        q = ask([tuple(int(v) for v in pool[i]) for i in indices])
         model = fit_accuracy_surrogate(
             space, q, seed=cfg.seed + round_no, members=cfg.surrogate_members
         )
@@ -661,6 +700,13 @@ class _PreferenceSampler:
         self.jitter = jitter
         self.gen = torch.Generator().manual_seed(seed)
 
+    def aim(self, fronts: Sequence[np.ndarray], share: float) -> None:
+        """Aim at these (normalised) fronts from now on, with share ``share``."""
+        import torch
+
+        self.aimed = [torch.as_tensor(preferences_for(f), dtype=torch.float32) for f in fronts]
+        self.share = share
+
     def sample(self, rows):
         import torch
 
@@ -800,7 +846,7 @@ def run_search(
         )
 
     old_threads = torch.get_num_threads()
-    # the surrogate-mode step is many tiny tensor operations: one thread is fastest
+    # (surrogate mode: see below; supernet training: torch's default unless told)
     threads = cfg.threads or (1 if cfg.mode == "surrogate" else None)
     if threads:
         torch.set_num_threads(threads)
@@ -821,20 +867,30 @@ def run_search(
                 pool_hw[ti, :, mi] = predictors[m].predict_codes(pool, t.embeddings[m])
 
         extra: dict[str, Any] = {}
-        surrogate = supernet = data = error_fn = fronts = None
+        surrogate = supernet = data = error_fn = fronts = oracle = None
         hw_cols = [j for j, o in enumerate(cfg.objectives) if o != "error"]  # metrics' order
-        if cfg.mode == "surrogate":
+        direct = cfg.mode == "supernet" and cfg.supernet_error == "direct" and "error" in cfg.objectives
+        if cfg.mode == "supernet" and "error" in cfg.objectives:
+            from hilnas.pipeline.datasets import load_dataset
+            from hilnas.pipeline.supernet import NB201Supernet
+
+            data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed)
+            supernet = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage, cfg.reduction)).to(device)
+            if not direct:
+                extra["supernet"] = _train_supernet_fair(cfg, supernet, data, device, progress)
+                oracle = _supernet_oracle(supernet, data)
+        if not direct:
             pool_values = np.zeros((len(targets), len(pool), len(cfg.objectives)))
             pool_values[:, :, hw_cols] = pool_hw
             if "error" in cfg.objectives:
-                queries, surrogate = _select_queries(cfg, space, pool, pool_hw, progress)
+                queries, surrogate = _select_queries(cfg, space, pool, pool_hw, progress, oracle)
                 with torch.no_grad():
                     pool_err = surrogate(torch.from_numpy(_onehot(space, pool))).numpy()
                 pool_values[:, :, cfg.objectives.index("error")] = pool_err[None, :]
                 error_fn = surrogate
                 extra["surrogate"] = {
                     "config": surrogate.config(),
-                    "accuracy_column": cfg.accuracy_column,
+                    "accuracy_column": cfg.accuracy_column if oracle is None else f"supernet:{cfg.dataset}",
                     "queries": len(queries),
                     "queried": [
                         [space.format(a), float(e)] for a, e in zip(queries.archs, queries.error_pct)
@@ -847,15 +903,11 @@ def run_search(
             sweep = np.concatenate([preferences_for(f) for f in fronts])
             extra["sweep_preferences"] = np.round(sweep, 6).tolist()
         else:
-            from hilnas.pipeline.datasets import load_dataset
-            from hilnas.pipeline.supernet import NB201Supernet
-
-            data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed)
-            supernet = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage)).to(device)
             lo = np.zeros((len(targets), len(cfg.objectives)))
             hi = np.ones_like(lo)
             lo[:, hw_cols], hi[:, hw_cols] = pool_hw.min(1), pool_hw.max(1)
-            # the cross-entropy arrives normalised by its running range: identity on [0, 1]
+            # the cross-entropy arrives normalised by its range over the probe architectures
+            # (see _train_supernet_mode): identity on [0, 1]
             normalizer = _Normalizer.minmax(lo, hi)
 
         hyper = MetaHypernetwork(
@@ -873,7 +925,9 @@ def run_search(
         opt = torch.optim.Adam(hyper.parameters(), lr=cfg.lr)
         hw_costs = _HardwareCosts(predictors, targets, metrics, space)
 
-        if cfg.mode == "surrogate":
+        if not direct:
+            # the surrogate-mode step is many tiny tensor operations: one thread is fastest
+            torch.set_num_threads(cfg.threads or 1)
             total = cfg.total_epochs * cfg.steps_per_epoch
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.lr * 0.05)
             for step in range(total):
@@ -885,10 +939,16 @@ def run_search(
                 if (step + 1) % cfg.steps_per_epoch == 0 or step + 1 == total:
                     _report(progress, "train", step + 1, total, f"loss {loss:.4f}")
         else:
+            pick = np.random.default_rng(cfg.seed).choice(len(pool), min(cfg.probe_archs, len(pool)), replace=False)
+            span = np.maximum(hi[:, hw_cols] - lo[:, hw_cols], 1e-12)
+            probe_hw = (pool_hw[:, pick] - lo[:, None, hw_cols]) / span[:, None, :]
             extra["supernet"] = _train_supernet_mode(
                 cfg, hyper, opt, sampler, hw_costs.to(device), normalizer.to(device), targets,
-                supernet, data, device, prefs, progress,
+                supernet, data, device, prefs, progress, (pool[pick], probe_hw),
             )
+            sweep = extra["supernet"].pop("sweep_preferences", None)
+            if sweep is not None:
+                extra["sweep_preferences"] = sweep
 
         settings = {
             "format": FORMAT,
@@ -922,22 +982,134 @@ def run_search(
         torch.set_num_threads(old_threads)
 
 
-def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets, supernet, data, device, prefs, progress):
-    """Alternate supernet SGD steps and hypernetwork MGDA steps (see the module docstring)."""
+def _random_archs(kind: str, num_decisions: int, num_options: int, gen):
+    """Architectures ``(n, D, K)`` for one weight step that is not steered by the hypernetwork.
+
+    ``uniform``: one architecture, each decision uniformly at random. ``fair`` (strict fairness,
+    as in FairNAS, Chu et al. 2021): ``K`` architectures from one random permutation of the
+    options per decision, so every option of every decision is trained exactly once on the
+    batch. Uniform sampling updates each option equally often only on average; weight-free
+    options (skip, zero) need no training, so under it the supernet systematically rates them
+    better than they would be when trained alone.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if kind == "uniform":
+        codes = torch.randint(num_options, (1, num_decisions), generator=gen)
+    else:
+        perms = torch.stack([torch.randperm(num_options, generator=gen) for _ in range(num_decisions)])
+        codes = perms.T  # (K, D): column j of the permutations is architecture j
+    return F.one_hot(codes, num_options).float()
+
+
+def _weight_optimizer(cfg, supernet, total_steps: int):
+    """SGD (Nesterov momentum, weight decay) with a cosine schedule over ``total_steps``."""
+    import torch
+
+    opt = torch.optim.SGD(
+        supernet.parameters(), lr=cfg.weight_lr, momentum=0.9, nesterov=True, weight_decay=3e-4
+    )
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+
+
+def _weight_step(supernet, opt, sched, x, y, archs) -> float:
+    """One SGD step of the supernet on a batch, its loss averaged over ``archs`` ``(n, D, K)``
+    (gradients accumulated one architecture at a time); returns the mean loss."""
+    import torch
+    import torch.nn.functional as F
+
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for arch in archs:
+        part = F.cross_entropy(supernet(x, arch), y) / len(archs)
+        part.backward()
+        total += float(part.detach())
+    torch.nn.utils.clip_grad_norm_(supernet.parameters(), 5.0)
+    opt.step()
+    sched.step()
+    return total
+
+
+def _train_supernet_fair(cfg, supernet, data, device, progress) -> dict[str, Any]:
+    """Train the supernet alone for ``supernet_epochs`` (one-shot, architectures drawn as
+    ``weight_sampling`` says, strict fairness by default); returns its record."""
+    import torch
+
+    n_train = len(data.train_y)
+    steps = max(1, n_train // cfg.batch_size)
+    opt, sched = _weight_optimizer(cfg, supernet, cfg.supernet_epochs * steps)
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    num_d, num_k = len(supernet.cells[0].edges), len(supernet.cells[0].edges[0].ops)
+    history = []
+    supernet.train()
+    for epoch in range(cfg.supernet_epochs):
+        perm = torch.randperm(n_train, generator=gen).to(device)
+        losses = []
+        for s in range(steps):
+            idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            archs = _random_archs(cfg.weight_sampling, num_d, num_k, gen).to(device)
+            losses.append(_weight_step(supernet, opt, sched, train_x[idx], train_y[idx], archs))
+        history.append({"epoch": epoch + 1, "train_ce": float(np.mean(losses))})
+        _report(progress, "supernet", epoch + 1, cfg.supernet_epochs, f"train CE {history[-1]['train_ce']:.3f}")
+    supernet.eval()
+    return {
+        "dataset": data.describe(),
+        "model_config": data.model_config(cfg.channels, cfg.cells_per_stage, cfg.reduction).key(),
+        "epochs": cfg.supernet_epochs,
+        "weight_sampling": cfg.weight_sampling,
+        "history": history,
+    }
+
+
+def _supernet_oracle(supernet, data):
+    """codes -> their top-1 error (%) under the trained supernet on the whole validation split
+    (what :class:`TrainedSearch` reports for supernet-mode fronts), floored at half an image:
+    the surrogate fits log-error, and a perfect score on a few hundred images is the split's
+    resolution, not a zero error."""
+    from hilnas.pipeline.surrogate import AccuracyQueries
+
+    floor = 50.0 / max(1, len(data.val_y))
+
+    def oracle(codes):
+        err = [max(supernet.error_pct(data.val_x, data.val_y, c), floor) for c in codes]
+        return AccuracyQueries(tuple(tuple(c) for c in codes), np.asarray(err, dtype=np.float64), "supernet")
+
+    return oracle
+
+
+def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets, supernet, data, device, prefs, progress, probe):
+    """Alternate supernet SGD steps and hypernetwork MGDA steps (see the module docstring).
+
+    ``probe``: ``(codes (n, D), hardware costs (T, n, H))``, a fixed random set of
+    architectures with their normalised predicted hardware costs. At the start of every
+    epoch after the warm-up the supernet's validation cross-entropy of each probe
+    architecture is measured; it sets the error term's normalisation (its min and max over
+    the probe) and, with the hardware costs, each target's current front among the probe
+    architectures, at which the preference sampler then aims (as surrogate mode aims at its
+    predicted fronts) and from which a front's preference sweep is drawn after training.
+    Without it, a flat Dirichlet almost never asks about the accurate end of a front: on
+    digits the accurate architectures' cross-entropies are all within a few percent of the
+    range spanned by bad ones, so every preference short of nearly all weight on the error
+    picks the cheapest architecture.
+    """
     import torch
     import torch.nn.functional as F
 
     hyper.to(device)
     for t in targets:
         t.h = t.h.to(device)
-    w_opt = torch.optim.SGD(
-        supernet.parameters(), lr=cfg.weight_lr, momentum=0.9, nesterov=True, weight_decay=3e-4
-    )
     n_train = len(data.train_y)
     steps_per_epoch = max(1, n_train // cfg.batch_size)
     total_epochs = cfg.total_epochs
-    w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=total_epochs * steps_per_epoch)
-    ce_range = _RunningRange()
+    w_opt, w_sched = _weight_optimizer(cfg, supernet, total_epochs * steps_per_epoch)
+    err_col = cfg.objectives.index("error") if "error" in cfg.objectives else None
+    hw_cols = [j for j, o in enumerate(cfg.objectives) if o != "error"]
+    probe_codes = F.one_hot(torch.as_tensor(probe[0]), hyper.num_options).float().to(device)
+    probe_x, probe_y = data.val_x[:PROBE_IMAGES].to(device), data.val_y[:PROBE_IMAGES].to(device)
+    ce_bounds = [0.0, 1.0]
+    sweep = None
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     val_x, val_y = data.val_x.to(device), data.val_y.to(device)
     num_d, num_k = hyper.num_decisions, hyper.num_options
@@ -956,14 +1128,27 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
         for a in arch:
             x, y = val_batch()
             vals.append(F.cross_entropy(supernet(x, a), y))
-        ce = torch.stack(vals)
-        ce_range.update(ce.detach().cpu().numpy())
-        lo, hi = ce_range.bounds()
-        return (ce - lo) / (hi - lo)
+        lo, hi = ce_bounds
+        return (torch.stack(vals) - lo) / (hi - lo)
+
+    def probe_fronts():
+        # the probe architectures' validation cross-entropy: the error's bounds, the fronts
+        with torch.no_grad():
+            ce = np.array([float(F.cross_entropy(supernet(probe_x, a), probe_y)) for a in probe_codes])
+        lo, hi = float(ce.min()), float(max(ce.max(), ce.min() + 1e-6))
+        ce_bounds[:] = [lo, hi]
+        values = np.zeros((len(targets), len(ce), len(cfg.objectives)))
+        values[:, :, hw_cols] = probe[1]
+        values[:, :, err_col] = ((ce - lo) / (hi - lo))[None, :]
+        fronts = [np.unique(v[mo.pareto_mask(v)], axis=0) for v in values]
+        prefs.aim(fronts, cfg.front_preferences)
+        return np.concatenate([preferences_for(f) for f in fronts])
 
     hyper_steps = 0
     for epoch in range(total_epochs):
         warm = epoch < cfg.warmup_epochs
+        if not warm and err_col is not None:
+            sweep = probe_fronts()
         perm = torch.randperm(n_train, generator=cpu_gen).to(device)
         losses, hlosses = [], []
         supernet.train()
@@ -972,19 +1157,12 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
             x, y = train_x[idx], train_y[idx]
             with torch.no_grad():
                 if warm or float(torch.rand(1, generator=cpu_gen)) < cfg.uniform_share:
-                    codes = torch.randint(num_k, (num_d,), generator=cpu_gen)
-                    arch = F.one_hot(codes, num_k).float().to(device)
+                    archs = _random_archs(cfg.weight_sampling, num_d, num_k, cpu_gen)
                 else:
                     ti = torch.randint(len(targets), (1,), generator=cpu_gen)
                     r = prefs.sample(ti).to(device)
-                    arch = sampler(hyper(r, targets[int(ti)].h.unsqueeze(0)), generator=None)[0]
-            loss = F.cross_entropy(supernet(x, arch), y)
-            w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(supernet.parameters(), 5.0)
-            w_opt.step()
-            w_sched.step()
-            losses.append(float(loss.detach()))
+                    archs = sampler(hyper(r, targets[int(ti)].h.unsqueeze(0)), generator=None)
+            losses.append(_weight_step(supernet, w_opt, w_sched, x, y, archs.to(device)))
             if not warm and s % cfg.hyper_every == 0:
                 frac = (epoch - cfg.warmup_epochs + s / steps_per_epoch) / max(
                     1, total_epochs - cfg.warmup_epochs
@@ -1012,9 +1190,11 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
     supernet.cpu()
     return {
         "dataset": data.describe(),
-        "model_config": data.model_config(cfg.channels, cfg.cells_per_stage).key(),
+        "model_config": data.model_config(cfg.channels, cfg.cells_per_stage, cfg.reduction).key(),
         "history": history,
         "hyper_steps": hyper_steps,
+        "probe_archs": len(probe[0]),
+        "sweep_preferences": None if sweep is None else np.round(sweep, 6).tolist(),
     }
 
 
@@ -1077,7 +1257,10 @@ class TrainedSearch:
         self.path = path
         self.settings = settings
         try:
-            self.config = SearchConfig.from_dict(settings["config"])
+            saved = dict(settings["config"])
+            # runs saved before ModelConfig.reduction existed used NB201's residual blocks
+            saved.setdefault("reduction", "residual")
+            self.config = SearchConfig.from_dict(saved)
         except (SearchError, TypeError, KeyError) as exc:
             raise SearchError(
                 f"saved search {path} has settings this hilnas version cannot use ({exc}); "
@@ -1096,7 +1279,8 @@ class TrainedSearch:
         self._data = None
         self._pool_codes: np.ndarray | None = None
         self._pool_errors: np.ndarray | None = None
-        if settings["mode"] == "surrogate" and "error" in self.objectives:
+        self._supernet_errors: dict[tuple[int, ...], float] = {}
+        if settings.get("surrogate") and "error" in self.objectives:
             from hilnas.pipeline.surrogate import AccuracySurrogate
 
             sur = settings["surrogate"]
@@ -1172,7 +1356,7 @@ class TrainedSearch:
 
             cfg = self.config
             data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed)
-            net = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage))
+            net = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage, cfg.reduction))
             net.load_state_dict(load_file(str(self.path / SUPERNET_FILE)))
             self._supernet, self._data = net.eval(), data
         return self._supernet, self._data
@@ -1183,7 +1367,7 @@ class TrainedSearch:
             cfg = self.config
             from hilnas.pipeline.datasets import dataset_model_config
 
-            return dataset_model_config(cfg.dataset, cfg.channels, cfg.cells_per_stage)
+            return dataset_model_config(cfg.dataset, cfg.channels, cfg.cells_per_stage, cfg.reduction)
         return self.space.default_model_config()
 
     # ----- embeddings --------------------------------------------------------------------
@@ -1221,23 +1405,26 @@ class TrainedSearch:
             return logits.argmax(-1).numpy().astype(np.int64)
 
     def predict_objectives(
-        self, codes: np.ndarray, embeddings: Mapping[str, TargetEmbedding]
+        self, codes: np.ndarray, embeddings: Mapping[str, TargetEmbedding], *, cheap: bool = False
     ) -> tuple[np.ndarray, list[str | None]]:
-        """Predicted objective values ``(n, M)`` (raw units) and where each error came from."""
+        """Predicted objective values ``(n, M)`` (raw units) and where each error came from.
+
+        Supernet mode reports the supernet's validation error; ``cheap`` takes its surrogate
+        instead (for the many candidates of :meth:`refine`)."""
         codes = np.asarray(codes, dtype=np.int64).reshape(-1, self.space.num_decisions)
         cols = []
         sources: list[str | None] = [None] * len(codes)
         for o in self.objectives:
             if o == "error":
-                cols.append(self._errors(codes, sources))
+                cols.append(self._errors(codes, sources, cheap))
             else:
                 cols.append(self.predictor(o).predict_codes(codes, embeddings[o]))
         return np.stack(cols, axis=1).astype(np.float64), sources
 
-    def _errors(self, codes: np.ndarray, sources: list[str | None]) -> np.ndarray:
+    def _errors(self, codes: np.ndarray, sources: list[str | None], cheap: bool = False) -> np.ndarray:
         torch = self._torch
         x = torch.from_numpy(_onehot(self.space, codes))
-        if self._surrogate is not None:
+        if self._surrogate is not None and (cheap or self.settings["mode"] == "surrogate"):
             with torch.no_grad():
                 err = self._surrogate(x).numpy().astype(np.float64)
             for i, c in enumerate(codes):
@@ -1249,15 +1436,19 @@ class TrainedSearch:
                     sources[i] = "surrogate"
             return err
         net, data = self._supernet_and_data()
-        err = np.array([net.error_pct(data.val_x, data.val_y, a) for a in x])
-        for i in range(len(codes)):
+        err = np.zeros(len(codes))
+        for i, c in enumerate(codes):
+            key = tuple(int(v) for v in c)
+            if key not in self._supernet_errors:  # the error does not depend on the target
+                self._supernet_errors[key] = net.error_pct(data.val_x, data.val_y, x[i])
+            err[i] = self._supernet_errors[key]
             sources[i] = "supernet"
         return err
 
     @property
     def can_refine(self) -> bool:
-        """Whether every objective can be predicted cheaply for many architectures (surrogate
-        mode, or no error objective): the refinement needs that."""
+        """Whether every objective can be predicted cheaply for many architectures (an error
+        surrogate, or no error objective): the refinement needs that."""
         return self._surrogate is not None or "error" not in self.objectives
 
     def _bounds(self, embs: Mapping[str, TargetEmbedding]) -> tuple[np.ndarray, np.ndarray]:
@@ -1297,7 +1488,10 @@ class TrainedSearch:
         few single-decision changes away from it; this closes that gap at inference.
         """
         if not self.can_refine:
-            raise SearchError("refinement needs a cheap error model (surrogate mode)")
+            raise SearchError(
+                "refinement needs a cheap error model (surrogate mode, or supernet mode with "
+                "supernet_error='surrogate')"
+            )
         import torch
 
         lo, hi = self._bounds(embs)
@@ -1320,7 +1514,7 @@ class TrainedSearch:
                 origin.setdefault(c, j // C.shape[1])
             new = list(dict.fromkeys(c for c in flat if c not in values))
             if new:
-                vals, _ = self.predict_objectives(np.array(new), embs)
+                vals, _ = self.predict_objectives(np.array(new), embs, cheap=True)
                 values.update(zip(new, vals))
             V = np.stack([values[c] for c in flat]).reshape(K, C.shape[1], -1)
             norm = torch.as_tensor((V - lo) / (hi - lo), dtype=torch.float32)

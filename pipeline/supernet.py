@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from hilnas.pipeline.spaces.base import ModelConfig
 from hilnas.pipeline.spaces.nb201 import EDGES, OPS
-from hilnas.pipeline.spaces.nb201_torch import ResidualReduction, make_op
+from hilnas.pipeline.spaces.nb201_torch import make_op, make_reduction
 from torch import nn
 
 
@@ -74,7 +74,7 @@ class SupernetCell(nn.Module):
 
 
 class NB201Supernet(nn.Module):
-    """The NB201 skeleton (stem, 3 stages of N cells, 2 residual reductions, head) with
+    """The NB201 skeleton (stem, 3 stages of N cells, 2 reductions, head) with
     weight-sharing cells. ``forward(x, arch)`` with ``arch`` a hard one-hot ``(6, 5)``."""
 
     def __init__(self, config: ModelConfig, seed: int = 0):
@@ -90,7 +90,7 @@ class NB201Supernet(nn.Module):
             self.cells = nn.ModuleList()
             for stage in range(3):
                 if stage:
-                    self.cells.append(ResidualReduction(c, c * 2))
+                    self.cells.append(make_reduction(config.reduction, c, c * 2))
                     c *= 2
                 self.cells.extend(SupernetCell(c) for _ in range(config.cells_per_stage))
             self.head = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())
@@ -128,3 +128,48 @@ class NB201Supernet(nn.Module):
             xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
             wrong += int((self(xb, a).argmax(1) != yb).sum())
         return 100.0 * wrong / max(1, len(y))
+
+
+def train_standalone(
+    arch: Sequence[int],
+    data,
+    config: ModelConfig,
+    *,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 0.05,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Train one architecture from scratch (no weight sharing) on ``data`` (a
+    :class:`~hilnas.pipeline.datasets.DatasetSplits`); returns its validation and test error (%).
+
+    The network is the supernet with ``arch`` fixed, so it is the same skeleton and the same
+    batch-statistics normalisation the supernet's errors were measured with: the check of how
+    far a supernet's ranking of architectures can be trusted.
+    """
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        net = NB201Supernet(config, seed=seed)
+        a = NB201Supernet.one_hot(arch)
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=3e-4)
+        n = len(data.train_y)
+        steps = max(1, n // batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps)
+        net.train()
+        for _ in range(epochs):
+            perm = torch.randperm(n)
+            for s in range(steps):
+                idx = perm[s * batch_size : (s + 1) * batch_size]
+                loss = F.cross_entropy(net(data.train_x[idx], a), data.train_y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+        net.eval()
+        return {
+            "val_error": net.error_pct(data.val_x, data.val_y, a),
+            "test_error": net.error_pct(data.test_x, data.test_y, a),
+        }
+    finally:
+        torch.random.set_rng_state(state)

@@ -39,7 +39,8 @@ class ArchitectureError(ValueError):
 class ModelConfig:
     """Shape of the network built around an architecture (the skeleton, not the choices).
 
-    ``channels`` and ``cells_per_stage`` mean what the space says (NB201: C and N).
+    ``channels``, ``cells_per_stage`` and ``reduction`` mean what the space says (NB201: C, N
+    and the block between stages: ``residual``, the benchmark's, or ``pool``).
     """
 
     channels: int = 16
@@ -47,22 +48,27 @@ class ModelConfig:
     input_size: int = 32
     in_channels: int = 3
     num_classes: int = 10
+    reduction: str = "residual"
 
     def __post_init__(self) -> None:
         for name in ("channels", "cells_per_stage", "input_size", "in_channels", "num_classes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.reduction, str) or not self.reduction.isidentifier():
+            raise ValueError(f"ModelConfig.reduction must be a name, got {self.reduction!r}")
 
     def input_shape(self, batch_size: int = 1) -> tuple[int, int, int, int]:
         return (batch_size, self.in_channels, self.input_size, self.input_size)
 
     def key(self) -> str:
         """A short stable string for content addressing and provenance."""
-        return (
+        key = (
             f"C{self.channels}-N{self.cells_per_stage}-in{self.in_channels}x"
             f"{self.input_size}-cls{self.num_classes}"
         )
+        # the default block keeps the keys that measurements were stored under
+        return key if self.reduction == "residual" else f"{key}-r{self.reduction}"
 
 
 class SearchSpace(ABC):

@@ -45,13 +45,25 @@ def live_edges(arch: Sequence[int]) -> tuple[bool, ...]:
     return tuple(used)
 
 
+#: Blocks between the stages: NB201's residual block, or its shortcut branch alone. The second
+#: leaves the cells most of the network's capacity, for small inputs where the residual
+#: blocks alone already solve the task (8x8 digits: see pipeline/datasets.py).
+REDUCTIONS: tuple[str, ...] = ("residual", "pool")
+
+
 def check_config(config: ModelConfig) -> None:
     """Raise ``ValueError`` for a skeleton the NB201 network cannot run.
 
     The two residual reductions add a stride-2 3x3 conv (output ``ceil(s/2)``) to a 2x2 average
     pool (output ``floor(s/2)``): both agree only on even sizes, so ``input_size`` must be a
-    multiple of 4 (the torch module fails in ``forward`` otherwise).
+    multiple of 4 (the torch module fails in ``forward`` otherwise). ``reduction`` is
+    ``residual`` (the benchmark's block) or ``pool`` (its shortcut alone: 2x2 average pooling
+    and a 1x1 convolution).
     """
+    if config.reduction not in REDUCTIONS:
+        raise ValueError(
+            f"nb201: unknown reduction {config.reduction!r}; use one of {', '.join(REDUCTIONS)}"
+        )
     if config.input_size % 4:
         raise ValueError(
             f"nb201: input_size {config.input_size} cannot pass the two stride-2 residual "
@@ -168,7 +180,8 @@ class NB201(SearchSpace):
             if stage:
                 c_in, ch, size_in = ch, ch * 2, size
                 size = (size_in + 1) // 2
-                total += size * size * ch * c_in * 9 + size * size * ch * ch * 9  # conv a, b
+                if cfg.reduction == "residual":
+                    total += size * size * ch * c_in * 9 + size * size * ch * ch * 9  # conv a, b
                 total += size * size * ch * c_in  # 1x1 shortcut
             per_cell = 0.0
             for op, on in zip(code, used):

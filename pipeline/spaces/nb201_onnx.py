@@ -346,8 +346,13 @@ def _cell(g: _Graph, src, code: tuple[int, ...], x: str, path: str, c: int) -> s
     return nodes[3]
 
 
-def _reduction(g: _Graph, src, x: str, path: str, c_in: int, c_out: int) -> str:
-    """``ResidualReduction``: shortcut(x) + conv_b(conv_a(x)); parameters in construction order."""
+def _reduction(g: _Graph, src, x: str, path: str, c_in: int, c_out: int, kind: str) -> str:
+    """``ResidualReduction``: shortcut(x) + conv_b(conv_a(x)), or ``PooledReduction``:
+    shortcut(x); parameters in construction order."""
+    if kind == "pool":
+        src.expect(path, "PooledReduction")
+        pooled = _avg_pool(g, src, x, f"{path}.shortcut.0", _SHORTCUT_POOL)
+        return _conv_bn(g, src, pooled, f"{path}.shortcut", ".1", None, c_in, c_out, 1, 1)
     src.expect(path, "ResidualReduction")
     a = _relu_conv_bn(g, src, x, f"{path}.conv_a", c_in, c_out, 3, 2)
     b = _relu_conv_bn(g, src, a, f"{path}.conv_b", c_out, c_out, 3, 1)
@@ -395,7 +400,7 @@ def build_onnx(
     layer = 0
     for stage in range(3):
         if stage:
-            x = _reduction(g, src, x, f"cells.{layer}", c, 2 * c)
+            x = _reduction(g, src, x, f"cells.{layer}", c, 2 * c, cfg.reduction)
             c, layer = 2 * c, layer + 1
         for _ in range(cfg.cells_per_stage):
             x = _cell(g, src, code, x, f"cells.{layer}", c)

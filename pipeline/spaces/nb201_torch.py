@@ -48,6 +48,28 @@ class ResidualReduction(nn.Module):
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
 
 
+class PooledReduction(nn.Module):
+    """The residual block's shortcut alone: 2x2 average pooling, 1x1 conv c_in -> c_out."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.shortcut = nn.Sequential(
+            nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x)
+
+
+def make_reduction(kind: str, c_in: int, c_out: int) -> nn.Module:
+    """The block between two stages (``ModelConfig.reduction``)."""
+    if kind == "residual":
+        return ResidualReduction(c_in, c_out)
+    if kind == "pool":
+        return PooledReduction(c_in, c_out)
+    raise ValueError(f"nb201: unknown reduction {kind!r}; use residual or pool")
+
+
 class DiscreteCell(nn.Module):
     """One cell with a fixed choice per edge; dead computation is pruned."""
 
@@ -85,7 +107,7 @@ class NB201Network(nn.Module):
             layers: list[nn.Module] = []
             for stage in range(3):
                 if stage:
-                    layers.append(ResidualReduction(c, c * 2))
+                    layers.append(make_reduction(config.reduction, c, c * 2))
                     c *= 2
                 layers.extend(DiscreteCell(arch, c) for _ in range(config.cells_per_stage))
             self.cells = nn.Sequential(*layers)

@@ -95,9 +95,9 @@ def test_search_table_is_checked_against_the_search_settings(tmp_path):
 
 
 def test_main_job_sizes_the_supernet_search_unless_told():
-    from hilnas.flows.config import MAIN_JOB_SUPERNET_EPOCHS
+    from hilnas.flows.config import MAIN_JOB_SUPERNET_EPOCHS, MAIN_JOB_SUPERNET_SEARCH
 
-    assert RunConfig().search_settings() == (MAIN_JOB_SUPERNET_EPOCHS, {"warmup_epochs": 2})
+    assert RunConfig().search_settings() == (MAIN_JOB_SUPERNET_EPOCHS, MAIN_JOB_SUPERNET_SEARCH)
     cfg = RunConfig(epochs=3, search={"warmup_epochs": 1, "batch_size": 32})
     assert cfg.search_settings() == (3, {"warmup_epochs": 1, "batch_size": 32})
     assert RunConfig(mode="surrogate").search_settings() == (None, {})

@@ -75,6 +75,8 @@ def assert_close(got, want):
 
 
 SMALL = ModelConfig(channels=4, cells_per_stage=1, input_size=8, in_channels=1, num_classes=3)
+#: the digits skeleton of supernet mode: pooled reductions (the residual block's shortcut alone)
+DIGITS = ModelConfig(channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10, reduction="pool")
 
 
 @pytest.mark.parametrize(
@@ -110,6 +112,8 @@ def test_random_sample_small_config_randomized_bn(space):
             2,
         ),
         (ModelConfig(channels=4, cells_per_stage=1, input_size=4, in_channels=1, num_classes=2), 1),
+        (DIGITS, 1),
+        (ModelConfig(channels=6, cells_per_stage=2, input_size=12, in_channels=2, num_classes=5, reduction="pool"), 3),
     ],
     ids=lambda v: v.key() if isinstance(v, ModelConfig) else f"b{v}",
 )
@@ -136,6 +140,7 @@ def test_default_weights_without_model_argument(space):
     [
         ModelConfig(),
         SMALL,
+        DIGITS,
         ModelConfig(channels=6, cells_per_stage=3, input_size=12, in_channels=2, num_classes=5),
     ],
     ids=lambda c: c.key(),
@@ -263,3 +268,9 @@ def test_model_of_another_architecture_is_rejected(space):
 def test_space_hook_returns_the_direct_builder(space):
     proto = space.build_onnx((1, 2, 3, 4, 0, 1), SMALL, 1, 17)
     assert proto.producer_name == "hilnas.nb201_onnx"
+
+
+def test_a_module_with_the_other_reduction_is_rejected(space):
+    residual = ModelConfig(channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10)
+    with pytest.raises(ValueError, match="PooledReduction"):
+        build_onnx(space, (3,) * 6, DIGITS, 1, 17, model=space.build_model((3,) * 6, residual))

@@ -113,3 +113,26 @@ def test_disconnected_architecture_still_runs(space):
     assert space.flops(arch) < space.flops(space.parse(
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
     ))
+
+
+def test_pooled_reductions_skeleton(space):
+    """``reduction="pool"`` keeps only the residual block's shortcut between stages: fewer
+    parameters and MACs, its own config key (the residual default keeps the stored keys)."""
+    torch = pytest.importorskip("torch")
+    from hilnas.pipeline.spaces import ModelConfig
+
+    residual = ModelConfig(channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10)
+    pooled = ModelConfig(channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10, reduction="pool")
+    assert residual.key() == "C8-N1-in1x8-cls10" and pooled.key() == "C8-N1-in1x8-cls10-rpool"
+    arch = (3,) * 6
+    params = {
+        c.reduction: sum(p.numel() for p in space.build_model(arch, c).parameters()) for c in (residual, pooled)
+    }
+    assert params["pool"] < params["residual"]
+    # the two stride-2 3x3 convolutions of each residual block, exactly: (16*8 + 16*16) * 9 MACs
+    # per output pixel at 4x4, then (32*16 + 32*32) * 9 at 2x2
+    removed = (16 * 8 * 9 + 16 * 16 * 9) * 16 + (32 * 16 * 9 + 32 * 32 * 9) * 4
+    assert space.flops(arch, residual) - space.flops(arch, pooled) == pytest.approx(removed / 1e6)
+    assert space.build_model(arch, pooled)(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(ValueError, match="unknown reduction 'stride'"):
+        space.build_model(arch, ModelConfig(reduction="stride"))
