@@ -49,11 +49,13 @@ def search_command(
     mode: str = typer.Option("surrogate", "--mode", help="surrogate (NB201 accuracy table, seconds per step) or supernet (trains on --dataset)."),
     objectives: str = typer.Option("error,latency", "--objectives", help="Comma-separated: error, latency, energy."),
     devices: list[str] = typer.Option([], "--devices", "-d", help="Training targets (repeatable or comma-separated; default: the 13 MODNAS training devices)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default: surrogate 20 x 100 steps, supernet 20 passes over the data)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Hypernetwork epochs of 100 steps [20] (supernet mode, direct error: passes over the data [20])."),
     seed: int = typer.Option(0, "--seed", help="Seed of everything random in the search."),
     queries: int = typer.Option(200, "--queries", help="Surrogate mode: true accuracies read in total."),
     dataset: str = typer.Option("digits", "--dataset", help="Supernet mode: digits or cifar10."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Supernet mode, CIFAR-10: the folder holding cifar-10-batches-bin."),
+    supernet_error: str = typer.Option("surrogate", "--supernet-error", help="Supernet mode: surrogate (supernet trained first, fairly; its validation error labels the surrogate) or direct (MODNAS's straight-through error)."),
+    supernet_epochs: int = typer.Option(30, "--supernet-epochs", help="Supernet mode, surrogate error: epochs of supernet training."),
     sampler: str = typer.Option("reinmax", "--sampler", help="reinmax or gdas."),
     scalarization: str = typer.Option("tchebycheff", "--scalarization", help="tchebycheff or linear."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: 1 in surrogate mode, torch's otherwise)."),
@@ -68,6 +70,7 @@ def search_command(
         "mode": mode, "objectives": objectives, "epochs": epochs, "seed": seed,
         "accuracy_queries": queries, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "sampler": sampler,
+        "supernet_error": supernet_error, "supernet_epochs": supernet_epochs,
         "scalarization": scalarization, "threads": threads,
     }
     names = _split(devices)

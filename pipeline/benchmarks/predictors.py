@@ -19,6 +19,10 @@ Sections (all figures per device: Spearman, Kendall tau, share of predictions wi
     profiles fit on the 10 references).
 (e) Local CPU, when ``results/local_cpu_latency.csv`` is present (measured on this machine, see
     ``results/local_cpu_latency.json``): per-device model with 100 measured samples vs the rest.
+(f) Own-data ceiling of the 6 test devices: ridge and gradient boosting fit on 5,000 of the
+    device's own measurements, Spearman on the rest.
+(g) Local CPU profiled by this run (``--measure-local N``, default 200 architectures, 30
+    repetitions, in a temporary HILNAS_HOME): as (e), on the store's median latencies.
 
 Metrics are computed over the architectures not used as samples (all 15,625 minus the support).
 Results: ``results/predictors.json`` and ``results/predictors.md``.
@@ -160,6 +164,27 @@ def energy(d: Data, seeds: int, ks: Sequence[int]) -> dict[str, Any]:
     return out
 
 
+def ceiling(d: Data, n_train: int = 5000, seed: int = 0) -> dict[str, Any]:
+    """How far a device's own data can be predicted: models fit on ``n_train`` of the device's
+    OWN measurements (no other device), Spearman on the rest. A zero-shot figure near these
+    is limited by the device's measurements (resolution, noise), not by the transfer."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rows = {}
+    perm = np.random.default_rng(seed).permutation(len(d.codes))
+    tr, te = perm[:n_train], perm[n_train:]
+    for dev in refdata.MODNAS_TEST_DEVICES:
+        y = d.values(dev, "latency_ms")
+        ridge = _ridge_baseline(d, tr, y)[te]
+        gbm = HistGradientBoostingRegressor(max_iter=300, random_state=seed).fit(d.x_v3[tr], y[tr]).predict(d.x_v3[te])
+        rows[dev] = {
+            "distinct_values": int(len(np.unique(y))),
+            "ridge": _q(ridge, y[te]),
+            "gbm": _q(gbm, y[te]),
+        }
+    return {"n_train": n_train, "rows": rows}
+
+
 def _nnls_combination(d: Data, train: Sequence[str], dev: str) -> np.ndarray:
     from scipy.optimize import nnls
 
@@ -198,18 +223,61 @@ def local_cpu(seeds: int = 10, n_train: int = 100) -> dict[str, Any] | None:
     """Per-device model on this machine's measured CPU latencies (if the CSV is present)."""
     if not LOCAL_CPU_CSV.is_file():
         return None
-    from hilnas.pipeline import predictors_device as PD
     from hilnas.pipeline.predictors_io import read_measurements_csv
+
+    table = read_measurements_csv(LOCAL_CPU_CSV)
+    header = json.loads(LOCAL_CPU_ABOUT.read_text())["about"] if LOCAL_CPU_ABOUT.is_file() else []
+    return {"file": LOCAL_CPU_CSV.name, "about": header,
+            **_local_quality(list(table.archs), np.asarray(table.latency_ms), seeds, n_train)}
+
+
+def local_cpu_profiled(n: int = 200, reps: int = 30, seeds: int = 10, n_train: int = 100) -> dict[str, Any]:
+    """Profile the local CPU now (10 references + ``n - 10`` sampled, ``reps`` repetitions, in a
+    temporary HILNAS_HOME) and evaluate on the store's own values: the per-architecture median
+    latency that ``hilnas fit`` and the search use."""
+    import os
+    import tempfile
+
+    from hilnas.pipeline.profiling import profile_device
+    from hilnas.pipeline.store import MeasurementStore
+
+    old = os.environ.get("HILNAS_HOME")
+    load0 = [round(float(x), 2) for x in os.getloadavg()]
+    with tempfile.TemporaryDirectory(prefix="hilnas-bench-pred-") as home:
+        os.environ["HILNAS_HOME"] = home
+        try:
+            t = time.time()
+            rep = profile_device("cpu", archs=n - 10, reps=reps)
+            wall = time.time() - t
+            with MeasurementStore() as st:
+                table = st.latency_table(rep.config_key)
+        finally:
+            if old is None:
+                os.environ.pop("HILNAS_HOME", None)
+            else:
+                os.environ["HILNAS_HOME"] = old
+    cvs = [r.latency_ms_cv for r in rep.rows if getattr(r, "latency_ms_cv", None) is not None]
+    about = [
+        f"profiled by this benchmark: `profile_device('cpu', archs={n - 10}, reps={reps})` "
+        f"({rep.device_name}, {rep.threads} ORT thread(s)), {wall:.0f} s; load average {load0} before",
+        "value per architecture: the store's median over the repetitions (what `hilnas fit` uses)",
+    ]
+    if cvs:
+        about.append(f"median per-architecture coefficient of variation of the repetitions: {float(np.median(cvs)):.3f}")
+    archs = list(table)
+    return {"file": None, "about": about, **_local_quality(archs, np.array([table[a] for a in archs]), seeds, n_train)}
+
+
+def _local_quality(archs: list[str], y: np.ndarray, seeds: int, n_train: int) -> dict[str, Any]:
+    from hilnas.pipeline import predictors_device as PD
     from hilnas.pipeline.spaces import get_space
 
     sp = get_space("nb201")
-    table = read_measurements_csv(LOCAL_CPU_CSV)
     refs = P.reference_strings()
-    pos = {a: i for i, a in enumerate(table.archs)}
-    y = table.latency_ms
+    pos = {a: i for i, a in enumerate(archs)}
     ref_idx = np.array([pos[a] for a in refs])
     rest = np.array([i for i in range(len(y)) if i not in set(ref_idx)])
-    codes = np.array([sp.parse(a) for a in table.archs])
+    codes = np.array([sp.parse(a) for a in archs])
     emb0 = P.TargetEmbedding.from_raw("local_cpu", "latency_ms", y[ref_idx], network="pruned")
     meta = P.load_meta_predictor("latency_ms", source="shipped")
     zero = _q(meta.predict_codes(codes[rest], emb0), y[rest])
@@ -235,10 +303,7 @@ def local_cpu(seeds: int = 10, n_train: int = 100) -> dict[str, Any] | None:
         model = PD.fit_device_predictor(emb, seed=s)
         chosen.append(model.kind)
         per["auto"].append(_q(model.predict_codes(codes[te]), y[te]))
-    header = json.loads(LOCAL_CPU_ABOUT.read_text())["about"] if LOCAL_CPU_ABOUT.is_file() else []
     return {
-        "file": LOCAL_CPU_CSV.name,
-        "about": header,
         "n": len(y),
         "zero_shot_meta": zero,
         "zero_shot_meta_network_unknown": zero_unknown,
@@ -320,9 +385,27 @@ def markdown(res: dict[str, Any]) -> str:
         v = [per[x]["spearman"] for x in devs]
         lines.append(f"| {name} | " + " | ".join(_f(x) for x in v) + f" | {_f(float(np.mean(v)))} | {_f(float(np.min(v)))} |")
     lines.append("")
-    cpu = res.get("local_cpu")
+    ceil = res.get("ceiling")
+    if ceil:
+        lines += [
+            f"## (f) Own-data ceiling: models fit on {ceil['n_train']} of the device's OWN measurements, Spearman on the rest",
+            "",
+            "| device | distinct values | ours zero-shot | ridge (own data) | gradient boosting (own data) |",
+            "|---|---|---|---|---|",
+        ]
+        zs = {r["device"]: r["k0"]["meta"]["spearman"] for r in res["modnas_split"]["rows"]}
+        for dev, r in ceil["rows"].items():
+            lines.append(f"| {dev} | {r['distinct_values']} | {_f(zs.get(dev))} | {_f(r['ridge']['spearman'])} | {_f(r['gbm']['spearman'])} |")
+        lines.append("")
+    for key, title in (("local_cpu", "(e) Local CPU (measured here, file)"), ("local_cpu_profiled", "(g) Local CPU, profiled by this run (store medians)")):
+        lines += _local_markdown(res.get(key), title)
+    return "\n".join(lines) + "\n"
+
+
+def _local_markdown(cpu: dict[str, Any] | None, title: str) -> list[str]:
+    lines: list[str] = []
     if cpu:
-        lines += ["## (e) Local CPU (measured here)", ""]
+        lines += [f"## {title}", ""]
         lines += [f"- {ln}" for ln in cpu["about"]] + [""]
         z, zu, zn = cpu["zero_shot_meta"], cpu["zero_shot_meta_network_unknown"], cpu["zero_shot_meta_network_unpruned"]
         lines.append(
@@ -345,10 +428,12 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append("`auto` is what `hilnas fit` does: the model with the lowest 5-fold CV mean absolute relative error "
                      f"(chosen: {', '.join(sorted(set(cpu['auto_chosen'])))}).")
         lines.append("")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def run(*, seeds: int = 3, ks: Sequence[int] = KS, quick: bool = False, out_dir: Path = RESULTS) -> dict[str, Any]:
+def run(
+    *, seeds: int = 3, ks: Sequence[int] = KS, quick: bool = False, out_dir: Path = RESULTS, measure_local: int = 200
+) -> dict[str, Any]:
     t0, c0 = time.time(), time.process_time()
     d = Data()
     if quick:
@@ -368,7 +453,9 @@ def run(*, seeds: int = 3, ks: Sequence[int] = KS, quick: bool = False, out_dir:
     res["leave_one_out"] = leave_one_out(d, seeds, ks)
     res["energy"] = energy(d, seeds, ks)
     res["ablation"] = ablation(d)
+    res["ceiling"] = ceiling(d)
     res["local_cpu"] = local_cpu()
+    res["local_cpu_profiled"] = None if quick or not measure_local else local_cpu_profiled(measure_local)
     res["runtime_s"] = round(time.time() - t0, 1)
     res["cpu_s"] = round(time.process_time() - c0, 1)
     summary = {
@@ -388,8 +475,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=3, help="random few-shot samples per k (default 3)")
     ap.add_argument("--quick", action="store_true", help="one seed, k=50 only")
     ap.add_argument("--out", type=Path, default=RESULTS, help="directory for predictors.{json,md}")
+    ap.add_argument("--measure-local", type=int, default=200, metavar="N",
+                    help="profile N architectures on the local CPU now and evaluate on them (0: skip; default 200)")
     args = ap.parse_args(argv)
-    res = run(seeds=args.seeds, quick=args.quick, out_dir=args.out)
+    res = run(seeds=args.seeds, quick=args.quick, out_dir=args.out, measure_local=args.measure_local)
     print(markdown(res))
     print(json.dumps(res["summary"]))
 
