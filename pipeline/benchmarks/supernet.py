@@ -22,7 +22,9 @@ What ``hilnas run`` does by default, measured. In a fresh temporary ``HILNAS_HOM
 4. (seed 0, ``surrogate`` error) the local CPU's front architectures are trained from scratch
    on digits, and their supernet validation error is compared with the standalone test error.
 
-Results: ``pipeline/benchmarks/results/supernet.{json,md}``.
+Results: ``pipeline/benchmarks/results/supernet.{json,md}``. ``--skeleton-study`` measures
+instead why the digits skeleton has pooled reductions and why the supernet is trained with
+strict fairness (``results/supernet_skeleton.{json,md}``).
 """
 
 from __future__ import annotations
@@ -175,6 +177,75 @@ def run(
     return res
 
 
+STUDY_ARCHS: dict[str, tuple[int, ...]] = {
+    "all-skip": (1,) * 6, "all-conv1x1": (2,) * 6, "all-conv3x3": (3,) * 6, "all-pool": (4,) * 6,
+}
+
+
+def skeleton_study(seeds: int = 3, random_archs: int = 8, epochs: int = 30, out_dir: Path = RESULTS_DIR) -> dict[str, Any]:
+    """Why supernet mode on digits uses pooled reductions and strict fairness, measured.
+
+    (1) Standalone test error (mean over ``seeds``) of uniform cells and ``random_archs`` random
+    connected cells in the digits skeleton with NB201's residual reductions and with pooled
+    ones. (2) A supernet trained ``epochs`` with uniform vs strict-fairness sampling (pooled
+    skeleton): Spearman between its validation error and the standalone test error of the
+    same architectures.
+    """
+    import torch
+    from hilnas.pipeline.datasets import load_dataset
+    from hilnas.pipeline.search import SearchConfig, _train_supernet_fair
+    from hilnas.pipeline.spaces import get_space
+    from hilnas.pipeline.supernet import NB201Supernet, train_standalone
+
+    t0 = time.time()
+    torch.set_num_threads(1)
+    sp = get_space("nb201")
+    data = load_dataset("digits", seed=0)
+    archs = dict(STUDY_ARCHS)
+    for i, code in enumerate(sp.sample(random_archs, seed=7)):
+        archs[f"random-{i}"] = tuple(code)
+    res: dict[str, Any] = {"seeds": seeds, "epochs": epochs, "archs": {k: sp.format(v) for k, v in archs.items()}}
+    for reduction in ("residual", "pool"):
+        cfg = data.model_config(8, 1, reduction)
+        names = archs if reduction == "pool" else STUDY_ARCHS
+        res[reduction] = {
+            name: float(np.mean([train_standalone(archs[name], data, cfg, epochs=epochs, seed=s)["test_error"] for s in range(seeds)]))
+            for name in names
+        }
+    truth = [res["pool"][n] for n in archs]
+    res["supernet_rank"] = {}
+    for sampling in ("uniform", "fair"):
+        net = NB201Supernet(data.model_config(8, 1, "pool"))
+        _train_supernet_fair(
+            SearchConfig(mode="supernet", supernet_epochs=epochs, weight_sampling=sampling), net, data, "cpu", None
+        )
+        errs = [net.error_pct(data.val_x, data.val_y, archs[n]) for n in archs]
+        res["supernet_rank"][sampling] = {"spearman": _spearman(errs, truth), "val_error": dict(zip(archs, errs))}
+    res["runtime_s"] = round(time.time() - t0, 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "supernet_skeleton.json").write_text(json.dumps(res, indent=2) + "\n")
+    lines = [
+        "# Digits skeleton and supernet sampling (`python -m hilnas.pipeline.benchmarks.supernet --skeleton-study`)",
+        "",
+        f"Standalone training: C=8, N=1, 8x8 digits, {epochs} epochs, test error % (mean of {seeds} seeds). "
+        f"{res['runtime_s']:.0f} s in all.",
+        "",
+        "| cell | residual reductions (NB201) | pooled reductions |",
+        "|---|---:|---:|",
+    ]
+    for n in archs:
+        r = res["residual"].get(n)
+        lines.append(f"| {n} `{res['archs'][n]}` | {'-' if r is None else f'{r:.1f}'} | {res['pool'][n]:.1f} |")
+    lines += [
+        "",
+        f"Supernet ({epochs} epochs, pooled skeleton), Spearman of its validation error vs the standalone test "
+        f"error of these {len(archs)} cells: uniform sampling {_fmt(res['supernet_rank']['uniform']['spearman'])}, "
+        f"strict fairness {_fmt(res['supernet_rank']['fair']['spearman'])}.",
+    ]
+    (out_dir / "supernet_skeleton.md").write_text("\n".join(lines) + "\n")
+    return res
+
+
 def _groups(local: str) -> dict[str, tuple[str, ...]]:
     return {
         "train (13)": MODNAS_TRAIN_DEVICES,
@@ -283,8 +354,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=None, help="search epochs (default: the search's)")
     ap.add_argument("--no-standalone", action="store_true", help="skip training front architectures alone")
     ap.add_argument("--quick", action="store_true", help="one seed, 8 epochs, no standalone check")
+    ap.add_argument("--skeleton-study", action="store_true",
+                    help="only the skeleton / sampling study (results/supernet_skeleton.{json,md}, ~8 min)")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for supernet.{json,md}")
     args = ap.parse_args(argv)
+    if args.skeleton_study:
+        skeleton_study(out_dir=args.out)
+        print((args.out / "supernet_skeleton.md").read_text())
+        return
     seeds, epochs, standalone = args.seeds, args.epochs, not args.no_standalone
     if args.quick:
         seeds, epochs, standalone = 1, epochs or 8, False
