@@ -34,7 +34,7 @@ from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMU
 OBJECTIVES = ("error", "latency_ms", "energy_mj")
 
 #: The main job's supernet search when neither ``epochs`` nor ``[search]`` say otherwise: sized
-#: so that the whole of ``hilnas run`` takes about five minutes on two CPU cores (measured and
+#: so that the whole of ``hilnas run`` takes a few minutes on two CPU cores (measured and
 #: quoted in flows/DEPLOYMENT.md). ``hilnas search`` keeps the search's own, longer defaults.
 MAIN_JOB_SUPERNET_EPOCHS = 8
 #: Further search settings of the main job (none beyond the search's defaults at present).
