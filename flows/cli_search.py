@@ -175,7 +175,8 @@ def front_command(
         cells = [
             f"{p.objectives[o]:.2f}" + (err_note if o == "error" else "") for o in objectives
         ]
-        table.add_row(str(i), p.arch, ",".join(f"{v:.2f}" for v in p.preference), *cells)
+        pref = "-" if p.preference is None else ",".join(f"{v:.2f}" for v in p.preference)
+        table.add_row(str(i), p.arch, pref, *cells)
     cli_common.console.print(table)
     for path in written:
         cli_common.console.print(f"wrote {path}")

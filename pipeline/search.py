@@ -382,11 +382,13 @@ class FrontPoint:
     ``error_source`` says where the error came from: ``surrogate`` (predicted), ``queried``
     (the true value read during the search) or ``supernet`` (the supernet's validation error).
     ``refined``: the architecture came from the greedy refinement of the hypernetwork's choice
-    (see :meth:`TrainedSearch.front`), not from the argmax itself.
+    (see :meth:`TrainedSearch.front`), not from the argmax itself. ``preference`` is ``None``
+    for an architecture no preference chose: one the refinement evaluated on its way (a
+    neighbour of a chosen one) that turned out non-dominated.
     """
 
     arch: str
-    preference: tuple[float, ...]
+    preference: tuple[float, ...] | None
     objectives: dict[str, float]
     index: int | None = None
     error_source: str | None = None
@@ -1596,7 +1598,8 @@ class TrainedSearch:
         _, embs = self.embeddings(target, store)
         h = _embedding_vector(embs, self.hardware_objectives)
         codes = self.architectures(h, prefs)
-        found: dict[tuple[int, ...], tuple[int, bool]] = {}  # code -> (preference row, refined)
+        # code -> (preference row that chose it or None, refined)
+        found: dict[tuple[int, ...], tuple[int | None, bool]] = {}
         if not (refine and preference is not None):
             for i, c in enumerate(codes):
                 found.setdefault(tuple(int(v) for v in c), (i, False))
@@ -1605,8 +1608,8 @@ class TrainedSearch:
             for i, c in enumerate(final):
                 found.setdefault(tuple(int(v) for v in c), (i, True))
             if preference is None:
-                for c, i in visited.items():
-                    found.setdefault(c, (i, True))
+                for c in visited:
+                    found.setdefault(c, (None, True))
         ucodes = np.array(list(found), dtype=np.int64)
         values, sources = self.predict_objectives(ucodes, embs)
         keep = np.ones(len(ucodes), dtype=bool)
@@ -1622,7 +1625,7 @@ class TrainedSearch:
             out.append(
                 FrontPoint(
                     arch=self.space.format(code),
-                    preference=tuple(round(float(v), 6) for v in prefs[row]),
+                    preference=None if row is None else tuple(round(float(v), 6) for v in prefs[row]),
                     objectives={o: float(values[i, j]) for j, o in enumerate(self.objectives)},
                     index=index,
                     error_source=sources[i],
