@@ -54,6 +54,7 @@ def search_command(
     queries: int = typer.Option(200, "--queries", help="Surrogate mode: true accuracies read in total."),
     dataset: str = typer.Option("digits", "--dataset", help="Supernet mode: digits or cifar10."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Supernet mode, CIFAR-10: the folder holding cifar-10-batches-bin."),
+    data_limit: int | None = typer.Option(None, "--data-limit", help="Supernet mode, CIFAR-10: use at most this many training images (a quicker CPU run)."),
     supernet_error: str = typer.Option("surrogate", "--supernet-error", help="Supernet mode: surrogate (supernet trained first, fairly; its validation error labels the surrogate) or direct (MODNAS's straight-through error)."),
     supernet_epochs: int = typer.Option(30, "--supernet-epochs", help="Supernet mode, surrogate error: epochs of supernet training."),
     sampler: str = typer.Option("reinmax", "--sampler", help="reinmax or gdas."),
@@ -70,7 +71,7 @@ def search_command(
         "mode": mode, "objectives": objectives, "epochs": epochs, "seed": seed,
         "accuracy_queries": queries, "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None, "sampler": sampler,
-        "supernet_error": supernet_error, "supernet_epochs": supernet_epochs,
+        "supernet_error": supernet_error, "supernet_epochs": supernet_epochs, "data_limit": data_limit,
         "scalarization": scalarization, "threads": threads,
     }
     names = _split(devices)

@@ -220,8 +220,11 @@ def load_cifar10(
     )
 
 
-def load_dataset(name: str = "digits", *, root: str | Path | None = None, seed: int = 0) -> DatasetSplits:
-    """A dataset by name (``digits`` or ``cifar10``; CIFAR-10 needs ``root``)."""
+def load_dataset(
+    name: str = "digits", *, root: str | Path | None = None, seed: int = 0, limit: int | None = None
+) -> DatasetSplits:
+    """A dataset by name (``digits`` or ``cifar10``; CIFAR-10 needs ``root``; ``limit``: keep a
+    seeded subset of CIFAR-10's training batches, for a quicker run on a CPU)."""
     if name == "digits":
         return load_digits(seed=seed)
     if name == "cifar10":
@@ -230,5 +233,5 @@ def load_dataset(name: str = "digits", *, root: str | Path | None = None, seed: 
                 "CIFAR-10 is read from a local directory: pass the folder holding "
                 "cifar-10-batches-bin (binary version, " + CIFAR_BIN_URL + ")"
             )
-        return load_cifar10(root, seed=seed)
+        return load_cifar10(root, seed=seed, limit=limit)
     raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

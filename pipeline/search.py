@@ -173,7 +173,8 @@ class SearchConfig:
     surrogate 16, supernet 1: each one costs a supernet forward pass in supernet mode).
     ``accuracy_queries`` (surrogate mode) is the total budget of true accuracies read; the first
     ``initial_queries`` (default half) are random, the rest come in ``query_rounds`` rounds.
-    Supernet mode: a skeleton of ``channels`` x ``cells_per_stage`` with ``reduction`` blocks
+    Supernet mode: ``dataset`` (``digits``; ``cifar10`` from ``data_dir``, ``data_limit``
+    training images at most); a skeleton of ``channels`` x ``cells_per_stage`` with ``reduction`` blocks
     between stages (``None``: the dataset's default, pooled on digits, see
     :data:`hilnas.pipeline.datasets.DEFAULT_REDUCTION`); ``batch_size`` images per weight
     step; ``weight_sampling`` ``fair`` (strict fairness) or ``uniform`` for the architectures
@@ -216,6 +217,7 @@ class SearchConfig:
     # supernet mode
     dataset: str = "digits"
     data_dir: str | None = None
+    data_limit: int | None = None
     channels: int = 8
     cells_per_stage: int = 1
     reduction: str | None = None
@@ -274,7 +276,7 @@ class SearchConfig:
         for name, (value, low) in ints.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SearchError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("epochs", "preferences_per_target", "initial_queries", "threads"):
+        for name in ("epochs", "preferences_per_target", "initial_queries", "threads", "data_limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise SearchError(f"{name} must be a positive integer or None, got {value!r}")
@@ -877,7 +879,7 @@ def run_search(
             from hilnas.pipeline.datasets import load_dataset
             from hilnas.pipeline.supernet import NB201Supernet
 
-            data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed)
+            data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed, limit=cfg.data_limit)
             supernet = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage, cfg.reduction)).to(device)
             if not direct:
                 extra["supernet"] = _train_supernet_fair(cfg, supernet, data, device, progress)
@@ -1358,7 +1360,7 @@ class TrainedSearch:
             from safetensors.torch import load_file
 
             cfg = self.config
-            data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed)
+            data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed, limit=cfg.data_limit)
             net = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage, cfg.reduction))
             net.load_state_dict(load_file(str(self.path / SUPERNET_FILE)))
             self._supernet, self._data = net.eval(), data

@@ -135,3 +135,35 @@ def test_digits_fronts_move_latency_with_the_preference(monkeypatch, tmp_path):
         pts = trained.front(device, points=20)
         errors = [p.objectives["error"] for p in pts]
         assert len(pts) >= 4 and max(errors) - min(errors) > 10, (device, errors)
+
+
+def test_cifar10_supernet_search_runs_end_to_end(monkeypatch, tmp_path):
+    """CIFAR-10's path (3x32x32, NB201's residual skeleton) on a tiny folder in the official
+    binary format (random pixels: this checks the plumbing, not accuracy), through the front
+    and the ONNX export of its architectures."""
+    from hilnas.pipeline.export import OnnxExporter
+
+    monkeypatch.setenv("HILNAS_HOME", str(tmp_path / "home"))
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        n = 40
+        rows = np.concatenate(
+            [rng.integers(0, 10, (n, 1), dtype=np.uint8), rng.integers(0, 256, (n, 3072), dtype=np.uint8)], axis=1
+        )
+        rows.tofile(folder / name)
+    cfg = SearchConfig(
+        mode="supernet", dataset="cifar10", data_dir=str(tmp_path / "data"), data_limit=120,
+        train_targets=("pixel3",), supernet_epochs=1, epochs=1, steps_per_epoch=3, accuracy_queries=6,
+        query_rounds=1, channels=4, batch_size=32, hidden=16, threads=1, torch_device="cpu",
+    )
+    trained = TrainedSearch.load(run_search(cfg))
+    sup = trained.settings["supernet"]
+    assert sup["dataset"]["name"] == "cifar10" and sup["dataset"]["train"] + sup["dataset"]["val"] == 120
+    config = trained.model_config()
+    assert (config.input_size, config.in_channels, config.reduction) == (32, 3, "residual")
+    pts = trained.front("pixel3", points=3)
+    assert pts and all(p.error_source == "supernet" for p in pts)
+    exported = OnnxExporter(cache_dir=tmp_path / "onnx").export(trained.space, pts[0].arch, config=config)
+    assert exported.path.is_file()
