@@ -16,7 +16,7 @@ raises :class:`ConfigError` naming the key, what is wrong and how to fix it. Exa
 from __future__ import annotations
 
 import difflib
-import tomllib
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +30,11 @@ from pydantic import (
 )
 
 from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 OBJECTIVES = ("error", "latency_ms", "energy_mj")
 
