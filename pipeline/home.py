@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -34,3 +36,20 @@ def subdir(name: str) -> Path:
     path = home_dir() / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def temporary_home(prefix: str = "hilnas-") -> Iterator[Path]:
+    """A fresh, empty HILNAS_HOME for the duration of the block (benchmarks measure from
+    scratch and leave the user's store alone); the previous value is restored and the
+    directory removed afterwards."""
+    old = os.environ.get("HILNAS_HOME")
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        os.environ["HILNAS_HOME"] = tmp
+        try:
+            yield Path(tmp)
+        finally:
+            if old is None:
+                os.environ.pop("HILNAS_HOME", None)
+            else:
+                os.environ["HILNAS_HOME"] = old

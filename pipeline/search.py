@@ -299,8 +299,13 @@ class SearchConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise SearchError(f"{name} must be a positive number, got {value!r}")
-        if self.reduction not in (None, "residual", "pool"):
-            raise SearchError(f"reduction must be residual, pool or None (the dataset's default), got {self.reduction!r}")
+        from hilnas.pipeline.spaces.nb201 import REDUCTIONS
+
+        if self.reduction is not None and self.reduction not in REDUCTIONS:
+            raise SearchError(
+                f"reduction must be {', '.join(REDUCTIONS)} or None (the dataset's default), "
+                f"got {self.reduction!r}"
+            )
         if self.supernet_error not in SUPERNET_ERRORS:
             raise SearchError(
                 f"supernet_error must be one of {', '.join(SUPERNET_ERRORS)}, got {self.supernet_error!r}"
@@ -450,6 +455,13 @@ def preferences_for(costs: np.ndarray) -> np.ndarray:
     ``r_m`` proportional to ``1 / (c_m + eps)`` (where all ``r_m (c_m + eps)`` are equal)."""
     inv = 1.0 / (np.clip(np.asarray(costs, dtype=np.float64), 0.0, None) + COST_EPS)
     return inv / inv.sum(-1, keepdims=True)
+
+
+def _fronts_and_sweep(values: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each target's front among normalised costs ``(T, N, M)`` and the Tchebycheff
+    preferences aiming at all their points (what a front's preference sweep is drawn from)."""
+    fronts = [np.unique(v[mo.pareto_mask(v)], axis=0) for v in values]
+    return fronts, np.concatenate([preferences_for(f) for f in fronts])
 
 
 def _predictor_fingerprint(model: MetaPredictor) -> str:
@@ -904,8 +916,7 @@ def run_search(
             lo, hi = pool_values.min(1), pool_values.max(1)
             normalizer = _Normalizer.minmax(lo, hi)
             normed = (pool_values - lo[:, None]) / np.maximum(hi - lo, 1e-12)[:, None]
-            fronts = [np.unique(v[mo.pareto_mask(v)], axis=0) for v in normed]
-            sweep = np.concatenate([preferences_for(f) for f in fronts])
+            fronts, sweep = _fronts_and_sweep(normed)
             extra["sweep_preferences"] = np.round(sweep, 6).tolist()
         else:
             lo = np.zeros((len(targets), len(cfg.objectives)))
@@ -1008,56 +1019,30 @@ def _random_archs(kind: str, num_decisions: int, num_options: int, gen):
     return F.one_hot(codes, num_options).float()
 
 
-def _weight_optimizer(cfg, supernet, total_steps: int):
-    """SGD (Nesterov momentum, weight decay) with a cosine schedule over ``total_steps``."""
-    import torch
-
-    opt = torch.optim.SGD(
-        supernet.parameters(), lr=cfg.weight_lr, momentum=0.9, nesterov=True, weight_decay=3e-4
-    )
-    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
-
-
-def _weight_step(supernet, opt, sched, x, y, archs) -> float:
-    """One SGD step of the supernet on a batch, its loss averaged over ``archs`` ``(n, D, K)``
-    (gradients accumulated one architecture at a time); returns the mean loss."""
-    import torch
-    import torch.nn.functional as F
-
-    opt.zero_grad(set_to_none=True)
-    total = 0.0
-    for arch in archs:
-        part = F.cross_entropy(supernet(x, arch), y) / len(archs)
-        part.backward()
-        total += float(part.detach())
-    torch.nn.utils.clip_grad_norm_(supernet.parameters(), 5.0)
-    opt.step()
-    sched.step()
-    return total
+#: Gradient-norm clip of the search's supernet weight steps.
+WEIGHT_CLIP = 5.0
 
 
 def _train_supernet_fair(cfg, supernet, data, device, progress) -> dict[str, Any]:
     """Train the supernet alone for ``supernet_epochs`` (one-shot, architectures drawn as
     ``weight_sampling`` says, strict fairness by default); returns its record."""
     import torch
+    from hilnas.pipeline.spaces.nb201 import EDGES, OPS
+    from hilnas.pipeline.supernet import train_epochs
 
-    n_train = len(data.train_y)
-    steps = max(1, n_train // cfg.batch_size)
-    opt, sched = _weight_optimizer(cfg, supernet, cfg.supernet_epochs * steps)
-    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
-    num_d, num_k = len(supernet.cells[0].edges), len(supernet.cells[0].edges[0].ops)
     history = []
-    supernet.train()
-    for epoch in range(cfg.supernet_epochs):
-        perm = torch.randperm(n_train, generator=gen).to(device)
-        losses = []
-        for s in range(steps):
-            idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-            archs = _random_archs(cfg.weight_sampling, num_d, num_k, gen).to(device)
-            losses.append(_weight_step(supernet, opt, sched, train_x[idx], train_y[idx], archs))
-        history.append({"epoch": epoch + 1, "train_ce": float(np.mean(losses))})
-        _report(progress, "supernet", epoch + 1, cfg.supernet_epochs, f"train CE {history[-1]['train_ce']:.3f}")
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        history.append({"epoch": epoch, "train_ce": loss})
+        _report(progress, "supernet", epoch, cfg.supernet_epochs, f"train CE {loss:.3f}")
+
+    train_epochs(
+        supernet, data.train_x.to(device), data.train_y.to(device),
+        lambda: _random_archs(cfg.weight_sampling, len(EDGES), len(OPS), gen).to(device),
+        epochs=cfg.supernet_epochs, batch_size=cfg.batch_size, lr=cfg.weight_lr, generator=gen,
+        clip=WEIGHT_CLIP, on_epoch=on_epoch,
+    )
     supernet.eval()
     return {
         "dataset": data.describe(),
@@ -1101,6 +1086,7 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
     """
     import torch
     import torch.nn.functional as F
+    from hilnas.pipeline.supernet import weight_optimizer, weight_step
 
     hyper.to(device)
     for t in targets:
@@ -1108,7 +1094,7 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
     n_train = len(data.train_y)
     steps_per_epoch = max(1, n_train // cfg.batch_size)
     total_epochs = cfg.total_epochs
-    w_opt, w_sched = _weight_optimizer(cfg, supernet, total_epochs * steps_per_epoch)
+    w_opt, w_sched = weight_optimizer(supernet, cfg.weight_lr, total_epochs * steps_per_epoch)
     err_col = cfg.objectives.index("error") if "error" in cfg.objectives else None
     hw_cols = [j for j, o in enumerate(cfg.objectives) if o != "error"]
     probe_codes = F.one_hot(torch.as_tensor(probe[0]), hyper.num_options).float().to(device)
@@ -1145,9 +1131,9 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
         values = np.zeros((len(targets), len(ce), len(cfg.objectives)))
         values[:, :, hw_cols] = probe[1]
         values[:, :, err_col] = ((ce - lo) / (hi - lo))[None, :]
-        fronts = [np.unique(v[mo.pareto_mask(v)], axis=0) for v in values]
+        fronts, sweep = _fronts_and_sweep(values)
         prefs.aim(fronts, cfg.front_preferences)
-        return np.concatenate([preferences_for(f) for f in fronts])
+        return sweep
 
     hyper_steps = 0
     for epoch in range(total_epochs):
@@ -1167,7 +1153,7 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
                     ti = torch.randint(len(targets), (1,), generator=cpu_gen)
                     r = prefs.sample(ti).to(device)
                     archs = sampler(hyper(r, targets[int(ti)].h.unsqueeze(0)), generator=None)
-            losses.append(_weight_step(supernet, w_opt, w_sched, x, y, archs.to(device)))
+            losses.append(weight_step(supernet, w_opt, w_sched, x, y, archs.to(device), WEIGHT_CLIP))
             if not warm and s % cfg.hyper_every == 0:
                 frac = (epoch - cfg.warmup_epochs + s / steps_per_epoch) / max(
                     1, total_epochs - cfg.warmup_epochs

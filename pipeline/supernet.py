@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from hilnas.pipeline.spaces.base import ModelConfig
@@ -130,6 +131,64 @@ class NB201Supernet(nn.Module):
         return 100.0 * wrong / max(1, len(y))
 
 
+
+# ----------------------------------------------------------------------------------------------
+# weight training (the search's supernet phases and standalone retraining)
+# ----------------------------------------------------------------------------------------------
+def weight_optimizer(net: nn.Module, lr: float, total_steps: int):
+    """SGD (Nesterov momentum 0.9, weight decay 3e-4) with a cosine schedule over ``total_steps``."""
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=3e-4)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+
+
+def weight_step(net, opt, sched, x, y, archs: torch.Tensor, clip: float | None = None) -> float:
+    """One SGD step on a batch, the loss averaged over the architectures ``archs`` ``(n, 6, 5)``
+    (gradients accumulated one architecture at a time); returns the mean loss."""
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for arch in archs:
+        part = F.cross_entropy(net(x, arch), y) / len(archs)
+        part.backward()
+        total += float(part.detach())
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    opt.step()
+    sched.step()
+    return total
+
+
+def train_epochs(
+    net,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    archs_for_step,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator | None = None,
+    clip: float | None = None,
+    on_epoch=None,
+) -> list[float]:
+    """Train ``net`` for ``epochs`` passes over ``(x, y)`` in shuffled batches, each step on the
+    architectures ``archs_for_step()`` returns; ``generator`` shuffles (``None``: torch's
+    global one). Calls ``on_epoch(epoch, mean_loss)``; returns the mean loss per epoch."""
+    n = len(y)
+    steps = max(1, n // batch_size)
+    opt, sched = weight_optimizer(net, lr, epochs * steps)
+    net.train()
+    history = []
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=generator).to(x.device)
+        losses = []
+        for s in range(steps):
+            idx = perm[s * batch_size : (s + 1) * batch_size]
+            losses.append(weight_step(net, opt, sched, x[idx], y[idx], archs_for_step(), clip))
+        history.append(float(np.mean(losses)))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, history[-1])
+    return history
+
 def train_standalone(
     arch: Sequence[int],
     data,
@@ -152,20 +211,10 @@ def train_standalone(
     try:
         net = NB201Supernet(config, seed=seed)
         a = NB201Supernet.one_hot(arch)
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=3e-4)
-        n = len(data.train_y)
-        steps = max(1, n // batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps)
-        net.train()
-        for _ in range(epochs):
-            perm = torch.randperm(n)
-            for s in range(steps):
-                idx = perm[s * batch_size : (s + 1) * batch_size]
-                loss = F.cross_entropy(net(data.train_x[idx], a), data.train_y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
+        archs = a.unsqueeze(0)
+        train_epochs(
+            net, data.train_x, data.train_y, lambda: archs, epochs=epochs, batch_size=batch_size, lr=lr
+        )
         net.eval()
         return {
             "val_error": net.error_pct(data.val_x, data.val_y, a),

@@ -236,26 +236,18 @@ def local_cpu_profiled(n: int = 200, reps: int = 30, seeds: int = 10, n_train: i
     temporary HILNAS_HOME) and evaluate on the store's own values: the per-architecture median
     latency that ``hilnas fit`` and the search use."""
     import os
-    import tempfile
 
+    from hilnas.pipeline.home import temporary_home
     from hilnas.pipeline.profiling import profile_device
     from hilnas.pipeline.store import MeasurementStore
 
-    old = os.environ.get("HILNAS_HOME")
     load0 = [round(float(x), 2) for x in os.getloadavg()]
-    with tempfile.TemporaryDirectory(prefix="hilnas-bench-pred-") as home:
-        os.environ["HILNAS_HOME"] = home
-        try:
-            t = time.time()
-            rep = profile_device("cpu", archs=n - 10, reps=reps)
-            wall = time.time() - t
-            with MeasurementStore() as st:
-                table = st.latency_table(rep.config_key)
-        finally:
-            if old is None:
-                os.environ.pop("HILNAS_HOME", None)
-            else:
-                os.environ["HILNAS_HOME"] = old
+    with temporary_home("hilnas-bench-pred-"):
+        t = time.time()
+        rep = profile_device("cpu", archs=n - 10, reps=reps)
+        wall = time.time() - t
+        with MeasurementStore() as st:
+            table = st.latency_table(rep.config_key)
     cvs = [r.latency_ms_cv for r in rep.rows if getattr(r, "latency_ms_cv", None) is not None]
     about = [
         f"profiled by this benchmark: `profile_device('cpu', archs={n - 10}, reps={reps})` "

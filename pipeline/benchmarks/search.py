@@ -24,13 +24,13 @@ Three seeds (``--quick``: one). Results: ``pipeline/benchmarks/results/search.{j
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from hilnas.pipeline import baselines, fronts
+from hilnas.pipeline.home import temporary_home
 from hilnas.pipeline.refdata import MODNAS_TEST_DEVICES, MODNAS_TRAIN_DEVICES, load_nb201
 
 log = logging.getLogger(__name__)
@@ -462,12 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     all_devices = load_nb201().latency_devices
     experiments = []
-    tmp_home = None
-    old_home = os.environ.get("HILNAS_HOME")
-    if not args.keep_runs and not args.no_search:
-        tmp_home = tempfile.TemporaryDirectory(prefix="hilnas-bench-")
-        os.environ["HILNAS_HOME"] = tmp_home.name
-    try:
+    fresh = not args.keep_runs and not args.no_search
+    with temporary_home("hilnas-bench-") if fresh else contextlib.nullcontext():
         experiments.append(
             run_experiment(
                 objectives=OBJ2,
@@ -499,13 +496,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "this experiment is NOT zero-shot. The baselines search each device separately."
             )
             experiments.append(block)
-    finally:
-        if tmp_home is not None:
-            if old_home is None:
-                os.environ.pop("HILNAS_HOME", None)
-            else:
-                os.environ["HILNAS_HOME"] = old_home
-            tmp_home.cleanup()
     result = {
         "benchmark": "search",
         "settings": {

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from hilnas.pipeline.benchmarks.profiling import spearman
+from hilnas.pipeline.home import temporary_home
 from hilnas.pipeline.refdata import MODNAS_TEST_DEVICES, MODNAS_TRAIN_DEVICES, load_nb201
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -49,12 +51,10 @@ PATHS: tuple[str, ...] = ("surrogate", "direct")
 
 
 def _spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None  # undefined: one side is constant (e.g. one architecture for every preference)
-    return float(spearmanr(a, b)[0])
+    """Spearman rank correlation, ``None`` (JSON null) where undefined: one side constant,
+    e.g. one architecture for every preference."""
+    rho = spearman(a, b)
+    return None if math.isnan(rho) else rho
 
 
 def _profile_local(include: Sequence[str], *, archs: int, references: bool, reps: int, config=None):
@@ -84,15 +84,53 @@ def _sweep_device(trained, device: str, prefs: np.ndarray, points: int) -> dict[
     }
 
 
+def _measure_devices(trained, devices: Sequence[str], local: str, points: int, reps: int) -> dict[str, Any]:
+    """Per device: the sweep's choices and their measured latencies (see the module docstring)."""
+    ref = load_nb201()
+    prefs = trained.sweep(points)
+    out = {}
+    for dev in devices:
+        row = _sweep_device(trained, dev, prefs, points)
+        if dev == local:
+            archs = sorted(set(row["chosen"]))
+            _, lat = _profile_local(archs, archs=0, references=False, reps=reps)
+            _, lat_small = _profile_local(archs, archs=0, references=False, reps=reps, config=trained.model_config())
+            row["measured_ms"] = [lat.get(a) for a in row["chosen"]]
+            row["measured_ms_digits_skeleton"] = [lat_small.get(a) for a in row["chosen"]]
+            row["rho_digits_skeleton"] = _spearman(prefs[:, 0], row["measured_ms_digits_skeleton"])
+        else:
+            row["measured_ms"] = ref.latency(dev)[row["chosen_index"]].tolist()
+        row["rho"] = _spearman(prefs[:, 0], row["measured_ms"])
+        row["measured_span_ms"] = [float(np.min(row["measured_ms"])), float(np.max(row["measured_ms"]))]
+        out[dev] = row
+    return out
+
+
+def _standalone_check(trained, local: str, points: int) -> dict[str, Any]:
+    """The local CPU's front architectures (at most 10) trained from scratch on the dataset."""
+    from hilnas.pipeline.supernet import train_standalone
+
+    _, data = trained._supernet_and_data()
+    pts = trained.front(local, points=points)[:10]
+    t = time.time()
+    stand = [train_standalone(trained.space.parse(p.arch), data, trained.model_config()) for p in pts]
+    return {
+        "archs": [p.arch for p in pts],
+        "supernet_val_error": [p.objectives["error"] for p in pts],
+        "standalone_test_error": [s["test_error"] for s in stand],
+        "standalone_val_error": [s["val_error"] for s in stand],
+        "spearman": _spearman([p.objectives["error"] for p in pts], [s["test_error"] for s in stand]),
+        "train_s": round(time.time() - t, 1),
+    }
+
+
 def run(
     *, seeds: int = 3, points: int = 15, epochs: int | None = None, standalone: bool = True,
     reps: int = 30, out_dir: Path = RESULTS_DIR, quick: bool = False,
 ) -> dict[str, Any]:
-    from hilnas.pipeline.datasets import load_dataset
     from hilnas.pipeline.predictors_device import fit_store_targets
     from hilnas.pipeline.search import SearchConfig, TrainedSearch, run_search
     from hilnas.pipeline.store import MeasurementStore
-    from hilnas.pipeline.supernet import train_standalone
 
     t0 = time.time()
     ref = load_nb201()
@@ -106,68 +144,27 @@ def run(
         },
         "runs": [],
     }
-    old_home = os.environ.get("HILNAS_HOME")
-    with tempfile.TemporaryDirectory(prefix="hilnas-bench-supernet-") as home:
-        os.environ["HILNAS_HOME"] = home
-        try:
-            t = time.time()
-            report, _ = _profile_local([], archs=50, references=True, reps=reps)
-            local = report.config_key
-            with MeasurementStore() as st:
-                fit_store_targets(st, meta=True, meta_only_with_store_targets=True)
-            res["local_cpu"] = {"config_key": local, "device": report.device_name, "setup_s": round(time.time() - t, 1)}
-            targets = (*MODNAS_TRAIN_DEVICES, local)
-            for seed in range(seeds):
-                for path in PATHS:
-                    cfg = SearchConfig(
-                        mode="supernet", supernet_error=path, seed=seed, train_targets=targets, epochs=epochs,
-                    )
-                    t = time.time()
-                    trained = TrainedSearch.load(run_search(cfg))
-                    wall = time.time() - t
-                    prefs = trained.sweep(points)
-                    run: dict[str, Any] = {"seed": seed, "supernet_error": path, "search_s": round(wall, 1), "devices": {}}
-                    for dev in (*ref.latency_devices, local):
-                        row = _sweep_device(trained, dev, prefs, points)
-                        if dev == local:
-                            archs = sorted(set(row["chosen"]))
-                            _, lat = _profile_local(archs, archs=0, references=False, reps=reps)
-                            _, lat_small = _profile_local(
-                                archs, archs=0, references=False, reps=reps, config=trained.model_config()
-                            )
-                            row["measured_ms"] = [lat.get(a) for a in row["chosen"]]
-                            row["measured_ms_digits_skeleton"] = [lat_small.get(a) for a in row["chosen"]]
-                            row["rho_digits_skeleton"] = _spearman(prefs[:, 0], row["measured_ms_digits_skeleton"])
-                        else:
-                            row["measured_ms"] = ref.latency(dev)[row["chosen_index"]].tolist()
-                        row["rho"] = _spearman(prefs[:, 0], row["measured_ms"])
-                        row["measured_span_ms"] = [float(np.min(row["measured_ms"])), float(np.max(row["measured_ms"]))]
-                        run["devices"][dev] = row
-                    if standalone and seed == 0 and path == "surrogate":
-                        data = load_dataset(cfg.dataset, seed=cfg.seed)
-                        pts = trained.front(local, points=points)[:10]
-                        t = time.time()
-                        stand = [
-                            train_standalone(trained.space.parse(p.arch), data, trained.model_config())
-                            for p in pts
-                        ]
-                        run["standalone"] = {
-                            "archs": [p.arch for p in pts],
-                            "supernet_val_error": [p.objectives["error"] for p in pts],
-                            "standalone_test_error": [s["test_error"] for s in stand],
-                            "standalone_val_error": [s["val_error"] for s in stand],
-                            "spearman": _spearman(
-                                [p.objectives["error"] for p in pts], [s["test_error"] for s in stand]
-                            ),
-                            "train_s": round(time.time() - t, 1),
-                        }
-                    res["runs"].append(run)
-                    print(_run_line(run, local), flush=True)
-        finally:
-            if old_home is None:
-                os.environ.pop("HILNAS_HOME", None)
-            else:
-                os.environ["HILNAS_HOME"] = old_home
+    with temporary_home("hilnas-bench-supernet-"):
+        t = time.time()
+        report, _ = _profile_local([], archs=50, references=True, reps=reps)
+        local = report.config_key
+        with MeasurementStore() as st:
+            fit_store_targets(st, meta=True, meta_only_with_store_targets=True)
+        res["local_cpu"] = {"config_key": local, "device": report.device_name, "setup_s": round(time.time() - t, 1)}
+        targets = (*MODNAS_TRAIN_DEVICES, local)
+        for seed in range(seeds):
+            for path in PATHS:
+                cfg = SearchConfig(
+                    mode="supernet", supernet_error=path, seed=seed, train_targets=targets, epochs=epochs,
+                )
+                t = time.time()
+                trained = TrainedSearch.load(run_search(cfg))
+                run: dict[str, Any] = {"seed": seed, "supernet_error": path, "search_s": round(time.time() - t, 1)}
+                run["devices"] = _measure_devices(trained, (*ref.latency_devices, local), local, points, reps)
+                if standalone and seed == 0 and path == "surrogate":
+                    run["standalone"] = _standalone_check(trained, local, points)
+                res["runs"].append(run)
+                print(_run_line(run, local), flush=True)
     res["summary"] = _summary(res, local)
     res["runtime_s"] = round(time.time() - t0, 1)
     res["settings"]["load_after"] = [round(float(x), 2) for x in os.getloadavg()]
