@@ -163,7 +163,7 @@ class EnergyCounter(ABC):
             energy_mj=energy_mj, method=self.method, reason=None, window_s=window_s
         )
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Release vendor handles (no-op by default)."""
 
     def __enter__(self) -> EnergyCounter:

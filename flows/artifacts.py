@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-
 from hilnas.pipeline.home import home_dir, subdir
 
 ENV_VAR = "HILNAS_ARTIFACTS"
@@ -187,9 +186,13 @@ class ArtifactExporter:
             )
         path = self.location.get_file(entry.sha256)
         return ExportedModel(
-            path=path, key=key, sha256=entry.sha256, cached=True,
+            path=path,
+            key=key,
+            sha256=entry.sha256,
+            cached=True,
             export_s=time.perf_counter() - t0,
-            exporter=str(entry.meta.get("exporter", "artifact")), opset=self.opset,
+            exporter=str(entry.meta.get("exporter", "artifact")),
+            opset=self.opset,
         )
 
 
@@ -220,8 +223,14 @@ def publish_plan(
     for i, (code, _ref) in enumerate(plan, start=1):
         model = exporter.export(sp, code, batch_size=batch_size, config=cfg)
         loc.publish(
-            model.key, model.path, space=sp.name, arch=sp.format(code), config_key=cfg.key(),
-            batch_size=batch_size, opset=opset, exporter=model.exporter,
+            model.key,
+            model.path,
+            space=sp.name,
+            arch=sp.format(code),
+            config_key=cfg.key(),
+            batch_size=batch_size,
+            opset=opset,
+            exporter=model.exporter,
         )
         if progress is not None:
             progress(f"published {i}/{len(plan)} {sp.format(code)}")

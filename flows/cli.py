@@ -11,7 +11,6 @@ import logging
 import sys
 
 import typer
-
 from hilnas.flows import cli_common
 
 app = typer.Typer(

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import typer
-
 from hilnas.flows.cli_common import UserError, console
 
 agent_app = typer.Typer(
@@ -27,7 +26,6 @@ agent_app = typer.Typer(
     help="Measurement agents and deployments on a Prefect server (flows/DEPLOYMENT.md).",
     no_args_is_help=True,
 )
-
 
 
 def register(app: typer.Typer) -> None:
@@ -40,19 +38,29 @@ def _setup_error(exc: Exception) -> UserError:
 
 @agent_app.command("start")
 def start(
-    device: str = typer.Option(..., "--device", "-d", help="Device id or alias (see `hilnas devices list`)."),
+    device: str = typer.Option(
+        ..., "--device", "-d", help="Device id or alias (see `hilnas devices list`)."
+    ),
     pool: str | None = typer.Option(
-        None, "--pool", "-p", help="Work pool to serve (default: hilnas-<device alias>, e.g. hilnas-cpu)."
+        None,
+        "--pool",
+        "-p",
+        help="Work pool to serve (default: hilnas-<device alias>, e.g. hilnas-cpu).",
     ),
     create_pool: bool = typer.Option(
         True, "--create-pool/--no-create-pool", help="Create the pool (limit 1) when missing."
     ),
     onboard: bool = typer.Option(
-        True, "--onboard/--no-onboard",
+        True,
+        "--onboard/--no-onboard",
         help="Before serving, profile the device's 10 reference architectures if missing.",
     ),
-    onboard_reps: int = typer.Option(30, "--onboard-reps", min=1, help="Repetitions when onboarding."),
-    name: str | None = typer.Option(None, "--name", help="Worker name (default: hilnas-agent-<device id>)."),
+    onboard_reps: int = typer.Option(
+        30, "--onboard-reps", min=1, help="Repetitions when onboarding."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Worker name (default: hilnas-agent-<device id>)."
+    ),
     run_once: bool = typer.Option(False, "--run-once", help="Poll once and exit (tests)."),
 ) -> None:
     """Start a measurement agent: a Prefect process worker serving this device's work pool."""
@@ -88,10 +96,21 @@ def start(
     if onboard:
         _onboard(info.id, onboard_reps, env)
     cmd = [
-        sys.executable, "-m", "prefect", "worker", "start",
-        "--pool", pool_name, "--type", "process", "--limit", "1",
-        "--name", name or f"hilnas-agent-{info.id}",
-        "--install-policy", "never",
+        sys.executable,
+        "-m",
+        "prefect",
+        "worker",
+        "start",
+        "--pool",
+        pool_name,
+        "--type",
+        "process",
+        "--limit",
+        "1",
+        "--name",
+        name or f"hilnas-agent-{info.id}",
+        "--install-policy",
+        "never",
     ]
     if run_once:
         cmd.append("--run-once")
@@ -119,13 +138,17 @@ def _onboard(device_id: str, reps: int, env: dict[str, str]) -> None:
 @agent_app.command("deploy")
 def deploy(
     prefect_file: Path | None = typer.Option(
-        None, "--prefect-file", help="prefect.yaml to deploy (default: the one shipped in hilnas/flows)."
+        None,
+        "--prefect-file",
+        help="prefect.yaml to deploy (default: the one shipped in hilnas/flows).",
     ),
     names: list[str] = typer.Option(
         [], "--name", "-n", help="Deploy only these deployments (repeatable) (default: all)."
     ),
     crash_after: int = typer.Option(
-        90, "--crash-after", min=31,
+        90,
+        "--crash-after",
+        min=31,
         help="Mark a run Crashed after this many seconds without a heartbeat from its agent.",
     ),
 ) -> None:
@@ -180,7 +203,9 @@ def _publish_for(doc: dict, names: list[str]) -> None:
         if not str(dep.get("entrypoint", "")).endswith(":profile_flow"):
             continue
         p = dep.get("parameters") or {}
-        plans.add((p.get("archs", 50), p.get("seed", 0), p.get("space", "nb201"), p.get("batch_size", 1)))
+        plans.add(
+            (p.get("archs", 50), p.get("seed", 0), p.get("space", "nb201"), p.get("batch_size", 1))
+        )
     if not plans:
         return
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
@@ -191,12 +216,16 @@ def _publish_for(doc: dict, names: list[str]) -> None:
         return
     for archs, seed, space, batch in sorted(plans):
         out = publish_plan(archs=archs, seed=seed, space=space, batch_size=batch)
-        console.print(f"published {out['published']} ONNX files ({space}, seed {seed}) to {out['location']}")
+        console.print(
+            f"published {out['published']} ONNX files ({space}, seed {seed}) to {out['location']}"
+        )
 
 
 @agent_app.command("publish")
 def publish(
-    archs: int = typer.Option(50, "--archs", min=0, help="Sampled architectures besides the 10 reference ones."),
+    archs: int = typer.Option(
+        50, "--archs", min=0, help="Sampled architectures besides the 10 reference ones."
+    ),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (as in the profiling deployment)."),
     space: str = typer.Option("nb201", "--space", help="Search space."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the models."),
@@ -215,7 +244,9 @@ def publish(
 
 @agent_app.command("validate")
 def validate(
-    prefect_file: Path | None = typer.Argument(None, help="prefect.yaml (default: the shipped one)."),
+    prefect_file: Path | None = typer.Argument(
+        None, help="prefect.yaml (default: the shipped one)."
+    ),
 ) -> None:
     """Check a prefect.yaml (entrypoints, parameters, pools, cron, limits, triggers)."""
     from hilnas.flows.server import PREFECT_FILE, PrefectSetupError, validate_prefect_yaml

@@ -74,11 +74,26 @@ def import_device_command(
 # ----------------------------------------------------------------------------------------------
 @_user_errors
 def predict_command(
-    device: str = typer.Option(..., "--device", "-d", help="Target: reference device, config key, device id or imported name."),
-    archs: Path | None = typer.Option(None, "--archs", help="Architectures to predict (CSV with an arch column, or one per line); default: the whole space."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write the CSV here (default: standard output)."),
+    device: str = typer.Option(
+        ...,
+        "--device",
+        "-d",
+        help="Target: reference device, config key, device id or imported name.",
+    ),
+    archs: Path | None = typer.Option(
+        None,
+        "--archs",
+        help="Architectures to predict (CSV with an arch column, or one per line); default: the whole space.",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write the CSV here (default: standard output)."
+    ),
     metric: str = typer.Option("all", "--metric", help="all, latency_ms or energy_mj."),
-    model: str = typer.Option("auto", "--model", help="auto (a per-device model from `hilnas fit` when current, else the meta-predictor) or meta."),
+    model: str = typer.Option(
+        "auto",
+        "--model",
+        help="auto (a per-device model from `hilnas fit` when current, else the meta-predictor) or meta.",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Predict latency (ms) and, where an energy model exists, energy (mJ) for a target."""
@@ -87,7 +102,9 @@ def predict_command(
     from hilnas.pipeline import refdata
 
     if metric not in METRIC_CHOICES:
-        raise cli_common.UserError(f"--metric must be one of {', '.join(METRIC_CHOICES)}, got {metric!r}")
+        raise cli_common.UserError(
+            f"--metric must be one of {', '.join(METRIC_CHOICES)}, got {metric!r}"
+        )
     if model not in ("auto", "meta"):
         raise cli_common.UserError(f"--model must be auto or meta, got {model!r}")
     codes = (
@@ -100,7 +117,11 @@ def predict_command(
     store = _lazy_store(db, device)
     try:
         preds = pio.predict_target(
-            device, codes, metrics=metrics, store=store, strict_metrics=strict or ("latency_ms",),
+            device,
+            codes,
+            metrics=metrics,
+            store=store,
+            strict_metrics=strict or ("latency_ms",),
             use_device_models=(model == "auto"),
         )
     finally:
@@ -113,7 +134,9 @@ def predict_command(
         sys.stdout.write(text)
     cols = ", ".join(preds)
     where = f" to {out}" if out else ""
-    cli_common.err_console.print(f"predicted {cols} of {len(codes)} architectures for {device!r}{where}")
+    cli_common.err_console.print(
+        f"predicted {cols} of {len(codes)} architectures for {device!r}{where}"
+    )
 
 
 def _lazy_store(db: str | None, device: str):
@@ -130,9 +153,22 @@ def _lazy_store(db: str | None, device: str):
 # ----------------------------------------------------------------------------------------------
 @_user_errors
 def fit_command(
-    device: list[str] = typer.Option([], "--device", "-d", help="Only these targets (repeatable; default: every target in the store)."),
-    meta: bool = typer.Option(False, "--meta", help="Also retrain the meta-predictor from the reference data plus the store."),
-    meta_devices: str = typer.Option("all", "--meta-devices", help="Reference devices for --meta: all (27) or modnas (the 13 MODNAS training devices)."),
+    device: list[str] = typer.Option(
+        [],
+        "--device",
+        "-d",
+        help="Only these targets (repeatable; default: every target in the store).",
+    ),
+    meta: bool = typer.Option(
+        False,
+        "--meta",
+        help="Also retrain the meta-predictor from the reference data plus the store.",
+    ),
+    meta_devices: str = typer.Option(
+        "all",
+        "--meta-devices",
+        help="Reference devices for --meta: all (27) or modnas (the 13 MODNAS training devices).",
+    ),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and the meta-predictor."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -148,30 +184,48 @@ def fit_command(
         raise cli_common.UserError(f"--meta-devices must be all or modnas, got {meta_devices!r}")
     from hilnas.pipeline import refdata
 
-    lat = refdata.load_nb201().latency_devices if meta_devices == "all" else refdata.MODNAS_TRAIN_DEVICES
+    lat = (
+        refdata.load_nb201().latency_devices
+        if meta_devices == "all"
+        else refdata.MODNAS_TRAIN_DEVICES
+    )
     store = _open_store(db)
     try:
         fit = PD.fit_store_targets(
-            store, devices=list(device) or None, meta=meta, meta_latency_devices=lat, folds=folds, seed=seed
+            store,
+            devices=list(device) or None,
+            meta=meta,
+            meta_latency_devices=lat,
+            folds=folds,
+            seed=seed,
         )
     finally:
         store.close()
     report: dict[str, Any] = {"devices": fit.devices, "meta": "refit" if meta else None}
     if meta:
         report["meta_models"] = [
-            {"metric": m, "path": r["path"], "targets": r["targets"]} for m, r in fit.meta.items() if r["status"] == "refit"
+            {"metric": m, "path": r["path"], "targets": r["targets"]}
+            for m, r in fit.meta.items()
+            if r["status"] == "refit"
         ]
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
-    table = Table(title="per-device models (k-fold CV over non-reference measurements)", title_justify="left")
+    table = Table(
+        title="per-device models (k-fold CV over non-reference measurements)", title_justify="left"
+    )
     for col in ("target", "metric", "n", "status", "model", "spearman", "kendall", "within ±10%"):
         table.add_column(col, overflow="fold")
     for r in report["devices"]:
         cv = r.get("cv", {}).get(r.get("chosen", ""), {})
         table.add_row(
-            r["target"], r["metric"], str(r.get("n", "-")), r["status"], r.get("chosen", "-"),
-            f"{cv['spearman']:.3f}" if cv else "-", f"{cv['kendall']:.3f}" if cv else "-",
+            r["target"],
+            r["metric"],
+            str(r.get("n", "-")),
+            r["status"],
+            r.get("chosen", "-"),
+            f"{cv['spearman']:.3f}" if cv else "-",
+            f"{cv['kendall']:.3f}" if cv else "-",
             f"{100 * cv['within10']:.1f}%" if cv else "-",
         )
     cli_common.console.print(table)
@@ -179,9 +233,13 @@ def fit_command(
         if r["status"] == "skipped":
             cli_common.err_console.print(f"{r['target']} ({r['metric']}): {r['reason']}")
     for m in report.get("meta_models", []):
-        cli_common.console.print(f"meta-predictor {m['metric']} refit on {len(m['targets'])} targets -> {m['path']}")
+        cli_common.console.print(
+            f"meta-predictor {m['metric']} refit on {len(m['targets'])} targets -> {m['path']}"
+        )
     if not report["devices"] and not meta:
-        cli_common.err_console.print("the store holds no targets yet; profile a device or import one")
+        cli_common.err_console.print(
+            "the store holds no targets yet; profile a device or import one"
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -193,6 +251,8 @@ def register(app: typer.Typer) -> None:
         return
     # our validating import replaces a plain one registered by cli_devices
     devices_app.registered_commands[:] = [
-        c for c in devices_app.registered_commands if (c.name or getattr(c.callback, "__name__", "")) != "import"
+        c
+        for c in devices_app.registered_commands
+        if (c.name or getattr(c.callback, "__name__", "")) != "import"
     ]
     devices_app.command("import")(import_device_command)

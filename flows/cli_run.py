@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
-
 from hilnas.flows.cli_common import UserError, console
+from rich.table import Table
 
 RUN_HELP = (
     "Run the whole pipeline on this machine: profile the local devices (10 reference "
@@ -26,25 +25,46 @@ def register(app: typer.Typer) -> None:
             None, "--config", "-c", help="TOML file with any of the settings below."
         ),
         devices: str | None = typer.Option(
-            None, "--devices", help="Local devices to profile, comma-separated ids or aliases "
-            "(default: all discovered)."
+            None,
+            "--devices",
+            help="Local devices to profile, comma-separated ids or aliases "
+            "(default: all discovered).",
         ),
-        archs: int | None = typer.Option(None, "--archs", help="Sampled architectures per device (default: 50)."),
-        reps: int | None = typer.Option(None, "--reps", help="Timed repetitions per model (default: 30)."),
-        warmup: int | None = typer.Option(None, "--warmup", help="Warm-up runs per model (default: 5)."),
-        threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime threads (default: 1)."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default: 1)."),
+        archs: int | None = typer.Option(
+            None, "--archs", help="Sampled architectures per device (default: 50)."
+        ),
+        reps: int | None = typer.Option(
+            None, "--reps", help="Timed repetitions per model (default: 30)."
+        ),
+        warmup: int | None = typer.Option(
+            None, "--warmup", help="Warm-up runs per model (default: 5)."
+        ),
+        threads: int | None = typer.Option(
+            None, "--threads", help="ONNX Runtime threads (default: 1)."
+        ),
+        batch_size: int | None = typer.Option(
+            None, "--batch-size", help="Batch size (default: 1)."
+        ),
         seed: int | None = typer.Option(None, "--seed", help="Seed (default: 0)."),
         mode: str | None = typer.Option(
-            None, "--mode", help="Search mode: supernet (on digits) or surrogate (default: supernet)."
+            None,
+            "--mode",
+            help="Search mode: supernet (on digits) or surrogate (default: supernet).",
         ),
         objectives: str | None = typer.Option(
             None, "--objectives", help="Comma-separated: error,latency_ms[,energy_mj]."
         ),
-        epochs: int | None = typer.Option(None, "--epochs", help="Search epochs (default: 8 in supernet mode, the search's own in surrogate mode)."),
-        points: int | None = typer.Option(None, "--points", help="Architectures per front (default: 8)."),
+        epochs: int | None = typer.Option(
+            None,
+            "--epochs",
+            help="Search epochs (default: 8 in supernet mode, the search's own in surrogate mode).",
+        ),
+        points: int | None = typer.Option(
+            None, "--points", help="Architectures per front (default: 8)."
+        ),
         reference_devices: bool | None = typer.Option(
-            None, "--reference-devices/--no-reference-devices",
+            None,
+            "--reference-devices/--no-reference-devices",
             help="Also write the 27 reference devices' fronts (default: yes).",
         ),
         onnx: bool | None = typer.Option(
@@ -63,10 +83,19 @@ def register(app: typer.Typer) -> None:
         from hilnas.flows.config import ConfigError, resolve_config
 
         overrides: dict[str, Any] = {
-            "devices": devices, "archs": archs, "reps": reps, "warmup": warmup,
-            "threads": threads, "batch_size": batch_size, "seed": seed, "mode": mode,
-            "objectives": objectives, "epochs": epochs, "points": points,
-            "reference_devices": reference_devices, "onnx": onnx,
+            "devices": devices,
+            "archs": archs,
+            "reps": reps,
+            "warmup": warmup,
+            "threads": threads,
+            "batch_size": batch_size,
+            "seed": seed,
+            "mode": mode,
+            "objectives": objectives,
+            "epochs": epochs,
+            "points": points,
+            "reference_devices": reference_devices,
+            "onnx": onnx,
             "run_dir": str(run_dir) if run_dir else None,
         }
         try:
@@ -137,7 +166,9 @@ def print_summary(result: dict[str, Any]) -> None:
             _fmt(best.get("latency_ms")),
             _fmt(best.get("energy_mj")),
             str(f.get("onnx", 0)),
-            "[red]" + str(f["error"]) + "[/]" if f.get("error") else str(Path(f["json"]).parent.name),
+            "[red]" + str(f["error"]) + "[/]"
+            if f.get("error")
+            else str(Path(f["json"]).parent.name),
         )
     console.print(table)
     for dev, reason in (result.get("failed_devices") or {}).items():

@@ -46,20 +46,55 @@ def _needs_store(names: list[str]) -> bool:
 
 @_user_errors
 def search_command(
-    mode: str = typer.Option("surrogate", "--mode", help="surrogate (NB201 accuracy table, seconds per step) or supernet (trains on --dataset)."),
-    objectives: str = typer.Option("error,latency", "--objectives", help="Comma-separated: error, latency, energy."),
-    devices: list[str] = typer.Option([], "--devices", "-d", help="Training targets (repeatable or comma-separated; default: the 13 MODNAS training devices)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Hypernetwork epochs of 100 steps [20] (supernet mode, direct error: passes over the data [20])."),
+    mode: str = typer.Option(
+        "surrogate",
+        "--mode",
+        help="surrogate (NB201 accuracy table, seconds per step) or supernet (trains on --dataset).",
+    ),
+    objectives: str = typer.Option(
+        "error,latency", "--objectives", help="Comma-separated: error, latency, energy."
+    ),
+    devices: list[str] = typer.Option(
+        [],
+        "--devices",
+        "-d",
+        help="Training targets (repeatable or comma-separated; default: the 13 MODNAS training devices).",
+    ),
+    epochs: int | None = typer.Option(
+        None,
+        "--epochs",
+        help="Hypernetwork epochs of 100 steps [20] (supernet mode, direct error: passes over the data [20]).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of everything random in the search."),
-    queries: int = typer.Option(200, "--queries", help="Surrogate mode: true accuracies read in total."),
+    queries: int = typer.Option(
+        200, "--queries", help="Surrogate mode: true accuracies read in total."
+    ),
     dataset: str = typer.Option("digits", "--dataset", help="Supernet mode: digits or cifar10."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Supernet mode, CIFAR-10: the folder holding cifar-10-batches-bin."),
-    data_limit: int | None = typer.Option(None, "--data-limit", help="Supernet mode, CIFAR-10: use at most this many training images (a quicker CPU run)."),
-    supernet_error: str = typer.Option("surrogate", "--supernet-error", help="Supernet mode: surrogate (supernet trained first, fairly; its validation error labels the surrogate) or direct (MODNAS's straight-through error)."),
-    supernet_epochs: int = typer.Option(30, "--supernet-epochs", help="Supernet mode, surrogate error: epochs of supernet training."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Supernet mode, CIFAR-10: the folder holding cifar-10-batches-bin."
+    ),
+    data_limit: int | None = typer.Option(
+        None,
+        "--data-limit",
+        help="Supernet mode, CIFAR-10: use at most this many training images (a quicker CPU run).",
+    ),
+    supernet_error: str = typer.Option(
+        "surrogate",
+        "--supernet-error",
+        help="Supernet mode: surrogate (supernet trained first, fairly; its validation error labels the surrogate) or direct (MODNAS's straight-through error).",
+    ),
+    supernet_epochs: int = typer.Option(
+        30, "--supernet-epochs", help="Supernet mode, surrogate error: epochs of supernet training."
+    ),
     sampler: str = typer.Option("reinmax", "--sampler", help="reinmax or gdas."),
-    scalarization: str = typer.Option("tchebycheff", "--scalarization", help="tchebycheff or linear."),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: 1 in surrogate mode, torch's otherwise)."),
+    scalarization: str = typer.Option(
+        "tchebycheff", "--scalarization", help="tchebycheff or linear."
+    ),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        help="torch CPU threads (default: 1 in surrogate mode, torch's otherwise).",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the saved run's summary as JSON."),
 ) -> None:
@@ -68,11 +103,19 @@ def search_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     kwargs: dict[str, Any] = {
-        "mode": mode, "objectives": objectives, "epochs": epochs, "seed": seed,
-        "accuracy_queries": queries, "dataset": dataset,
-        "data_dir": str(data_dir) if data_dir else None, "sampler": sampler,
-        "supernet_error": supernet_error, "supernet_epochs": supernet_epochs, "data_limit": data_limit,
-        "scalarization": scalarization, "threads": threads,
+        "mode": mode,
+        "objectives": objectives,
+        "epochs": epochs,
+        "seed": seed,
+        "accuracy_queries": queries,
+        "dataset": dataset,
+        "data_dir": str(data_dir) if data_dir else None,
+        "sampler": sampler,
+        "supernet_error": supernet_error,
+        "supernet_epochs": supernet_epochs,
+        "data_limit": data_limit,
+        "scalarization": scalarization,
+        "threads": threads,
     }
     names = _split(devices)
     if names:
@@ -81,9 +124,13 @@ def search_command(
     store = _store(db, _needs_store(list(cfg.train_targets)))
     try:
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
-            console=cli_common.err_console, transient=as_json,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=cli_common.err_console,
+            transient=as_json,
         ) as bar:
             tasks: dict[str, Any] = {}
 
@@ -110,13 +157,31 @@ def search_command(
 
 @_user_errors
 def front_command(
-    device: str = typer.Option(..., "--device", "-d", help="Target: a reference device, a device id / config key, or an imported device."),
-    points: int | None = typer.Option(None, "--points", "-k", help="Preference points of the sweep [100]."),
-    preference: str | None = typer.Option(None, "--preference", "-r", help="One preference, e.g. 0.3,0.7 (one weight per objective, summing to 1)."),
-    search: str | None = typer.Option(None, "--search", help="Saved search (run id or path; default: the latest)."),
+    device: str = typer.Option(
+        ...,
+        "--device",
+        "-d",
+        help="Target: a reference device, a device id / config key, or an imported device.",
+    ),
+    points: int | None = typer.Option(
+        None, "--points", "-k", help="Preference points of the sweep [100]."
+    ),
+    preference: str | None = typer.Option(
+        None,
+        "--preference",
+        "-r",
+        help="One preference, e.g. 0.3,0.7 (one weight per objective, summing to 1).",
+    ),
+    search: str | None = typer.Option(
+        None, "--search", help="Saved search (run id or path; default: the latest)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the front as JSON."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write front.json and front.png into this directory."),
-    export_onnx: bool = typer.Option(False, "--export-onnx", help="Also export the architectures to ONNX (into --out/onnx)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write front.json and front.png into this directory."
+    ),
+    export_onnx: bool = typer.Option(
+        False, "--export-onnx", help="Also export the architectures to ONNX (into --out/onnx)."
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """The architectures the trained hypernetwork picks for a device (no retraining)."""
@@ -173,9 +238,7 @@ def front_command(
         table.add_column(fronts.OBJECTIVE_LABELS.get(o, o), justify="right")
     for i, p in enumerate(pts):
         err_note = " (queried)" if p.error_source == "queried" else ""
-        cells = [
-            f"{p.objectives[o]:.2f}" + (err_note if o == "error" else "") for o in objectives
-        ]
+        cells = [f"{p.objectives[o]:.2f}" + (err_note if o == "error" else "") for o in objectives]
         pref = "-" if p.preference is None else ",".join(f"{v:.2f}" for v in p.preference)
         table.add_row(str(i), p.arch, pref, *cells)
     cli_common.console.print(table)

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
+from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,8 +29,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,7 +59,9 @@ class RunConfig(BaseModel):
         default_factory=list,
         description="local devices to profile (ids or aliases such as cpu, gpu0); empty = all",
     )
-    archs: int = Field(DEFAULT_ARCHS, ge=0, le=15625, description="sampled architectures per device")
+    archs: int = Field(
+        DEFAULT_ARCHS, ge=0, le=15625, description="sampled architectures per device"
+    )
     reps: int = Field(DEFAULT_REPS, ge=1, description="timed repetitions per measurement")
     warmup: int = Field(DEFAULT_WARMUP, ge=0, description="untimed warm-up runs per measurement")
     threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = ORT default)")
@@ -73,12 +74,15 @@ class RunConfig(BaseModel):
         description="objectives to minimise: error, latency_ms, energy_mj (at least two)",
     )
     epochs: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description=f"search epochs (None: {MAIN_JOB_SUPERNET_EPOCHS} in supernet mode, the "
         "search's default in surrogate mode)",
     )
     points: int = Field(8, ge=2, le=200, description="architectures on each device's front")
-    reference_devices: bool = Field(True, description="also write fronts of the 27 reference devices")
+    reference_devices: bool = Field(
+        True, description="also write fronts of the 27 reference devices"
+    )
     onnx: bool = Field(True, description="export the chosen subnets to ONNX in the run directory")
     run_dir: Path | None = Field(None, description="run directory (default ./runs/<timestamp>)")
     search: dict[str, Any] = Field(
@@ -154,9 +158,7 @@ def _describe(exc: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(top, list(fields), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            lines.append(
-                f"unknown key {key!r} in {source}; {hint}valid keys: {', '.join(fields)}"
-            )
+            lines.append(f"unknown key {key!r} in {source}; {hint}valid keys: {', '.join(fields)}")
             continue
         desc = fields[top].description if top in fields else None
         msg = err["msg"].removeprefix("Value error, ")
@@ -188,7 +190,7 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Ru
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"config file {str(path)!r} is not valid TOML ({exc}); fix the syntax, e.g. "
-            "`archs = 50` or `objectives = [\"error\", \"latency_ms\"]`"
+            '`archs = 50` or `objectives = ["error", "latency_ms"]`'
         ) from None
     # Relative run directories in a file are relative to the file, not to the caller's cwd.
     if isinstance(values.get("run_dir"), str) and not Path(values["run_dir"]).is_absolute():

@@ -17,11 +17,10 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
 from hilnas.flows import jobs
 from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 FRONT_TABLE_ROWS = 50
 
@@ -74,8 +73,12 @@ def profile_task(
     )
     logger.info(
         "profiled %s (%s): %s measured, %s failed, %s already stored; %.1f s",
-        summary.get("device_id"), summary.get("config_key"), summary.get("measured"),
-        summary.get("failed"), summary.get("skipped"), summary.get("wall_s") or 0.0,
+        summary.get("device_id"),
+        summary.get("config_key"),
+        summary.get("measured"),
+        summary.get("failed"),
+        summary.get("skipped"),
+        summary.get("wall_s") or 0.0,
     )
     return summary
 
@@ -101,8 +104,13 @@ def search_task(
 ) -> str:
     logger = get_run_logger()
     path = jobs.search(
-        mode=mode, objectives=objectives, devices=devices, epochs=epochs, seed=seed,
-        options=options, progress=logger.info,
+        mode=mode,
+        objectives=objectives,
+        devices=devices,
+        epochs=epochs,
+        seed=seed,
+        options=options,
+        progress=logger.info,
     )
     logger.info("hypernetwork saved to %s", path)
     return str(path)
@@ -246,8 +254,16 @@ def pipeline_flow(config: dict[str, Any]) -> dict[str, Any]:
         logger.info("devices: %s", ", ".join(d.id for d in devices))
         for info in devices:
             state = profile_task(
-                info.id, cfg.archs, cfg.reps, cfg.warmup, cfg.seed, cfg.space, cfg.threads,
-                cfg.batch_size, False, return_state=True,
+                info.id,
+                cfg.archs,
+                cfg.reps,
+                cfg.warmup,
+                cfg.seed,
+                cfg.space,
+                cfg.threads,
+                cfg.batch_size,
+                False,
+                return_state=True,
             )
             if state.is_completed():
                 result["devices"][info.id] = state.result()

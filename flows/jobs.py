@@ -203,14 +203,17 @@ def fit(*, store: Any = None, seed: int = 0, progress: Progress | None = None) -
 
     st = store if store is not None else MeasurementStore()
     try:
-        rep = D.fit_store_targets(st, meta=True, meta_only_with_store_targets=True, seed=seed, progress=progress)
+        rep = D.fit_store_targets(
+            st, meta=True, meta_only_with_store_targets=True, seed=seed, progress=progress
+        )
     finally:
         if store is None:
             st.close()
     out: dict[str, Any] = {"meta": {}, "devices": {}}
     for metric, r in rep.meta.items():
         out["meta"][metric] = (
-            f"refit with {', '.join(r['store_targets'])}" if r["status"] == "refit"
+            f"refit with {', '.join(r['store_targets'])}"
+            if r["status"] == "refit"
             else "shipped weights (no store target with enough measurements)"
         )
     for r in rep.fitted():
@@ -272,8 +275,12 @@ def search(
     try:
         targets = list(devices) if devices else training_targets(st)
         cfg = SearchConfig(
-            mode=mode, objectives=tuple(objectives), train_targets=tuple(targets), epochs=epochs,
-            seed=seed, **(options or {}),
+            mode=mode,
+            objectives=tuple(objectives),
+            train_targets=tuple(targets),
+            epochs=epochs,
+            seed=seed,
+            **(options or {}),
         )
         last: dict[str, float] = {}
 
@@ -370,7 +377,9 @@ def write_fronts(
     return results
 
 
-def _export_front(exporter: Any, trained: Any, records: list[dict[str, Any]], folder: Path) -> list[Path]:
+def _export_front(
+    exporter: Any, trained: Any, records: list[dict[str, Any]], folder: Path
+) -> list[Path]:
     """ONNX files of a front's architectures, named ``<rank>-arch<index>.onnx``."""
     space = trained.space
     config = trained.model_config()

@@ -125,8 +125,9 @@ def ensure_pool(name: str, *, create: bool = True, concurrency_limit: int | None
                 WorkPoolCreate(
                     name=name,
                     type="process",
-                    description="hilnas measurement agent pool" if name != SEARCH_POOL else
-                    "hilnas search",
+                    description="hilnas measurement agent pool"
+                    if name != SEARCH_POOL
+                    else "hilnas search",
                     base_job_template=ProcessWorker.get_default_base_job_template(),
                     concurrency_limit=concurrency_limit,
                 )
@@ -212,7 +213,11 @@ def validate_prefect_yaml(path: Path | str = PREFECT_FILE) -> dict[str, Any]:
                     flow.validate_parameters(dict(params))
                 except Exception as exc:  # noqa: BLE001 - Prefect raises ParameterTypeError
                     problems.append(f"{where}.parameters: {exc}")
-        pool = (dep.get("work_pool") or {}).get("name") if isinstance(dep.get("work_pool"), dict) else None
+        pool = (
+            (dep.get("work_pool") or {}).get("name")
+            if isinstance(dep.get("work_pool"), dict)
+            else None
+        )
         if not isinstance(pool, str) or not pool:
             problems.append(
                 f"{where}.work_pool.name: missing; name the device's pool, e.g. hilnas-cpu"

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
 from hilnas.pipeline.fronts import NB201Problem, nb201_problem
 
 __all__ = [

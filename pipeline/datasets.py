@@ -79,7 +79,9 @@ class DatasetSplits:
         }
 
 
-def dataset_model_config(name: str, channels: int, cells_per_stage: int, reduction: str | None = None):
+def dataset_model_config(
+    name: str, channels: int, cells_per_stage: int, reduction: str | None = None
+):
     """The skeleton for a dataset without loading it (digits: 1x8x8, CIFAR-10: 3x32x32)."""
     from hilnas.pipeline.spaces import ModelConfig
 
@@ -117,7 +119,9 @@ def _standardise(x: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
 def _to_splits(name, x, y, train, val, test, seed, source, num_classes) -> DatasetSplits:
     import torch
 
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a))
+
     return DatasetSplits(
         name=name,
         train_x=t(x[train]),
@@ -134,7 +138,9 @@ def _to_splits(name, x, y, train, val, test, seed, source, num_classes) -> Datas
     )
 
 
-def load_digits(*, seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2) -> DatasetSplits:
+def load_digits(
+    *, seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2
+) -> DatasetSplits:
     """scikit-learn's handwritten digits: 1,797 images of 1x8x8, 10 classes (no download)."""
     try:
         from sklearn.datasets import load_digits as _load
@@ -146,7 +152,17 @@ def load_digits(*, seed: int = 0, val_fraction: float = 0.2, test_fraction: floa
     x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
     y = bunch.target.astype(np.int64)
     train, val, test = _split(len(y), seed, val_fraction, test_fraction)
-    return _to_splits("digits", _standardise(x, train), y, train, val, test, seed, "sklearn.datasets.load_digits", 10)
+    return _to_splits(
+        "digits",
+        _standardise(x, train),
+        y,
+        train,
+        val,
+        test,
+        seed,
+        "sklearn.datasets.load_digits",
+        10,
+    )
 
 
 def _find_cifar_dir(root: Path) -> Path:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from hilnas.pipeline import mo
 
 __all__ = [
@@ -257,7 +256,7 @@ def _record(point: Any, objectives: tuple[str, ...]) -> dict[str, Any]:
                         f"front point has {len(raw)} objective values for {len(objectives)} "
                         f"objectives {objectives}"
                     )
-                values = dict(zip(objectives, raw))
+                values = dict(zip(objectives, raw, strict=False))
             break
     if values is None:
         values = {o: rec.pop(o) for o in objectives if o in rec}
@@ -319,7 +318,7 @@ def write_front_json(
     pareto = np.zeros(len(records), dtype=bool)
     if ok.any():
         pareto[np.flatnonzero(ok)[mo.pareto_mask(V[ok])]] = True
-    for rec, flag in zip(records, pareto):
+    for rec, flag in zip(records, pareto, strict=False):
         rec["pareto"] = bool(flag)
     doc = {
         "schema": FRONT_SCHEMA,
@@ -397,7 +396,7 @@ def plot_front_png(
     ncols = len(pairs)
     fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.2), squeeze=False)
     sc = None
-    for ax, (xi, yi) in zip(axes[0], pairs):
+    for ax, (xi, yi) in zip(axes[0], pairs, strict=False):
         if R is not None and len(R):
             ax.scatter(R[:, xi], R[:, yi], s=8, c="0.75", label=reference_label, zorder=1)
         ok = np.all(np.isfinite(V[:, [xi, yi]]), axis=1)

@@ -177,7 +177,9 @@ class MetaHypernetwork(nn.Module):
         if num_objectives < 2:
             raise ValueError(f"a preference needs at least 2 objectives, got {num_objectives}")
         if embed_dim < 1 or num_decisions < 1 or num_options < 2 or hidden < 1 or layers < 1:
-            raise ValueError("embed_dim, num_decisions, hidden and layers must be >= 1, options >= 2")
+            raise ValueError(
+                "embed_dim, num_decisions, hidden and layers must be >= 1, options >= 2"
+            )
         if frequencies < 0:
             raise ValueError(f"frequencies must be >= 0, got {frequencies}")
         self.num_objectives = num_objectives

@@ -174,11 +174,23 @@ class TargetEmbedding:
             raise PredictorError(f"network must be one of {', '.join(NETWORKS)}, got {network!r}")
         r = np.asarray(raw, dtype=np.float64).reshape(-1)
         if r.shape != (len(refdata.load_nb201().reference_indices),):
-            raise PredictorError(f"an embedding has one value per reference architecture (10), got {r.shape}")
+            raise PredictorError(
+                f"an embedding has one value per reference architecture (10), got {r.shape}"
+            )
         if not np.all(np.isfinite(r)) or np.any(r <= 0):
-            raise PredictorError(f"reference values of {name!r} must be finite and positive, got {r.tolist()}")
-        sc = np.zeros((0, 6), dtype=np.int64) if support_codes is None else np.asarray(support_codes, np.int64).reshape(-1, 6)
-        sv = np.zeros(0) if support_values is None else np.asarray(support_values, np.float64).reshape(-1)
+            raise PredictorError(
+                f"reference values of {name!r} must be finite and positive, got {r.tolist()}"
+            )
+        sc = (
+            np.zeros((0, 6), dtype=np.int64)
+            if support_codes is None
+            else np.asarray(support_codes, np.int64).reshape(-1, 6)
+        )
+        sv = (
+            np.zeros(0)
+            if support_values is None
+            else np.asarray(support_values, np.float64).reshape(-1)
+        )
         if len(sc) != len(sv):
             raise PredictorError("support_codes and support_values differ in length")
         if len(sv) and (not np.all(np.isfinite(sv)) or np.any(sv <= 0)):
@@ -188,7 +200,12 @@ class TargetEmbedding:
     def with_support(self, codes: np.ndarray, values: np.ndarray) -> TargetEmbedding:
         """The same embedding with (other) few-shot measurements."""
         return TargetEmbedding.from_raw(
-            self.name, self.metric, self.raw, support_codes=codes, support_values=values, source=self.source,
+            self.name,
+            self.metric,
+            self.raw,
+            support_codes=codes,
+            support_values=values,
+            source=self.source,
             network=self.network,
         )
 
@@ -215,7 +232,12 @@ def _refdata_column(name: str, metric: str) -> np.ndarray:
 
 
 def embedding_from_table(
-    name: str, metric: str, table: Mapping[str, float], *, source: str = "store", network: str = "unknown"
+    name: str,
+    metric: str,
+    table: Mapping[str, float],
+    *,
+    source: str = "store",
+    network: str = "unknown",
 ) -> TargetEmbedding:
     """Embedding of a target from its measurements (arch string -> value).
 
@@ -242,7 +264,13 @@ def embedding_from_table(
     codes = np.array([sp.parse(a) for a, _ in extra], dtype=np.int64).reshape(-1, 6)
     values = np.array([v for _, v in extra], dtype=np.float64)
     return TargetEmbedding.from_raw(
-        name, metric, raw, support_codes=codes, support_values=values, source=source, network=network
+        name,
+        metric,
+        raw,
+        support_codes=codes,
+        support_values=values,
+        source=source,
+        network=network,
     )
 
 
@@ -263,7 +291,11 @@ def _resolve_local_alias(name: str, store: MeasurementStore) -> str | None:
 
 
 def embedding_for(
-    name: str, metric: str = "latency_ms", store: MeasurementStore | None = None, *, with_support: bool = True
+    name: str,
+    metric: str = "latency_ms",
+    store: MeasurementStore | None = None,
+    *,
+    with_support: bool = True,
 ) -> TargetEmbedding:
     """The embedding of a target for a metric.
 
@@ -285,7 +317,9 @@ def embedding_for(
         try:
             from hilnas.pipeline.store import MeasurementStore
         except ModuleNotFoundError as exc:  # pragma: no cover - store not installed
-            raise NoEmbeddingError(f"unknown target {name!r} and no measurement store ({exc})") from exc
+            raise NoEmbeddingError(
+                f"unknown target {name!r} and no measurement store ({exc})"
+            ) from exc
         store = MeasurementStore()
     try:
         target = store.resolve_target(name)
@@ -297,13 +331,21 @@ def embedding_for(
     if not table:
         raise NoEmbeddingError(
             f"target {target!r} has no {metric} measurements, so it has no {metric} embedding"
-            + ("; energy needs a measured energy counter or an energy_mj column on import" if metric == "energy_mj" else "")
+            + (
+                "; energy needs a measured energy counter or an energy_mj column on import"
+                if metric == "energy_mj"
+                else ""
+            )
         )
     # a configuration key (device/ep/threads/batch) was measured by hilnas on its own (pruned)
     # networks; an external device's networks are unknown
     network = "pruned" if "/" in target else "unknown"
     emb = embedding_from_table(target, metric, table, source="store", network=network)
-    return emb if with_support else TargetEmbedding.from_raw(target, metric, emb.raw, source="store", network=network)
+    return (
+        emb
+        if with_support
+        else TargetEmbedding.from_raw(target, metric, emb.raw, source="store", network=network)
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -363,7 +405,9 @@ class MetaPredictor(nn.Module):
         super().__init__()
         self.metric = _check_metric(metric)
         if feature_set not in FEATURE_SETS:
-            raise PredictorError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
+            raise PredictorError(
+                f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}"
+            )
         if mode not in ("mixture", "gauss"):
             raise PredictorError(f"mode must be 'mixture' or 'gauss', got {mode!r}")
         self.feature_set = feature_set
@@ -374,9 +418,13 @@ class MetaPredictor(nn.Module):
         f = feature_dim(self.blocks)
         self.register_buffer("device_weights", torch.zeros(num_devices, f, dtype=torch.float64))
         self.register_buffer("prior_cov", torch.eye(f, dtype=torch.float64))
-        self.register_buffer("kernel_scales", torch.tensor(list(kernel_scales), dtype=torch.float64))
+        self.register_buffer(
+            "kernel_scales", torch.tensor(list(kernel_scales), dtype=torch.float64)
+        )
         self.register_buffer("noises", torch.tensor(list(noises), dtype=torch.float64))
-        self.register_buffer("ref_onehot", torch.from_numpy(one_hot_codes(reference_codes())).double())
+        self.register_buffer(
+            "ref_onehot", torch.from_numpy(one_hot_codes(reference_codes())).double()
+        )
         self.metadata: dict[str, Any] = {}
         self._cache: dict[Any, Any] = {}
         t = torch.eye(f, dtype=torch.float64)
@@ -430,11 +478,15 @@ class MetaPredictor(nn.Module):
                 )
             codes = np.concatenate([reference_codes(), emb.support_codes.reshape(-1, 6)])
             values = np.concatenate([emb.raw, emb.support_values])
-            return torch.from_numpy(one_hot_codes(codes)).double(), torch.as_tensor(values, dtype=torch.float64)
+            return torch.from_numpy(one_hot_codes(codes)).double(), torch.as_tensor(
+                values, dtype=torch.float64
+            )
         raw = torch.as_tensor(emb, dtype=torch.float64).detach().cpu()
         return self.ref_onehot, raw
 
-    def _components(self, network: str = "unknown") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _components(
+        self, network: str = "unknown"
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Prior means ``(C, F)``, covariances ``(C, F, F)``, noise variances ``(C,)``, log prior ``(C,)``."""
         f = self.num_features
         dev = self.prior_cov.device
@@ -462,7 +514,9 @@ class MetaPredictor(nn.Module):
         cm = m.repeat_interleave(len(nz), 0)
         cs = s.repeat_interleave(len(nz), 0)
         cn = nz.repeat(len(means))
-        lp = torch.tensor(logp, dtype=torch.float64, device=dev).repeat_interleave(len(nz), 0) - math.log(len(nz))
+        lp = torch.tensor(logp, dtype=torch.float64, device=dev).repeat_interleave(
+            len(nz), 0
+        ) - math.log(len(nz))
         return cm, cs, cn, lp
 
     def posterior(
@@ -476,7 +530,10 @@ class MetaPredictor(nn.Module):
         if torch.any(~torch.isfinite(values)) or torch.any(values <= 0):
             raise PredictorError("measured values must be finite and positive")
         dev = self.prior_cov.device
-        support_onehot, values = support_onehot.to(dev, torch.float64), values.to(dev, torch.float64)
+        support_onehot, values = (
+            support_onehot.to(dev, torch.float64),
+            values.to(dev, torch.float64),
+        )
         a = self.features(support_onehot)  # (n, F)
         n_ref = self.ref_onehot.shape[0]
         scale = values[..., :n_ref].mean(-1)  # (...)
@@ -507,7 +564,11 @@ class MetaPredictor(nn.Module):
 
     # ----- prediction ----------------------------------------------------------------------
     def predict(
-        self, arch_onehot: torch.Tensor, emb: TargetEmbedding | torch.Tensor, *, network: str | None = None
+        self,
+        arch_onehot: torch.Tensor,
+        emb: TargetEmbedding | torch.Tensor,
+        *,
+        network: str | None = None,
     ) -> torch.Tensor:
         """Cost ``(B,)`` in the target's units (ms or mJ) of architectures ``(B, 6, 5)``.
 
@@ -538,7 +599,9 @@ class MetaPredictor(nn.Module):
                 raise PredictorError(
                     f"per-architecture embeddings must have shape (B, 10) = ({x.shape[0]}, 10), got {tuple(raw.shape)}"
                 )
-            uniq, inverse = torch.unique(raw, dim=0, return_inverse=True)  # a batch holds few targets
+            uniq, inverse = torch.unique(
+                raw, dim=0, return_inverse=True
+            )  # a batch holds few targets
             w, scale = self.posterior(self.ref_onehot, uniq, network)  # (U, F), (U,)
             w, scale = w[inverse].to(x.device), scale[inverse].to(x.device)
             phi = self.features(x.to(torch.float64))
@@ -547,12 +610,18 @@ class MetaPredictor(nn.Module):
         return out.to(dtype)
 
     def forward(
-        self, arch_onehot: torch.Tensor, emb: TargetEmbedding | torch.Tensor, *, network: str | None = None
+        self,
+        arch_onehot: torch.Tensor,
+        emb: TargetEmbedding | torch.Tensor,
+        *,
+        network: str | None = None,
     ) -> torch.Tensor:
         return self.predict(arch_onehot, emb, network=network)
 
     @torch.no_grad()
-    def predict_codes(self, codes: np.ndarray | Sequence[Sequence[int]], emb: TargetEmbedding, batch: int = 8192) -> np.ndarray:
+    def predict_codes(
+        self, codes: np.ndarray | Sequence[Sequence[int]], emb: TargetEmbedding, batch: int = 8192
+    ) -> np.ndarray:
         """Predictions (float64 numpy) for integer architecture codes ``(N, 6)``."""
         c = np.asarray(codes, dtype=np.int64).reshape(-1, 6)
         sup_x, sup_v = self._support(emb)
@@ -562,7 +631,9 @@ class MetaPredictor(nn.Module):
         for i in range(0, len(c), batch):
             x = torch.from_numpy(one_hot_codes(c[i : i + batch])).double()
             lb = _skeleton_bound(x, sup_v[: self.ref_onehot.shape[0]].min(), scale)
-            out[i : i + batch] = ((lb + _smooth_positive(self.features(x) @ w - lb, self.floor)) * scale).numpy()
+            out[i : i + batch] = (
+                (lb + _smooth_positive(self.features(x) @ w - lb, self.floor)) * scale
+            ).numpy()
         return out
 
     @torch.no_grad()
@@ -590,8 +661,14 @@ def refdata_training_targets(
 ) -> list[TrainingTarget]:
     ref = refdata.load_nb201()
     codes = ref.arch_codes.astype(np.int64)
-    out = [TrainingTarget(d, "latency_ms", codes, np.asarray(ref.latency(d), np.float64), "unpruned") for d in latency_devices]
-    out += [TrainingTarget(d, "energy_mj", codes, np.asarray(ref.energy(d), np.float64), "unpruned") for d in energy_devices]
+    out = [
+        TrainingTarget(d, "latency_ms", codes, np.asarray(ref.latency(d), np.float64), "unpruned")
+        for d in latency_devices
+    ]
+    out += [
+        TrainingTarget(d, "energy_mj", codes, np.asarray(ref.energy(d), np.float64), "unpruned")
+        for d in energy_devices
+    ]
     return out
 
 
@@ -601,18 +678,30 @@ DEFAULT_HYPER: dict[str, Any] = {
     "ridge": 1e-3,  # per-device weight fit (absolute, on the scale-normalised targets)
     "iso": 1e-4,  # isotropic part of every prior covariance (lets data move unseen directions)
     "kernel_scales": (0.03, 0.1, 0.3),  # covariance scales of the per-device components
-    "noises": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),  # noise variances averaged over by evidence
+    "noises": (
+        1e-4,
+        3e-4,
+        1e-3,
+        3e-3,
+        1e-2,
+        3e-2,
+        1e-1,
+    ),  # noise variances averaged over by evidence
     "floor": 0.02,
 }
 
 
-def _fingerprint(targets: Sequence[TrainingTarget], seed: int, hyper: Mapping[str, Any], metric: str) -> dict[str, Any]:
+def _fingerprint(
+    targets: Sequence[TrainingTarget], seed: int, hyper: Mapping[str, Any], metric: str
+) -> dict[str, Any]:
     ref = refdata.load_nb201()
     ext = {}
     ref_names = set(ref.latency_devices) | set(ref.energy_devices)
     for t in targets:
         if t.name not in ref_names:
-            h = hashlib.sha256(np.ascontiguousarray(t.codes).tobytes() + np.ascontiguousarray(t.values).tobytes())
+            h = hashlib.sha256(
+                np.ascontiguousarray(t.codes).tobytes() + np.ascontiguousarray(t.values).tobytes()
+            )
             ext[f"{t.name}:{t.metric}"] = h.hexdigest()
     return {
         "format_version": FORMAT_VERSION,
@@ -647,7 +736,9 @@ def train_meta_predictor(
     h.update(hyper or {})
     unknown = set(h) - set(DEFAULT_HYPER)
     if unknown:
-        raise PredictorError(f"unknown hyper-parameters {sorted(unknown)}; known: {sorted(DEFAULT_HYPER)}")
+        raise PredictorError(
+            f"unknown hyper-parameters {sorted(unknown)}; known: {sorted(DEFAULT_HYPER)}"
+        )
     if latency_devices is None:
         latency_devices = refdata.MODNAS_TRAIN_DEVICES
     if energy_devices is None:
@@ -662,7 +753,9 @@ def train_meta_predictor(
     full = [t for t in targets if len(t.values) >= MIN_FULL_FIT]
     sparse = [t for t in targets if len(t.values) < MIN_FULL_FIT]
     if len(full) < 2:
-        raise PredictorError(f"training the meta-predictor needs at least 2 targets with {MIN_FULL_FIT}+ measurements")
+        raise PredictorError(
+            f"training the meta-predictor needs at least 2 targets with {MIN_FULL_FIT}+ measurements"
+        )
     ws = []
     feats: dict[int, np.ndarray] = {}
     for t in full:
@@ -687,10 +780,15 @@ def train_meta_predictor(
             rest = ~np.isin(keys, _codes_key(ref_codes))
             codes = np.concatenate([ref_codes, t.codes[rest]])
             vals = np.concatenate([ref_vals, t.values[rest]])
-            w, _ = base.posterior(torch.from_numpy(one_hot_codes(codes)).double(), torch.from_numpy(vals), t.network)
+            w, _ = base.posterior(
+                torch.from_numpy(one_hot_codes(codes)).double(), torch.from_numpy(vals), t.network
+            )
             ws.append(w.numpy())
     model = _assemble(metric, h, np.stack(ws))
-    model.metadata = {"fingerprint": _fingerprint(targets, seed, h, metric), "kind": "hierarchical-linear"}
+    model.metadata = {
+        "fingerprint": _fingerprint(targets, seed, h, metric),
+        "kind": "hierarchical-linear",
+    }
     return model
 
 
@@ -700,8 +798,14 @@ MIN_FULL_FIT = 2000
 
 def _assemble(metric: str, h: Mapping[str, Any], W: np.ndarray) -> MetaPredictor:
     model = MetaPredictor(
-        metric=metric, feature_set=h["feature_set"], num_devices=len(W), kernel_scales=h["kernel_scales"],
-        noises=h["noises"], iso=h["iso"], mode=h["mode"], floor=h["floor"],
+        metric=metric,
+        feature_set=h["feature_set"],
+        num_devices=len(W),
+        kernel_scales=h["kernel_scales"],
+        noises=h["noises"],
+        iso=h["iso"],
+        mode=h["mode"],
+        floor=h["floor"],
     )
     model.device_weights.copy_(torch.from_numpy(W))
     model.prior_cov.copy_(torch.from_numpy(np.cov(W.T, bias=False)))
@@ -714,7 +818,10 @@ def _codes_key(codes: np.ndarray) -> np.ndarray:
 
 def _lookup(want: np.ndarray, codes: np.ndarray, values: np.ndarray) -> np.ndarray | None:
     """Values of ``want`` codes in (codes, values), or None when one is missing."""
-    key = lambda c: (c.astype(np.int64) @ (5 ** np.arange(5, -1, -1)))
+
+    def key(c: np.ndarray) -> np.ndarray:
+        return c.astype(np.int64) @ (5 ** np.arange(5, -1, -1))
+
     pos = {int(k): i for i, k in enumerate(key(np.asarray(codes).reshape(-1, 6)))}
     idx = [pos.get(int(k)) for k in key(np.asarray(want).reshape(-1, 6))]
     if any(i is None for i in idx):
@@ -722,19 +829,25 @@ def _lookup(want: np.ndarray, codes: np.ndarray, values: np.ndarray) -> np.ndarr
     return np.asarray(values)[idx]
 
 
-def store_training_targets(store: MeasurementStore, metric: str = "latency_ms", min_count: int = 30) -> list[TrainingTarget]:
+def store_training_targets(
+    store: MeasurementStore, metric: str = "latency_ms", min_count: int = 30
+) -> list[TrainingTarget]:
     """Targets of the store with their reference architectures and at least ``min_count`` values."""
     sp = _space()
     out = []
     for target in store.targets():
-        table = store.latency_table(target) if metric == "latency_ms" else store.energy_table(target)
+        table = (
+            store.latency_table(target) if metric == "latency_ms" else store.energy_table(target)
+        )
         if len(table) < min_count:
             continue
         codes = np.array([sp.parse(a) for a in table], dtype=np.int64)
         values = np.array(list(table.values()), dtype=np.float64)
         if _lookup(reference_codes(), codes, values) is None:
             continue
-        out.append(TrainingTarget(target, metric, codes, values, "pruned" if "/" in target else "unknown"))
+        out.append(
+            TrainingTarget(target, metric, codes, values, "pruned" if "/" in target else "unknown")
+        )
     return out
 
 
@@ -780,7 +893,9 @@ def save_meta_predictor(model: MetaPredictor, path: str | os.PathLike[str]) -> t
     return st, js
 
 
-def read_meta_predictor(path: str | os.PathLike[str], *, metric: str | None = None, check_refdata: bool = True) -> MetaPredictor:
+def read_meta_predictor(
+    path: str | os.PathLike[str], *, metric: str | None = None, check_refdata: bool = True
+) -> MetaPredictor:
     """Load saved weights after checking their metadata; :class:`PredictorFingerprintError` else."""
     from safetensors.torch import load
 
@@ -789,7 +904,9 @@ def read_meta_predictor(path: str | os.PathLike[str], *, metric: str | None = No
         base = base.with_suffix("")
     st, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
     if not st.is_file() or not js.is_file():
-        raise FileNotFoundError(f"predictor weights {st} / {js} not found; recreate them with `hilnas fit --meta`")
+        raise FileNotFoundError(
+            f"predictor weights {st} / {js} not found; recreate them with `hilnas fit --meta`"
+        )
     try:
         meta = json.loads(js.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -807,20 +924,28 @@ def read_meta_predictor(path: str | os.PathLike[str], *, metric: str | None = No
         problems.append(f"search space {fp.get('space')!r} != {SPACE!r}")
     if metric is not None and meta.get("metric") != metric:
         problems.append(f"metric {meta.get('metric')!r} != requested {metric!r}")
-    if meta.get("feature_set") not in FEATURE_SETS or tuple(meta.get("blocks", ())) != FEATURE_SETS.get(meta.get("feature_set"), None):
-        problems.append(f"feature set {meta.get('feature_set')!r} is unknown to this hilnas version")
+    if meta.get("feature_set") not in FEATURE_SETS or tuple(
+        meta.get("blocks", ())
+    ) != FEATURE_SETS.get(meta.get("feature_set"), None):
+        problems.append(
+            f"feature set {meta.get('feature_set')!r} is unknown to this hilnas version"
+        )
     if check_refdata and fp.get("refdata_sha256") != refdata.load_nb201().sha256:
         problems.append("trained on different reference data (refdata sha256 differs)")
     if problems:
         raise PredictorFingerprintError(
-            f"cannot use predictor weights {st}: " + "; ".join(problems) + ". Retrain them with `hilnas fit --meta`"
+            f"cannot use predictor weights {st}: "
+            + "; ".join(problems)
+            + ". Retrain them with `hilnas fit --meta`"
         )
     tensors = load(blob)
     try:
         model = MetaPredictor(**meta["config"])
         model.load_state_dict(tensors, strict=True)
     except (RuntimeError, TypeError, KeyError, PredictorError) as exc:
-        raise PredictorFingerprintError(f"predictor weights {st} do not fit this model: {exc}") from exc
+        raise PredictorFingerprintError(
+            f"predictor weights {st} do not fit this model: {exc}"
+        ) from exc
     model.metadata = {k: v for k, v in meta.items() if k in ("fingerprint", "kind")}
     model.eval()
     return model
@@ -836,7 +961,9 @@ def user_weights_path(metric: str = "latency_ms") -> Path:
     return home_dir() / "models" / f"meta_predictor_{_check_metric(metric)}"
 
 
-def load_meta_predictor(metric: str = "latency_ms", path: str | os.PathLike[str] | None = None, *, source: str = "auto") -> MetaPredictor:
+def load_meta_predictor(
+    metric: str = "latency_ms", path: str | os.PathLike[str] | None = None, *, source: str = "auto"
+) -> MetaPredictor:
     """The trained meta-predictor for a metric.
 
     ``path`` names saved weights explicitly. Otherwise ``source`` picks: ``"auto"`` the weights
@@ -880,7 +1007,11 @@ def within(pred: np.ndarray, true: np.ndarray, tol: float = 0.10) -> float:
 
 
 def quality(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    return {"spearman": spearman(pred, true), "kendall": kendall(pred, true), "within10": within(pred, true)}
+    return {
+        "spearman": spearman(pred, true),
+        "kendall": kendall(pred, true),
+        "within10": within(pred, true),
+    }
 
 
 __all__ = [

@@ -73,7 +73,11 @@ def data_sha256(emb: TargetEmbedding) -> str:
 
 
 def _ridge_fit(
-    x: np.ndarray, y: np.ndarray, penalised: np.ndarray, weights: np.ndarray | None = None, alphas=ALPHAS
+    x: np.ndarray,
+    y: np.ndarray,
+    penalised: np.ndarray,
+    weights: np.ndarray | None = None,
+    alphas=ALPHAS,
 ) -> tuple[np.ndarray, float]:
     """Weighted ridge; only the ``penalised`` columns are shrunk (the compact whole-cell blocks
     are not); alpha by weighted leave-one-out error (closed form)."""
@@ -99,7 +103,9 @@ def _ridge_fit(
     return best[1], best[2]
 
 
-def _nnls_fit(x: np.ndarray, y: np.ndarray, penalised: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+def _nnls_fit(
+    x: np.ndarray, y: np.ndarray, penalised: np.ndarray, weights: np.ndarray, alpha: float
+) -> np.ndarray:
     """Weighted non-negative least squares with ridge shrinkage on the ``penalised`` columns."""
     from scipy.optimize import nnls
 
@@ -197,7 +203,9 @@ def _floor_for(codes: np.ndarray, raw_refs: np.ndarray) -> np.ndarray:
     return np.where(disc > 0.5, 0.02 * float(np.mean(raw_refs)), skeleton_floor(raw_refs))
 
 
-def _fit_kind(kind: str, emb: TargetEmbedding, codes: np.ndarray, values: np.ndarray, feature_set: str):
+def _fit_kind(
+    kind: str, emb: TargetEmbedding, codes: np.ndarray, values: np.ndarray, feature_set: str
+):
     """Fit one candidate on (refs + given support); returns a predict(codes) function and extras."""
     sub = emb.with_support(codes, values)
     if kind == "meta":
@@ -210,7 +218,10 @@ def _fit_kind(kind: str, emb: TargetEmbedding, codes: np.ndarray, values: np.nda
     x = features_np(all_codes, FEATURE_SETS[feature_set])
     scale = float(np.mean(emb.raw))
     blocks = FEATURE_SETS[feature_set]
-    floor = lambda c: _floor_for(c, emb.raw)
+
+    def floor(c: np.ndarray) -> np.ndarray:
+        return _floor_for(c, emb.raw)
+
     pen = _penalised(feature_set)
     if kind == "ridge":  # relative squared error: weights 1 / y^2 (capped for near-zero artefacts)
         y = all_vals / scale
@@ -229,13 +240,20 @@ def _fit_kind(kind: str, emb: TargetEmbedding, codes: np.ndarray, values: np.nda
 
 
 def cross_validate(
-    emb: TargetEmbedding, *, folds: int = 5, seed: int = 0, kinds=CANDIDATES, feature_set: str = DEFAULT_FEATURE_SET
+    emb: TargetEmbedding,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    kinds=CANDIDATES,
+    feature_set: str = DEFAULT_FEATURE_SET,
 ) -> dict[str, dict[str, float]]:
     """k-fold CV over the non-reference measurements: per kind, mean Spearman, Kendall, within10."""
     codes, values = emb.support_codes, emb.support_values
     n = len(values)
     if n < max(folds, 2):
-        raise PredictorError(f"{emb.name!r} has {n} measurements besides the references; CV needs at least {folds}")
+        raise PredictorError(
+            f"{emb.name!r} has {n} measurements besides the references; CV needs at least {folds}"
+        )
     order = np.random.default_rng(seed).permutation(n)
     parts = np.array_split(order, folds)
     out: dict[str, dict[str, float]] = {}
@@ -255,7 +273,12 @@ def cross_validate(
 
 
 def fit_device_predictor(
-    emb: TargetEmbedding, *, folds: int = 5, seed: int = 0, feature_set: str = DEFAULT_FEATURE_SET, kinds=CANDIDATES
+    emb: TargetEmbedding,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    feature_set: str = DEFAULT_FEATURE_SET,
+    kinds=CANDIDATES,
 ) -> DevicePredictor:
     """Choose the best candidate by CV and refit it on all measurements of the target."""
     if len(emb.support_values) < MIN_EXTRA:
@@ -268,10 +291,16 @@ def fit_device_predictor(
     best = min(kinds, key=lambda k: (cv[k]["mean_abs_rel_error"], -cv[k]["spearman"]))
     _, w, a = _fit_kind(best, emb, emb.support_codes, emb.support_values, feature_set)
     return DevicePredictor(
-        target=emb.name, metric=emb.metric, kind=best,
-        feature_set=ADDITIVE_FEATURES if best == "additive" else feature_set, coef=w, alpha=a,
-        data_sha256=data_sha256(emb), n=len(emb.support_values) + len(emb.raw),
-        cv={"chosen": best, **cv}, _emb=emb,
+        target=emb.name,
+        metric=emb.metric,
+        kind=best,
+        feature_set=ADDITIVE_FEATURES if best == "additive" else feature_set,
+        coef=w,
+        alpha=a,
+        data_sha256=data_sha256(emb),
+        n=len(emb.support_values) + len(emb.raw),
+        cv={"chosen": best, **cv},
+        _emb=emb,
     )
 
 
@@ -312,9 +341,16 @@ def load_device_predictor(emb: TargetEmbedding) -> DevicePredictor | None:
         return None  # stale or foreign: the caller falls back to the meta-predictor
     coef = None if meta.get("coef") is None else np.asarray(meta["coef"], dtype=np.float64)
     return DevicePredictor(
-        target=emb.name, metric=emb.metric, kind=meta["kind"], feature_set=meta["feature_set"],
-        coef=coef, alpha=meta.get("alpha"), data_sha256=meta["data_sha256"], n=int(meta.get("n", 0)),
-        cv=meta.get("cv", {}), _emb=emb,
+        target=emb.name,
+        metric=emb.metric,
+        kind=meta["kind"],
+        feature_set=meta["feature_set"],
+        coef=coef,
+        alpha=meta.get("alpha"),
+        data_sha256=meta["data_sha256"],
+        n=int(meta.get("n", 0)),
+        cv=meta.get("cv", {}),
+        _emb=emb,
     )
 
 
@@ -367,15 +403,24 @@ def fit_store_targets(
         for metric in P.METRICS:
             extra = P.store_training_targets(store, metric)
             if not extra and meta_only_with_store_targets:
-                report.meta[metric] = {"status": "shipped", "reason": "no store target with enough measurements"}
+                report.meta[metric] = {
+                    "status": "shipped",
+                    "reason": "no store target with enough measurements",
+                }
                 continue
-            model = P.train_meta_predictor(metric, latency_devices=meta_latency_devices, extra_targets=extra, seed=seed)
+            model = P.train_meta_predictor(
+                metric, latency_devices=meta_latency_devices, extra_targets=extra, seed=seed
+            )
             st, _ = P.save_meta_predictor(model, P.user_weights_path(metric))
             report.meta[metric] = {
-                "status": "refit", "path": str(st), "targets": model.metadata["fingerprint"]["training_targets"],
+                "status": "refit",
+                "path": str(st),
+                "targets": model.metadata["fingerprint"]["training_targets"],
                 "store_targets": [t.name for t in extra],
             }
-            say(f"meta-predictor {metric}: refit on {len(report.meta[metric]['targets'])} targets -> {st}")
+            say(
+                f"meta-predictor {metric}: refit on {len(report.meta[metric]['targets'])} targets -> {st}"
+            )
     targets = [store.resolve_target(t) for t in devices] if devices else store.targets()
     for target in targets:
         for metric in P.METRICS:
@@ -390,7 +435,10 @@ def fit_store_targets(
                 continue  # no such measurements (e.g. energy unknown on this CPU)
             row["n"] = len(emb.raw) + len(emb.support_values)
             if len(emb.support_values) < MIN_EXTRA:
-                row.update(status="meta only", reason=f"fewer than {MIN_EXTRA} measurements besides the references")
+                row.update(
+                    status="meta only",
+                    reason=f"fewer than {MIN_EXTRA} measurements besides the references",
+                )
                 report.devices.append(row)
                 continue
             model = fit_device_predictor(emb, folds=folds, seed=seed)
@@ -398,6 +446,8 @@ def fit_store_targets(
             row.update(status="fitted", chosen=model.kind, cv=model.cv, path=str(path))
             report.devices.append(row)
             chosen = model.cv[model.kind]
-            say(f"per-device {metric} predictor of {target}: {model.kind}, CV within +-10% "
-                f"{chosen['within10']:.1%}, Spearman {chosen['spearman']:.3f}")
+            say(
+                f"per-device {metric} predictor of {target}: {model.kind}, CV within +-10% "
+                f"{chosen['within10']:.1%}, Spearman {chosen['spearman']:.3f}"
+            )
     return report

@@ -45,8 +45,15 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "additive": ("bias", "used_ops", "used_adds"),
 }
 BLOCK_SIZES = {
-    "bias": 1, "ops": 24, "live_ops": 24, "live_counts": 4, "unique_pools": 3, "adds": 1, "disconnected": 1,
-    "used_ops": 24, "used_adds": 1,
+    "bias": 1,
+    "ops": 24,
+    "live_ops": 24,
+    "live_counts": 4,
+    "unique_pools": 3,
+    "adds": 1,
+    "disconnected": 1,
+    "used_ops": 24,
+    "used_adds": 1,
 }
 #: Blocks that describe a whole cell with few numbers (not penalised by the per-device ridge).
 COMPACT_BLOCKS = ("bias", "live_counts", "unique_pools", "adds", "disconnected")
@@ -131,7 +138,9 @@ def arch_features(x: torch.Tensor, blocks: tuple[str, ...]) -> torch.Tensor:
         elif block == "adds":
             total = torch.zeros_like(live[:, 0])
             for dst in (1, 2, 3):
-                inputs = sum(on[:, e] * live[:, src] for e, (d, src) in enumerate(EDGES) if d == dst)
+                inputs = sum(
+                    on[:, e] * live[:, src] for e, (d, src) in enumerate(EDGES) if d == dst
+                )
                 total = total + inputs - live[:, dst]
             parts.append(total.unsqueeze(1))
         elif block in ("used_ops", "used_adds"):
@@ -144,8 +153,12 @@ def arch_features(x: torch.Tensor, blocks: tuple[str, ...]) -> torch.Tensor:
             else:
                 total = torch.zeros_like(live[:, 0])
                 for dst in (1, 2, 3):
-                    inputs = sum(on[:, e] * used[:, e] for e, (d, _) in enumerate(EDGES) if d == dst)
-                    total = total + torch.clamp(inputs - 1.0, min=0.0) * (useful[:, dst] if dst < 3 else 1.0)
+                    inputs = sum(
+                        on[:, e] * used[:, e] for e, (d, _) in enumerate(EDGES) if d == dst
+                    )
+                    total = total + torch.clamp(inputs - 1.0, min=0.0) * (
+                        useful[:, dst] if dst < 3 else 1.0
+                    )
                 parts.append(total.unsqueeze(1))
         elif block == "disconnected":
             parts.append((1.0 - live[:, 3]).unsqueeze(1))

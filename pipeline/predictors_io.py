@@ -46,7 +46,10 @@ class DeviceMeasurements:
         return any(e is not None for e in self.energy_mj)
 
     def rows(self) -> list[tuple[str, float, float | None]]:
-        return [(a, float(lat), e) for a, lat, e in zip(self.archs, self.latency_ms, self.energy_mj)]
+        return [
+            (a, float(lat), e)
+            for a, lat, e in zip(self.archs, self.latency_ms, self.energy_mj, strict=False)
+        ]
 
 
 def _listed(problems: Sequence[str]) -> str:
@@ -71,7 +74,9 @@ def _number(text: Any, what: str, *, required: bool) -> tuple[float | None, str 
     return v, None
 
 
-def parse_measurements_csv(text: str, *, source: str = "CSV", require_references: bool = True) -> DeviceMeasurements:
+def parse_measurements_csv(
+    text: str, *, source: str = "CSV", require_references: bool = True
+) -> DeviceMeasurements:
     """Validate a device CSV (columns ``arch``, ``latency_ms``, optional ``energy_mj``).
 
     Rejects: missing columns, malformed or unknown architectures, empty/NaN/infinite/non-positive
@@ -110,7 +115,11 @@ def parse_measurements_csv(text: str, *, source: str = "CSV", require_references
             problems.append(f"{where}: {exc}" if raw_arch else f"{where}: arch is empty")
             continue
         lat, p1 = _number(row.get("latency_ms"), "latency_ms", required=True)
-        en, p2 = _number(row.get("energy_mj"), "energy_mj", required=False) if with_energy else (None, None)
+        en, p2 = (
+            _number(row.get("energy_mj"), "energy_mj", required=False)
+            if with_energy
+            else (None, None)
+        )
         bad = [p for p in (p1, p2) if p]
         if bad:
             problems.append(f"{where} ({arch}): " + ", ".join(bad))
@@ -121,7 +130,9 @@ def parse_measurements_csv(text: str, *, source: str = "CSV", require_references
             if not (math.isclose(old_lat, lat, rel_tol=1e-9) and old_en == en):
                 problems.append(
                     f"{where}: {arch} repeats line {old_line} with different values "
-                    f"({lat} vs {old_lat} ms" + (f", {en} vs {old_en} mJ" if with_energy else "") + ")"
+                    f"({lat} vs {old_lat} ms"
+                    + (f", {en} vs {old_en} mJ" if with_energy else "")
+                    + ")"
                 )
             continue
         values[arch] = (lat, en, lineno)
@@ -144,7 +155,8 @@ def parse_measurements_csv(text: str, *, source: str = "CSV", require_references
             if missing_e:
                 raise MissingReferenceError(
                     f"{source} gives energy_mj for some architectures but not for {len(missing_e)} "
-                    "reference architecture(s); nothing was stored. Add energy_mj for: " + ", ".join(missing_e),
+                    "reference architecture(s); nothing was stored. Add energy_mj for: "
+                    + ", ".join(missing_e),
                     missing_e,
                 )
     archs = tuple(values)
@@ -155,7 +167,9 @@ def parse_measurements_csv(text: str, *, source: str = "CSV", require_references
     )
 
 
-def read_measurements_csv(path: str | os.PathLike[str], *, require_references: bool = True) -> DeviceMeasurements:
+def read_measurements_csv(
+    path: str | os.PathLike[str], *, require_references: bool = True
+) -> DeviceMeasurements:
     p = Path(path)
     if not p.is_file():
         raise PredictorError(f"{p} does not exist or is not a file")

@@ -19,11 +19,27 @@ DATA_FILE = Path(__file__).with_name("data") / "nb201.npz"
 
 #: Devices the MODNAS paper trains on, and the six it tests zero-shot (../shared/data/README.md).
 MODNAS_TRAIN_DEVICES: tuple[str, ...] = (
-    "1080ti_1", "1080ti_32", "1080ti_256", "silver_4114", "silver_4210r", "samsung_a50",
-    "pixel3", "essential_ph_1", "samsung_s7", "titanx_1", "titanx_32", "titanx_256", "gold_6240",
+    "1080ti_1",
+    "1080ti_32",
+    "1080ti_256",
+    "silver_4114",
+    "silver_4210r",
+    "samsung_a50",
+    "pixel3",
+    "essential_ph_1",
+    "samsung_s7",
+    "titanx_1",
+    "titanx_32",
+    "titanx_256",
+    "gold_6240",
 )
 MODNAS_TEST_DEVICES: tuple[str, ...] = (
-    "titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss",
+    "titan_rtx_256",
+    "gold_6226",
+    "fpga",
+    "pixel2",
+    "raspi4",
+    "eyeriss",
 )
 
 

@@ -276,9 +276,17 @@ class SearchConfig:
         for name, (value, low) in ints.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SearchError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("epochs", "preferences_per_target", "initial_queries", "threads", "data_limit"):
+        for name in (
+            "epochs",
+            "preferences_per_target",
+            "initial_queries",
+            "threads",
+            "data_limit",
+        ):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
                 raise SearchError(f"{name} must be a positive integer or None, got {value!r}")
         if self.initial_queries is not None and self.initial_queries > self.accuracy_queries:
             raise SearchError(
@@ -311,7 +319,9 @@ class SearchConfig:
                 f"supernet_error must be one of {', '.join(SUPERNET_ERRORS)}, got {self.supernet_error!r}"
             )
         if self.weight_sampling not in ("fair", "uniform"):
-            raise SearchError(f"weight_sampling must be fair or uniform, got {self.weight_sampling!r}")
+            raise SearchError(
+                f"weight_sampling must be fair or uniform, got {self.weight_sampling!r}"
+            )
         if self.sampler not in ("reinmax", "gdas"):
             raise SearchError(f"sampler must be reinmax or gdas, got {self.sampler!r}")
         if self.scalarization not in SCALARIZATIONS:
@@ -325,8 +335,12 @@ class SearchConfig:
                 "CIFAR-10 is read from a local directory: set data_dir to the folder holding "
                 "cifar-10-batches-bin (the binary version)"
             )
-        if self.torch_device not in ("auto", "cpu", "cuda") and not self.torch_device.startswith("cuda:"):
-            raise SearchError(f"torch_device must be auto, cpu or cuda[:N], got {self.torch_device!r}")
+        if self.torch_device not in ("auto", "cpu", "cuda") and not self.torch_device.startswith(
+            "cuda:"
+        ):
+            raise SearchError(
+                f"torch_device must be auto, cpu or cuda[:N], got {self.torch_device!r}"
+            )
         if self.predictor_source not in ("auto", "shipped", "home"):
             raise SearchError(
                 f"predictor_source must be auto, shipped or home, got {self.predictor_source!r}"
@@ -431,7 +445,9 @@ def _embedding_vector(embs: Mapping[str, TargetEmbedding], metrics: Sequence[str
 COST_EPS = 1e-3
 
 
-def scalarize(r: torch.Tensor, costs: torch.Tensor, kind: str, smoothing: float = 0.05) -> torch.Tensor:
+def scalarize(
+    r: torch.Tensor, costs: torch.Tensor, kind: str, smoothing: float = 0.05
+) -> torch.Tensor:
     """Scalarised loss ``(B,)`` of normalised costs ``(B, M)`` in [0, 1] under preferences ``(B, M)``.
 
     ``linear``: ``sum_m r_m c_m``. ``tchebycheff``: a smooth maximum of ``r_m (c_m + eps)`` taken
@@ -498,7 +514,9 @@ class _Target:
     h: Any  # tensor (embed_dim,)
 
 
-def _report(progress: ProgressCallback | None, stage: str, done: int, total: int, message: str = "") -> None:
+def _report(
+    progress: ProgressCallback | None, stage: str, done: int, total: int, message: str = ""
+) -> None:
     if progress is not None:
         progress(SearchProgress(stage, done, total, message))
     log.debug("%s %d/%d %s", stage, done, total, message)
@@ -536,7 +554,7 @@ def _select_queries(
             return query_accuracy(space, codes, column=cfg.accuracy_column)
         new = [c for c in codes if c not in known]
         if new:
-            known.update(zip(new, oracle(new).error_pct.tolist()))
+            known.update(zip(new, oracle(new).error_pct.tolist(), strict=False))
         return AccuracyQueries(tuple(codes), np.array([known[c] for c in codes]), "supernet")
 
     def fit(indices: list[int], round_no: int):
@@ -561,7 +579,9 @@ def _select_queries(
                     counts[int(i)] = counts.get(int(i), 0) + 1
         ranked = sorted(counts, key=lambda i: (-counts[i], err[i]))[:take]
         if len(ranked) < take:  # fronts exhausted: fill with random unseen architectures
-            rest = [i for i in rng.permutation(len(pool)) if int(i) not in seen and int(i) not in ranked]
+            rest = [
+                i for i in rng.permutation(len(pool)) if int(i) not in seen and int(i) not in ranked
+            ]
             ranked += [int(i) for i in rest[: take - len(ranked)]]
         chosen += ranked
         seen.update(ranked)
@@ -588,7 +608,9 @@ class _HardwareCosts:
         self.predictors = predictors
         self.targets = list(targets)
         self.groups: dict[str, list[tuple[str | None, list[int]]]] = {}
-        probe = torch.from_numpy(_onehot(space, np.asarray(space.sample(8, seed=1), dtype=np.int64)))
+        probe = torch.from_numpy(
+            _onehot(space, np.asarray(space.sample(8, seed=1), dtype=np.int64))
+        )
         for m in metrics:
             embs = [t.embeddings[m] for t in targets]
             batched: dict[str, list[int]] = {}
@@ -604,7 +626,9 @@ class _HardwareCosts:
                 groups = [(None, [i]) for i in range(len(embs))]
             self.groups[m] = groups
         self.raw = {
-            m: torch.stack([torch.as_tensor(t.embeddings[m].raw, dtype=torch.float64) for t in targets])
+            m: torch.stack(
+                [torch.as_tensor(t.embeddings[m].raw, dtype=torch.float64) for t in targets]
+            )
             for m in metrics
         }
 
@@ -636,7 +660,9 @@ class _HardwareCosts:
             model = self.predictors[m]
             out = torch.zeros(arch.shape[0], dtype=arch.dtype, device=arch.device)
             for net, idx in self.groups[m]:
-                sel = torch.isin(rows, torch.as_tensor(idx, device=rows.device)).nonzero().squeeze(1)
+                sel = (
+                    torch.isin(rows, torch.as_tensor(idx, device=rows.device)).nonzero().squeeze(1)
+                )
                 if len(sel) == 0:
                     continue
                 if net is None:
@@ -661,7 +687,9 @@ class _Normalizer:
 
         x = np.stack([lo, np.maximum(hi, lo + 1e-9)], axis=-1)
         y = np.broadcast_to(np.array([0.0, 1.0]), x.shape)
-        return cls(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y.copy(), dtype=torch.float32))
+        return cls(
+            torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y.copy(), dtype=torch.float32)
+        )
 
     def to(self, device) -> _Normalizer:
         return _Normalizer(self.x.to(device), self.y.to(device))
@@ -673,7 +701,9 @@ class _Normalizer:
         x, y = self.x[rows], self.y[rows]  # (B, M, L)
         v = raw.unsqueeze(-1)  # (B, M, 1)
         L = x.shape[-1]
-        hi_idx = torch.searchsorted(x.detach().contiguous(), v.detach().contiguous()).clamp(1, L - 1)
+        hi_idx = torch.searchsorted(x.detach().contiguous(), v.detach().contiguous()).clamp(
+            1, L - 1
+        )
         lo_idx = hi_idx - 1
         x0, x1 = x.gather(-1, lo_idx), x.gather(-1, hi_idx)
         y0, y1 = y.gather(-1, lo_idx), y.gather(-1, hi_idx)
@@ -707,13 +737,22 @@ class _PreferenceSampler:
     preferences do, without changing what any preference means.
     """
 
-    def __init__(self, num_objectives: int, fronts: Sequence[np.ndarray] | None, share: float, seed: int, jitter: float = 0.2):
+    def __init__(
+        self,
+        num_objectives: int,
+        fronts: Sequence[np.ndarray] | None,
+        share: float,
+        seed: int,
+        jitter: float = 0.2,
+    ):
         import torch
 
         self.num_objectives = num_objectives
         self.dirichlet = torch.distributions.Dirichlet(torch.ones(num_objectives))
         self.share = share if fronts else 0.0
-        self.aimed = [torch.as_tensor(preferences_for(f), dtype=torch.float32) for f in fronts or []]
+        self.aimed = [
+            torch.as_tensor(preferences_for(f), dtype=torch.float32) for f in fronts or []
+        ]
         self.jitter = jitter
         self.gen = torch.Generator().manual_seed(seed)
 
@@ -741,7 +780,9 @@ class _PreferenceSampler:
         return r
 
 
-def _hypernet_step(cfg, hyper, opt, sampler, hw_costs, normalizer, targets, error_fn, progress_frac, gen, prefs):
+def _hypernet_step(
+    cfg, hyper, opt, sampler, hw_costs, normalizer, targets, error_fn, progress_frac, gen, prefs
+):
     """One MGDA step of the hypernetwork over all targets; returns the mean scalarised loss.
 
     All targets' preferences go through the hypernetwork, the sampler and the cost models as
@@ -761,7 +802,9 @@ def _hypernet_step(cfg, hyper, opt, sampler, hw_costs, normalizer, targets, erro
     r = prefs.sample(rows.cpu()).to(device)
     h = torch.stack([t.h for t in targets]).to(device)[rows]
     logits = hyper(r, h)
-    arch = sampler(_sampling_logits(cfg, logits, progress_frac), progress=progress_frac, generator=gen)
+    arch = sampler(
+        _sampling_logits(cfg, logits, progress_frac), progress=progress_frac, generator=gen
+    )
     costs = _costs(cfg, hw_costs, normalizer, rows, arch, error_fn)
     losses = scalarize(r, costs, cfg.scalarization, cfg.smoothing).view(T, P).mean(1)
     (g_logits,) = torch.autograd.grad(losses.sum(), logits)
@@ -886,13 +929,17 @@ def run_search(
         extra: dict[str, Any] = {}
         surrogate = supernet = data = error_fn = fronts = oracle = None
         hw_cols = [j for j, o in enumerate(cfg.objectives) if o != "error"]  # metrics' order
-        direct = cfg.mode == "supernet" and cfg.supernet_error == "direct" and "error" in cfg.objectives
+        direct = (
+            cfg.mode == "supernet" and cfg.supernet_error == "direct" and "error" in cfg.objectives
+        )
         if cfg.mode == "supernet" and "error" in cfg.objectives:
             from hilnas.pipeline.datasets import load_dataset
             from hilnas.pipeline.supernet import NB201Supernet
 
             data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed, limit=cfg.data_limit)
-            supernet = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage, cfg.reduction)).to(device)
+            supernet = NB201Supernet(
+                data.model_config(cfg.channels, cfg.cells_per_stage, cfg.reduction)
+            ).to(device)
             if not direct:
                 extra["supernet"] = _train_supernet_fair(cfg, supernet, data, device, progress)
                 oracle = _supernet_oracle(supernet, data)
@@ -907,10 +954,13 @@ def run_search(
                 error_fn = surrogate
                 extra["surrogate"] = {
                     "config": surrogate.config(),
-                    "accuracy_column": cfg.accuracy_column if oracle is None else f"supernet:{cfg.dataset}",
+                    "accuracy_column": cfg.accuracy_column
+                    if oracle is None
+                    else f"supernet:{cfg.dataset}",
                     "queries": len(queries),
                     "queried": [
-                        [space.format(a), float(e)] for a, e in zip(queries.archs, queries.error_pct)
+                        [space.format(a), float(e)]
+                        for a, e in zip(queries.archs, queries.error_pct, strict=False)
                     ],
                 }
             lo, hi = pool_values.min(1), pool_values.max(1)
@@ -945,22 +995,46 @@ def run_search(
             # the surrogate-mode step is many tiny tensor operations: one thread is fastest
             torch.set_num_threads(cfg.threads or 1)
             total = cfg.total_epochs * cfg.steps_per_epoch
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.lr * 0.05)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, T_max=total, eta_min=cfg.lr * 0.05
+            )
             for step in range(total):
                 loss = _hypernet_step(
-                    cfg, hyper, opt, sampler, hw_costs, normalizer, targets, error_fn, step / total,
-                    gen, prefs,
+                    cfg,
+                    hyper,
+                    opt,
+                    sampler,
+                    hw_costs,
+                    normalizer,
+                    targets,
+                    error_fn,
+                    step / total,
+                    gen,
+                    prefs,
                 )
                 sched.step()
                 if (step + 1) % cfg.steps_per_epoch == 0 or step + 1 == total:
                     _report(progress, "train", step + 1, total, f"loss {loss:.4f}")
         else:
-            pick = np.random.default_rng(cfg.seed).choice(len(pool), min(cfg.probe_archs, len(pool)), replace=False)
+            pick = np.random.default_rng(cfg.seed).choice(
+                len(pool), min(cfg.probe_archs, len(pool)), replace=False
+            )
             span = np.maximum(hi[:, hw_cols] - lo[:, hw_cols], 1e-12)
             probe_hw = (pool_hw[:, pick] - lo[:, None, hw_cols]) / span[:, None, :]
             extra["supernet"] = _train_supernet_mode(
-                cfg, hyper, opt, sampler, hw_costs.to(device), normalizer.to(device), targets,
-                supernet, data, device, prefs, progress, (pool[pick], probe_hw),
+                cfg,
+                hyper,
+                opt,
+                sampler,
+                hw_costs.to(device),
+                normalizer.to(device),
+                targets,
+                supernet,
+                data,
+                device,
+                prefs,
+                progress,
+                (pool[pick], probe_hw),
             )
             sweep = extra["supernet"].pop("sweep_preferences", None)
             if sweep is not None:
@@ -977,7 +1051,10 @@ def run_search(
             "hypernet": hyper.config(),
             "sampler": sampler.config(),
             "predictors": {
-                m: {"fingerprint": _predictor_fingerprint(p), "metadata": getattr(p, "metadata", {})}
+                m: {
+                    "fingerprint": _predictor_fingerprint(p),
+                    "metadata": getattr(p, "metadata", {}),
+                }
                 for m, p in predictors.items()
             },
             "started": started.isoformat(timespec="seconds"),
@@ -1014,7 +1091,9 @@ def _random_archs(kind: str, num_decisions: int, num_options: int, gen):
     if kind == "uniform":
         codes = torch.randint(num_options, (1, num_decisions), generator=gen)
     else:
-        perms = torch.stack([torch.randperm(num_options, generator=gen) for _ in range(num_decisions)])
+        perms = torch.stack(
+            [torch.randperm(num_options, generator=gen) for _ in range(num_decisions)]
+        )
         codes = perms.T  # (K, D): column j of the permutations is architecture j
     return F.one_hot(codes, num_options).float()
 
@@ -1038,10 +1117,16 @@ def _train_supernet_fair(cfg, supernet, data, device, progress) -> dict[str, Any
         _report(progress, "supernet", epoch, cfg.supernet_epochs, f"train CE {loss:.3f}")
 
     train_epochs(
-        supernet, data.train_x.to(device), data.train_y.to(device),
+        supernet,
+        data.train_x.to(device),
+        data.train_y.to(device),
         lambda: _random_archs(cfg.weight_sampling, len(EDGES), len(OPS), gen).to(device),
-        epochs=cfg.supernet_epochs, batch_size=cfg.batch_size, lr=cfg.weight_lr, generator=gen,
-        clip=WEIGHT_CLIP, on_epoch=on_epoch,
+        epochs=cfg.supernet_epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.weight_lr,
+        generator=gen,
+        clip=WEIGHT_CLIP,
+        on_epoch=on_epoch,
     )
     supernet.eval()
     return {
@@ -1064,12 +1149,28 @@ def _supernet_oracle(supernet, data):
 
     def oracle(codes):
         err = [max(supernet.error_pct(data.val_x, data.val_y, c), floor) for c in codes]
-        return AccuracyQueries(tuple(tuple(c) for c in codes), np.asarray(err, dtype=np.float64), "supernet")
+        return AccuracyQueries(
+            tuple(tuple(c) for c in codes), np.asarray(err, dtype=np.float64), "supernet"
+        )
 
     return oracle
 
 
-def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets, supernet, data, device, prefs, progress, probe):
+def _train_supernet_mode(
+    cfg,
+    hyper,
+    opt,
+    sampler,
+    hw_costs,
+    normalizer,
+    targets,
+    supernet,
+    data,
+    device,
+    prefs,
+    progress,
+    probe,
+):
     """Alternate supernet SGD steps and hypernetwork MGDA steps (see the module docstring).
 
     ``probe``: ``(codes (n, D), hardware costs (T, n, H))``, a fixed random set of
@@ -1125,7 +1226,9 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
     def probe_fronts():
         # the probe architectures' validation cross-entropy: the error's bounds, the fronts
         with torch.no_grad():
-            ce = np.array([float(F.cross_entropy(supernet(probe_x, a), probe_y)) for a in probe_codes])
+            ce = np.array(
+                [float(F.cross_entropy(supernet(probe_x, a), probe_y)) for a in probe_codes]
+            )
         lo, hi = float(ce.min()), float(max(ce.max(), ce.min() + 1e-6))
         ce_bounds[:] = [lo, hi]
         values = np.zeros((len(targets), len(ce), len(cfg.objectives)))
@@ -1153,14 +1256,26 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
                     ti = torch.randint(len(targets), (1,), generator=cpu_gen)
                     r = prefs.sample(ti).to(device)
                     archs = sampler(hyper(r, targets[int(ti)].h.unsqueeze(0)), generator=None)
-            losses.append(weight_step(supernet, w_opt, w_sched, x, y, archs.to(device), WEIGHT_CLIP))
+            losses.append(
+                weight_step(supernet, w_opt, w_sched, x, y, archs.to(device), WEIGHT_CLIP)
+            )
             if not warm and s % cfg.hyper_every == 0:
                 frac = (epoch - cfg.warmup_epochs + s / steps_per_epoch) / max(
                     1, total_epochs - cfg.warmup_epochs
                 )
                 hlosses.append(
                     _hypernet_step(
-                        cfg, hyper, opt, sampler, hw_costs, normalizer, targets, error_fn, frac, None, prefs
+                        cfg,
+                        hyper,
+                        opt,
+                        sampler,
+                        hw_costs,
+                        normalizer,
+                        targets,
+                        error_fn,
+                        frac,
+                        None,
+                        prefs,
                     )
                 )
                 hyper_steps += 1
@@ -1173,7 +1288,8 @@ def _train_supernet_mode(cfg, hyper, opt, sampler, hw_costs, normalizer, targets
             "warmup" if warm else "train",
             epoch + 1,
             total_epochs,
-            f"train CE {record['train_ce']:.3f}" + (f", hyper loss {record['hyper_loss']:.4f}" if hlosses else ""),
+            f"train CE {record['train_ce']:.3f}"
+            + (f", hyper loss {record['hyper_loss']:.4f}" if hlosses else ""),
         )
     hyper.cpu()
     for t in targets:
@@ -1334,7 +1450,9 @@ class TrainedSearch:
                 log.warning(
                     "the %s predictor changed since search %s was trained; predicted %s values "
                     "come from the current one",
-                    metric, self.path.name, metric,
+                    metric,
+                    self.path.name,
+                    metric,
                 )
             self._predictors[metric] = model.eval()
         return self._predictors[metric]
@@ -1358,7 +1476,9 @@ class TrainedSearch:
             cfg = self.config
             from hilnas.pipeline.datasets import dataset_model_config
 
-            return dataset_model_config(cfg.dataset, cfg.channels, cfg.cells_per_stage, cfg.reduction)
+            return dataset_model_config(
+                cfg.dataset, cfg.channels, cfg.cells_per_stage, cfg.reduction
+            )
         return self.space.default_model_config()
 
     # ----- embeddings --------------------------------------------------------------------
@@ -1412,7 +1532,9 @@ class TrainedSearch:
                 cols.append(self.predictor(o).predict_codes(codes, embeddings[o]))
         return np.stack(cols, axis=1).astype(np.float64), sources
 
-    def _errors(self, codes: np.ndarray, sources: list[str | None], cheap: bool = False) -> np.ndarray:
+    def _errors(
+        self, codes: np.ndarray, sources: list[str | None], cheap: bool = False
+    ) -> np.ndarray:
         torch = self._torch
         x = torch.from_numpy(_onehot(self.space, codes))
         if self._surrogate is not None and (cheap or self.settings["mode"] == "surrogate"):
@@ -1453,7 +1575,9 @@ class TrainedSearch:
                     x = torch.from_numpy(_onehot(self.space, self._pool_codes))
                     self._pool_errors = self._surrogate(x).numpy().astype(np.float64)
         cols = [
-            self._pool_errors if o == "error" else self.predictor(o).predict_codes(self._pool_codes, embs[o])
+            self._pool_errors
+            if o == "error"
+            else self.predictor(o).predict_codes(self._pool_codes, embs[o])
             for o in self.objectives
         ]
         V = np.stack(cols, axis=1)
@@ -1506,13 +1630,15 @@ class TrainedSearch:
             new = list(dict.fromkeys(c for c in flat if c not in values))
             if new:
                 vals, _ = self.predict_objectives(np.array(new), embs, cheap=True)
-                values.update(zip(new, vals))
+                values.update(zip(new, vals, strict=False))
             V = np.stack([values[c] for c in flat]).reshape(K, C.shape[1], -1)
             norm = torch.as_tensor((V - lo) / (hi - lo), dtype=torch.float32)
             with torch.no_grad():
                 S = scalarize(
-                    r[:, None, :].expand(-1, C.shape[1], -1), norm,
-                    self.config.scalarization, self.config.smoothing,
+                    r[:, None, :].expand(-1, C.shape[1], -1),
+                    norm,
+                    self.config.scalarization,
+                    self.config.smoothing,
                 )
             best = S.argmin(1).numpy()  # ties keep the current architecture (index 0)
             nxt = C[np.arange(K), best]
@@ -1613,7 +1739,9 @@ class TrainedSearch:
             out.append(
                 FrontPoint(
                     arch=self.space.format(code),
-                    preference=None if row is None else tuple(round(float(v), 6) for v in prefs[row]),
+                    preference=None
+                    if row is None
+                    else tuple(round(float(v), 6) for v in prefs[row]),
                     objectives={o: float(values[i, j]) for j, o in enumerate(self.objectives)},
                     index=index,
                     error_source=sources[i],

@@ -418,6 +418,7 @@ def _space(name: str):
 # the store
 # ----------------------------------------------------------------------------------------------
 
+
 def _measurement_filters(
     *,
     device_id: str | None = None,
@@ -436,6 +437,7 @@ def _measurement_filters(
         t.model_config_key: model_config_key,
     }
     return [column == value for column, value in wanted.items() if value is not None]
+
 
 class MeasurementStore:
     """Devices and measurements in SQLite or PostgreSQL (see the module docstring).
@@ -969,7 +971,6 @@ class MeasurementStore:
         config_key: str | None = None,
         status: MeasurementStatus | str | None = None,
     ) -> int:
-        t = measurements_table.c
         conds = _measurement_filters(device_id=device_id, config_key=config_key, status=status)
         with self._read() as conn:
             return int(

@@ -118,7 +118,11 @@ class NB201Supernet(nn.Module):
 
     @torch.no_grad()
     def error_pct(
-        self, x: torch.Tensor, y: torch.Tensor, arch: torch.Tensor | Sequence[int], batch_size: int = 256
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        arch: torch.Tensor | Sequence[int],
+        batch_size: int = 256,
     ) -> float:
         """Top-1 error (%) of the sub-network ``arch`` on ``(x, y)``."""
         a = arch if isinstance(arch, torch.Tensor) else self.one_hot(arch)
@@ -129,7 +133,6 @@ class NB201Supernet(nn.Module):
             xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
             wrong += int((self(xb, a).argmax(1) != yb).sum())
         return 100.0 * wrong / max(1, len(y))
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,6 +192,7 @@ def train_epochs(
             on_epoch(epoch + 1, history[-1])
     return history
 
+
 def train_standalone(
     arch: Sequence[int],
     data,
@@ -213,7 +217,13 @@ def train_standalone(
         a = NB201Supernet.one_hot(arch)
         archs = a.unsqueeze(0)
         train_epochs(
-            net, data.train_x, data.train_y, lambda: archs, epochs=epochs, batch_size=batch_size, lr=lr
+            net,
+            data.train_x,
+            data.train_y,
+            lambda: archs,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
         )
         net.eval()
         return {

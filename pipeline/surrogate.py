@@ -79,8 +79,10 @@ class AccuracySurrogate(nn.Module):
         self.register_buffer("target_std", torch.tensor(float(target_std)))
         self.nets = nn.ModuleList(
             nn.Sequential(
-                nn.Linear(in_dim, hidden), nn.SiLU(),
-                nn.Linear(hidden, hidden), nn.SiLU(),
+                nn.Linear(in_dim, hidden),
+                nn.SiLU(),
+                nn.Linear(hidden, hidden),
+                nn.SiLU(),
                 nn.Linear(hidden, 1),
             )
             for _ in range(members)

@@ -123,7 +123,7 @@ class Profiler(ABC):
     def measure(self, onnx_path: str | os.PathLike[str]) -> Measurement:
         """Measure one ONNX file (see the class promises)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Release resources (worker processes); the profiler may not be used afterwards."""
 
     def __enter__(self) -> Profiler:

@@ -47,7 +47,12 @@ RESULTS = Path(__file__).with_name("results")
 LOCAL_CPU_CSV = RESULTS / "local_cpu_latency.csv"
 LOCAL_CPU_ABOUT = RESULTS / "local_cpu_latency.json"
 HELP_SPEARMAN = {
-    "titan_rtx_256": 0.987, "gold_6226": 0.989, "pixel2": 0.802, "raspi4": 0.890, "eyeriss": 0.940, "fpga": 0.985,
+    "titan_rtx_256": 0.987,
+    "gold_6226": 0.989,
+    "pixel2": 0.802,
+    "raspi4": 0.890,
+    "eyeriss": 0.940,
+    "fpga": 0.985,
 }
 HELP_MEAN = 0.932
 KS = (10, 20, 50)
@@ -70,7 +75,10 @@ class Data:
         self.x_v3 = features_np(self.codes, FEATURE_SETS["v3"])
 
     def values(self, device: str, metric: str) -> np.ndarray:
-        return np.asarray(self.ref.latency(device) if metric == "latency_ms" else self.ref.energy(device), np.float64)
+        return np.asarray(
+            self.ref.latency(device) if metric == "latency_ms" else self.ref.energy(device),
+            np.float64,
+        )
 
     def support(self, k: int, seed: int) -> np.ndarray:
         if k == 0:
@@ -92,7 +100,9 @@ def _ridge_baseline(d: Data, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     scale = float(np.mean(y[d.refs]))
     t = y[idx] / scale
-    w, _ = _ridge_fit(d.x_v3[idx], t, _penalised("v3"), 1.0 / np.maximum(t, 0.25 * np.median(t)) ** 2)
+    w, _ = _ridge_fit(
+        d.x_v3[idx], t, _penalised("v3"), 1.0 / np.maximum(t, 0.25 * np.median(t)) ** 2
+    )
     return np.maximum(d.x_v3 @ w, 0.02) * scale
 
 
@@ -113,10 +123,14 @@ def evaluate_device(
     :func:`~hilnas.pipeline.predictors.embedding_for` records for them; the ablation also reports
     the test devices treated as of unknown network type."""
     y = d.values(device, metric)
-    emb0 = P.TargetEmbedding.from_raw(device, metric, y[d.refs], source="refdata", network="unpruned")
+    emb0 = P.TargetEmbedding.from_raw(
+        device, metric, y[d.refs], source="refdata", network="unpruned"
+    )
     out: dict[str, Any] = {"device": device, "metric": metric}
     for k in (0, *ks):
-        rows: dict[str, list[dict[str, float]]] = {m: [] for m in ("meta", "ridge", "flops", "params")}
+        rows: dict[str, list[dict[str, float]]] = {
+            m: [] for m in ("meta", "ridge", "flops", "params")
+        }
         for s in range(seeds if k else 1):
             sup = d.support(k, s)
             idx = np.concatenate([d.refs, sup])
@@ -136,7 +150,10 @@ def evaluate_device(
 # ----------------------------------------------------------------------------------------------
 def modnas_split(d: Data, seeds: int, ks: Sequence[int]) -> dict[str, Any]:
     model = P.train_meta_predictor("latency_ms", latency_devices=refdata.MODNAS_TRAIN_DEVICES)
-    rows = [evaluate_device(d, model, dev, "latency_ms", seeds=seeds, ks=ks) for dev in refdata.MODNAS_TEST_DEVICES]
+    rows = [
+        evaluate_device(d, model, dev, "latency_ms", seeds=seeds, ks=ks)
+        for dev in refdata.MODNAS_TEST_DEVICES
+    ]
     return {"train": list(refdata.MODNAS_TRAIN_DEVICES), "rows": rows}
 
 
@@ -144,7 +161,9 @@ def leave_one_out(d: Data, seeds: int, ks: Sequence[int]) -> dict[str, Any]:
     rows = []
     devices = d.ref.latency_devices
     for dev in devices:
-        model = P.train_meta_predictor("latency_ms", latency_devices=[x for x in devices if x != dev])
+        model = P.train_meta_predictor(
+            "latency_ms", latency_devices=[x for x in devices if x != dev]
+        )
         rows.append(evaluate_device(d, model, dev, "latency_ms", seeds=seeds, ks=ks))
     return {"rows": rows}
 
@@ -154,11 +173,15 @@ def energy(d: Data, seeds: int, ks: Sequence[int]) -> dict[str, Any]:
     for dev in d.ref.energy_devices:
         other = [e for e in d.ref.energy_devices if e != dev]
         m1 = P.train_meta_predictor(
-            "energy_mj", latency_devices=[x for x in refdata.MODNAS_TRAIN_DEVICES if x != dev], energy_devices=other
+            "energy_mj",
+            latency_devices=[x for x in refdata.MODNAS_TRAIN_DEVICES if x != dev],
+            energy_devices=other,
         )
         out["split"].append(evaluate_device(d, m1, dev, "energy_mj", seeds=seeds, ks=ks))
         m2 = P.train_meta_predictor(
-            "energy_mj", latency_devices=[x for x in d.ref.latency_devices if x != dev], energy_devices=other
+            "energy_mj",
+            latency_devices=[x for x in d.ref.latency_devices if x != dev],
+            energy_devices=other,
         )
         out["loo"].append(evaluate_device(d, m2, dev, "energy_mj", seeds=seeds, ks=ks))
     return out
@@ -176,9 +199,13 @@ def ceiling(d: Data, n_train: int = 5000, seed: int = 0) -> dict[str, Any]:
     for dev in refdata.MODNAS_TEST_DEVICES:
         y = d.values(dev, "latency_ms")
         ridge = _ridge_baseline(d, tr, y)[te]
-        gbm = HistGradientBoostingRegressor(max_iter=300, random_state=seed).fit(d.x_v3[tr], y[tr]).predict(d.x_v3[te])
+        gbm = (
+            HistGradientBoostingRegressor(max_iter=300, random_state=seed)
+            .fit(d.x_v3[tr], y[tr])
+            .predict(d.x_v3[te])
+        )
         rows[dev] = {
-            "distinct_values": int(len(np.unique(y))),
+            "distinct_values": len(np.unique(y)),
             "ridge": _q(ridge, y[te]),
             "gbm": _q(gbm, y[te]),
         }
@@ -200,20 +227,28 @@ def ablation(d: Data) -> dict[str, Any]:
         "default, test devices' network type treated as unknown": ({}, "unknown"),
         "single Gaussian prior": ({"mode": "gauss"}, "unpruned"),
         "v1 features (ops per edge only)": ({"feature_set": "v1"}, "unpruned"),
-        "fixed noise grid up to 1e-2 (earlier default)": ({"noises": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)}, "unpruned"),
+        "fixed noise grid up to 1e-2 (earlier default)": (
+            {"noises": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)},
+            "unpruned",
+        ),
     }
     out: dict[str, Any] = {}
     mask = np.ones(len(d.codes), dtype=bool)
     mask[d.refs] = False
     for name, (hyper, network) in variants.items():
-        m = P.train_meta_predictor("latency_ms", latency_devices=refdata.MODNAS_TRAIN_DEVICES, hyper=hyper)
+        m = P.train_meta_predictor(
+            "latency_ms", latency_devices=refdata.MODNAS_TRAIN_DEVICES, hyper=hyper
+        )
         out[name] = {}
         for dev in refdata.MODNAS_TEST_DEVICES:
             y = d.values(dev, "latency_ms")
             emb = P.TargetEmbedding.from_raw(dev, "latency_ms", y[d.refs], network=network)
             out[name][dev] = _q(m.predict_space(emb)[mask], y[mask])
     out["NNLS combination of training-device profiles"] = {
-        dev: _q(_nnls_combination(d, refdata.MODNAS_TRAIN_DEVICES, dev)[mask], d.values(dev, "latency_ms")[mask])
+        dev: _q(
+            _nnls_combination(d, refdata.MODNAS_TRAIN_DEVICES, dev)[mask],
+            d.values(dev, "latency_ms")[mask],
+        )
         for dev in refdata.MODNAS_TEST_DEVICES
     }
     return out
@@ -227,11 +262,16 @@ def local_cpu(seeds: int = 10, n_train: int = 100) -> dict[str, Any] | None:
 
     table = read_measurements_csv(LOCAL_CPU_CSV)
     header = json.loads(LOCAL_CPU_ABOUT.read_text())["about"] if LOCAL_CPU_ABOUT.is_file() else []
-    return {"file": LOCAL_CPU_CSV.name, "about": header,
-            **_local_quality(list(table.archs), np.asarray(table.latency_ms), seeds, n_train)}
+    return {
+        "file": LOCAL_CPU_CSV.name,
+        "about": header,
+        **_local_quality(list(table.archs), np.asarray(table.latency_ms), seeds, n_train),
+    }
 
 
-def local_cpu_profiled(n: int = 200, reps: int = 30, seeds: int = 10, n_train: int = 100) -> dict[str, Any]:
+def local_cpu_profiled(
+    n: int = 200, reps: int = 30, seeds: int = 10, n_train: int = 100
+) -> dict[str, Any]:
     """Profile the local CPU now (10 references + ``n - 10`` sampled, ``reps`` repetitions, in a
     temporary HILNAS_HOME) and evaluate on the store's own values: the per-architecture median
     latency that ``hilnas fit`` and the search use."""
@@ -255,9 +295,15 @@ def local_cpu_profiled(n: int = 200, reps: int = 30, seeds: int = 10, n_train: i
         "value per architecture: the store's median over the repetitions (what `hilnas fit` uses)",
     ]
     if cvs:
-        about.append(f"median per-architecture coefficient of variation of the repetitions: {float(np.median(cvs)):.3f}")
+        about.append(
+            f"median per-architecture coefficient of variation of the repetitions: {float(np.median(cvs)):.3f}"
+        )
     archs = list(table)
-    return {"file": None, "about": about, **_local_quality(archs, np.array([table[a] for a in archs]), seeds, n_train)}
+    return {
+        "file": None,
+        "about": about,
+        **_local_quality(archs, np.array([table[a] for a in archs]), seeds, n_train),
+    }
 
 
 def _local_quality(archs: list[str], y: np.ndarray, seeds: int, n_train: int) -> dict[str, Any]:
@@ -274,11 +320,15 @@ def _local_quality(archs: list[str], y: np.ndarray, seeds: int, n_train: int) ->
     meta = P.load_meta_predictor("latency_ms", source="shipped")
     zero = _q(meta.predict_codes(codes[rest], emb0), y[rest])
     zero_unknown = _q(
-        meta.predict_codes(codes[rest], P.TargetEmbedding.from_raw("local_cpu", "latency_ms", y[ref_idx])), y[rest]
+        meta.predict_codes(
+            codes[rest], P.TargetEmbedding.from_raw("local_cpu", "latency_ms", y[ref_idx])
+        ),
+        y[rest],
     )
     zero_unpruned = _q(
         meta.predict_codes(
-            codes[rest], P.TargetEmbedding.from_raw("local_cpu", "latency_ms", y[ref_idx], network="unpruned")
+            codes[rest],
+            P.TargetEmbedding.from_raw("local_cpu", "latency_ms", y[ref_idx], network="unpruned"),
         ),
         y[rest],
     )
@@ -330,19 +380,31 @@ def markdown(res: dict[str, Any]) -> str:
     ]
 
     def table_rows(rows, metric_key="spearman", show_help=True):
-        head = "| device | " + ("HELP | " if show_help else "") + "ours zero-shot | " + " | ".join(
-            f"ours k={k}" for k in ks
-        ) + " | FLOPs | params | per-device (10) | per-device (10+" + str(ks[-1]) + ") |"
+        head = (
+            "| device | "
+            + ("HELP | " if show_help else "")
+            + "ours zero-shot | "
+            + " | ".join(f"ours k={k}" for k in ks)
+            + " | FLOPs | params | per-device (10) | per-device (10+"
+            + str(ks[-1])
+            + ") |"
+        )
         sep = "|" + "---|" * (head.count("|") - 1)
         out = [head, sep]
         means: dict[str, list[float]] = {}
         for r in rows:
             cells = []
             if show_help:
-                cells.append(_f(HELP_SPEARMAN.get(r["device"])) if metric_key == "spearman" else "-")
+                cells.append(
+                    _f(HELP_SPEARMAN.get(r["device"])) if metric_key == "spearman" else "-"
+                )
             vals = [r["k0"]["meta"][metric_key]] + [r[f"k{k}"]["meta"][metric_key] for k in ks]
-            vals += [r["k0"]["flops"][metric_key], r["k0"]["params"][metric_key], r["k0"]["ridge"][metric_key],
-                     r[f"k{ks[-1]}"]["ridge"][metric_key]]
+            vals += [
+                r["k0"]["flops"][metric_key],
+                r["k0"]["params"][metric_key],
+                r["k0"]["ridge"][metric_key],
+                r[f"k{ks[-1]}"]["ridge"][metric_key],
+            ]
             for i, v in enumerate(vals):
                 means.setdefault(str(i), []).append(v)
             pct = metric_key == "within10"
@@ -359,13 +421,33 @@ def markdown(res: dict[str, Any]) -> str:
         return out
 
     sections = [
-        ("(a) MODNAS split: 13 training devices, 6 zero-shot test devices, latency", res["modnas_split"]["rows"], True),
-        ("(b) Leave-one-device-out, all 27 latency configurations", res["leave_one_out"]["rows"], False),
-        ("(c1) Energy, split (trained on the 13 MODNAS latency devices + the other energy device)", res["energy"]["split"], False),
-        ("(c2) Energy, leave-one-out (26 latency columns without the device's own + the other energy device)", res["energy"]["loo"], False),
+        (
+            "(a) MODNAS split: 13 training devices, 6 zero-shot test devices, latency",
+            res["modnas_split"]["rows"],
+            True,
+        ),
+        (
+            "(b) Leave-one-device-out, all 27 latency configurations",
+            res["leave_one_out"]["rows"],
+            False,
+        ),
+        (
+            "(c1) Energy, split (trained on the 13 MODNAS latency devices + the other energy device)",
+            res["energy"]["split"],
+            False,
+        ),
+        (
+            "(c2) Energy, leave-one-out (26 latency columns without the device's own + the other energy device)",
+            res["energy"]["loo"],
+            False,
+        ),
     ]
     for title, rows, show_help in sections:
-        for key, name in (("spearman", "Spearman"), ("kendall", "Kendall tau"), ("within10", "share within +-10%")):
+        for key, name in (
+            ("spearman", "Spearman"),
+            ("kendall", "Kendall tau"),
+            ("within10", "share within +-10%"),
+        ):
             lines += [f"## {title}: {name}", ""]
             lines += table_rows(rows, key, show_help=show_help and key == "spearman")
             lines.append("")
@@ -375,7 +457,11 @@ def markdown(res: dict[str, Any]) -> str:
     lines.append("|" + "---|" * (len(devs) + 3))
     for name, per in res["ablation"].items():
         v = [per[x]["spearman"] for x in devs]
-        lines.append(f"| {name} | " + " | ".join(_f(x) for x in v) + f" | {_f(float(np.mean(v)))} | {_f(float(np.min(v)))} |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(_f(x) for x in v)
+            + f" | {_f(float(np.mean(v)))} | {_f(float(np.min(v)))} |"
+        )
     lines.append("")
     ceil = res.get("ceiling")
     if ceil:
@@ -387,9 +473,14 @@ def markdown(res: dict[str, Any]) -> str:
         ]
         zs = {r["device"]: r["k0"]["meta"]["spearman"] for r in res["modnas_split"]["rows"]}
         for dev, r in ceil["rows"].items():
-            lines.append(f"| {dev} | {r['distinct_values']} | {_f(zs.get(dev))} | {_f(r['ridge']['spearman'])} | {_f(r['gbm']['spearman'])} |")
+            lines.append(
+                f"| {dev} | {r['distinct_values']} | {_f(zs.get(dev))} | {_f(r['ridge']['spearman'])} | {_f(r['gbm']['spearman'])} |"
+            )
         lines.append("")
-    for key, title in (("local_cpu", "(e) Local CPU (measured here, file)"), ("local_cpu_profiled", "(g) Local CPU, profiled by this run (store medians)")):
+    for key, title in (
+        ("local_cpu", "(e) Local CPU (measured here, file)"),
+        ("local_cpu_profiled", "(g) Local CPU, profiled by this run (store medians)"),
+    ):
         lines += _local_markdown(res.get(key), title)
     return "\n".join(lines) + "\n"
 
@@ -399,7 +490,11 @@ def _local_markdown(cpu: dict[str, Any] | None, title: str) -> list[str]:
     if cpu:
         lines += [f"## {title}", ""]
         lines += [f"- {ln}" for ln in cpu["about"]] + [""]
-        z, zu, zn = cpu["zero_shot_meta"], cpu["zero_shot_meta_network_unknown"], cpu["zero_shot_meta_network_unpruned"]
+        z, zu, zn = (
+            cpu["zero_shot_meta"],
+            cpu["zero_shot_meta_network_unknown"],
+            cpu["zero_shot_meta_network_unpruned"],
+        )
         lines.append(
             f"{cpu['n']} architectures measured. Zero-shot meta-predictor (10 references), the target "
             f"marked as measured on hilnas's pruned networks (as `embedding_for` does for profiled devices): "
@@ -409,22 +504,33 @@ def _local_markdown(cpu: dict[str, Any] | None, title: str) -> list[str]:
             f"within +-10% {_f(zn['within10'], True)}."
         )
         lines.append("")
-        lines.append(f"With {cpu['samples']} measured samples (10 references + {cpu['samples'] - 10} random), "
-                     f"evaluated on the other {cpu['n'] - cpu['samples']}, mean over {cpu['splits']} random splits:")
+        lines.append(
+            f"With {cpu['samples']} measured samples (10 references + {cpu['samples'] - 10} random), "
+            f"evaluated on the other {cpu['n'] - cpu['samples']}, mean over {cpu['splits']} random splits:"
+        )
         lines.append("")
         lines.append("| model | Spearman | Kendall | within +-10% |")
         lines.append("|---|---|---|---|")
         for kind, q in cpu["with_samples"].items():
-            lines.append(f"| {kind} | {_f(q['spearman'])} | {_f(q['kendall'])} | {_f(q['within10'], True)} |")
+            lines.append(
+                f"| {kind} | {_f(q['spearman'])} | {_f(q['kendall'])} | {_f(q['within10'], True)} |"
+            )
         lines.append("")
-        lines.append("`auto` is what `hilnas fit` does: the model with the lowest 5-fold CV mean absolute relative error "
-                     f"(chosen: {', '.join(sorted(set(cpu['auto_chosen'])))}).")
+        lines.append(
+            "`auto` is what `hilnas fit` does: the model with the lowest 5-fold CV mean absolute relative error "
+            f"(chosen: {', '.join(sorted(set(cpu['auto_chosen'])))})."
+        )
         lines.append("")
     return lines
 
 
 def run(
-    *, seeds: int = 3, ks: Sequence[int] = KS, quick: bool = False, out_dir: Path = RESULTS, measure_local: int = 200
+    *,
+    seeds: int = 3,
+    ks: Sequence[int] = KS,
+    quick: bool = False,
+    out_dir: Path = RESULTS,
+    measure_local: int = 200,
 ) -> dict[str, Any]:
     t0, c0 = time.time(), time.process_time()
     d = Data()
@@ -432,12 +538,17 @@ def run(
         seeds, ks = 1, (ks[-1],)
     res: dict[str, Any] = {
         "settings": {
-            "seeds": seeds, "ks": list(ks), "quick": quick,
-            "command": "python -m hilnas.pipeline.benchmarks.predictors" + (" --quick" if quick else ""),
+            "seeds": seeds,
+            "ks": list(ks),
+            "quick": quick,
+            "command": "python -m hilnas.pipeline.benchmarks.predictors"
+            + (" --quick" if quick else ""),
             "machine": f"{platform.machine()} {platform.processor() or ''} ({__import__('os').cpu_count()} cores)".strip(),
             "refdata_sha256": d.ref.sha256,
             "hilnas_version": P.hilnas_version(),
-            "default_hyper": {k: list(v) if isinstance(v, tuple) else v for k, v in P.DEFAULT_HYPER.items()},
+            "default_hyper": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in P.DEFAULT_HYPER.items()
+            },
         },
         "help_published": {"spearman": HELP_SPEARMAN, "mean": HELP_MEAN},
     }
@@ -447,13 +558,21 @@ def run(
     res["ablation"] = ablation(d)
     res["ceiling"] = ceiling(d)
     res["local_cpu"] = local_cpu()
-    res["local_cpu_profiled"] = None if quick or not measure_local else local_cpu_profiled(measure_local)
+    res["local_cpu_profiled"] = (
+        None if quick or not measure_local else local_cpu_profiled(measure_local)
+    )
     res["runtime_s"] = round(time.time() - t0, 1)
     res["cpu_s"] = round(time.process_time() - c0, 1)
     summary = {
-        "modnas_zero_shot_spearman_mean": float(np.mean([r["k0"]["meta"]["spearman"] for r in res["modnas_split"]["rows"]])),
-        "modnas_zero_shot_spearman_min": float(np.min([r["k0"]["meta"]["spearman"] for r in res["modnas_split"]["rows"]])),
-        "loo_zero_shot_spearman_mean": float(np.mean([r["k0"]["meta"]["spearman"] for r in res["leave_one_out"]["rows"]])),
+        "modnas_zero_shot_spearman_mean": float(
+            np.mean([r["k0"]["meta"]["spearman"] for r in res["modnas_split"]["rows"]])
+        ),
+        "modnas_zero_shot_spearman_min": float(
+            np.min([r["k0"]["meta"]["spearman"] for r in res["modnas_split"]["rows"]])
+        ),
+        "loo_zero_shot_spearman_mean": float(
+            np.mean([r["k0"]["meta"]["spearman"] for r in res["leave_one_out"]["rows"]])
+        ),
     }
     res["summary"] = {k: round(v, 4) for k, v in summary.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -464,13 +583,22 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=3, help="random few-shot samples per k (default 3)")
+    ap.add_argument(
+        "--seeds", type=int, default=3, help="random few-shot samples per k (default 3)"
+    )
     ap.add_argument("--quick", action="store_true", help="one seed, k=50 only")
     ap.add_argument("--out", type=Path, default=RESULTS, help="directory for predictors.{json,md}")
-    ap.add_argument("--measure-local", type=int, default=200, metavar="N",
-                    help="profile N architectures on the local CPU now and evaluate on them (0: skip; default 200)")
+    ap.add_argument(
+        "--measure-local",
+        type=int,
+        default=200,
+        metavar="N",
+        help="profile N architectures on the local CPU now and evaluate on them (0: skip; default 200)",
+    )
     args = ap.parse_args(argv)
-    res = run(seeds=args.seeds, quick=args.quick, out_dir=args.out, measure_local=args.measure_local)
+    res = run(
+        seeds=args.seeds, quick=args.quick, out_dir=args.out, measure_local=args.measure_local
+    )
     print(markdown(res))
     print(json.dumps(res["summary"]))
 

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from hilnas.pipeline import baselines, fronts
 from hilnas.pipeline.home import temporary_home
 from hilnas.pipeline.refdata import MODNAS_TEST_DEVICES, MODNAS_TRAIN_DEVICES, load_nb201

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from hilnas.pipeline.benchmarks.profiling import spearman
 from hilnas.pipeline.home import temporary_home
 from hilnas.pipeline.refdata import MODNAS_TEST_DEVICES, MODNAS_TRAIN_DEVICES, load_nb201
@@ -62,7 +61,12 @@ def _profile_local(include: Sequence[str], *, archs: int, references: bool, reps
     from hilnas.pipeline.profiling import profile_device
 
     report = profile_device(
-        "cpu", archs=archs, references=references, include=list(include), reps=reps, model_config=config
+        "cpu",
+        archs=archs,
+        references=references,
+        include=list(include),
+        reps=reps,
+        model_config=config,
     )
     lat = {r.arch: r.latency_ms_median for r in report.rows if r.latency_ms_median is not None}
     return report, lat
@@ -84,7 +88,9 @@ def _sweep_device(trained, device: str, prefs: np.ndarray, points: int) -> dict[
     }
 
 
-def _measure_devices(trained, devices: Sequence[str], local: str, points: int, reps: int) -> dict[str, Any]:
+def _measure_devices(
+    trained, devices: Sequence[str], local: str, points: int, reps: int
+) -> dict[str, Any]:
     """Per device: the sweep's choices and their measured latencies (see the module docstring)."""
     ref = load_nb201()
     prefs = trained.sweep(points)
@@ -94,14 +100,19 @@ def _measure_devices(trained, devices: Sequence[str], local: str, points: int, r
         if dev == local:
             archs = sorted(set(row["chosen"]))
             _, lat = _profile_local(archs, archs=0, references=False, reps=reps)
-            _, lat_small = _profile_local(archs, archs=0, references=False, reps=reps, config=trained.model_config())
+            _, lat_small = _profile_local(
+                archs, archs=0, references=False, reps=reps, config=trained.model_config()
+            )
             row["measured_ms"] = [lat.get(a) for a in row["chosen"]]
             row["measured_ms_digits_skeleton"] = [lat_small.get(a) for a in row["chosen"]]
             row["rho_digits_skeleton"] = _spearman(prefs[:, 0], row["measured_ms_digits_skeleton"])
         else:
             row["measured_ms"] = ref.latency(dev)[row["chosen_index"]].tolist()
         row["rho"] = _spearman(prefs[:, 0], row["measured_ms"])
-        row["measured_span_ms"] = [float(np.min(row["measured_ms"])), float(np.max(row["measured_ms"]))]
+        row["measured_span_ms"] = [
+            float(np.min(row["measured_ms"])),
+            float(np.max(row["measured_ms"])),
+        ]
         out[dev] = row
     return out
 
@@ -113,20 +124,30 @@ def _standalone_check(trained, local: str, points: int) -> dict[str, Any]:
     _, data = trained._supernet_and_data()
     pts = trained.front(local, points=points)[:10]
     t = time.time()
-    stand = [train_standalone(trained.space.parse(p.arch), data, trained.model_config()) for p in pts]
+    stand = [
+        train_standalone(trained.space.parse(p.arch), data, trained.model_config()) for p in pts
+    ]
     return {
         "archs": [p.arch for p in pts],
         "supernet_val_error": [p.objectives["error"] for p in pts],
         "standalone_test_error": [s["test_error"] for s in stand],
         "standalone_val_error": [s["val_error"] for s in stand],
-        "spearman": _spearman([p.objectives["error"] for p in pts], [s["test_error"] for s in stand]),
+        "spearman": _spearman(
+            [p.objectives["error"] for p in pts], [s["test_error"] for s in stand]
+        ),
         "train_s": round(time.time() - t, 1),
     }
 
 
 def run(
-    *, seeds: int = 3, points: int = 15, epochs: int | None = None, standalone: bool = True,
-    reps: int = 30, out_dir: Path = RESULTS_DIR, quick: bool = False,
+    *,
+    seeds: int = 3,
+    points: int = 15,
+    epochs: int | None = None,
+    standalone: bool = True,
+    reps: int = 30,
+    out_dir: Path = RESULTS_DIR,
+    quick: bool = False,
 ) -> dict[str, Any]:
     from hilnas.pipeline.predictors_device import fit_store_targets
     from hilnas.pipeline.search import SearchConfig, TrainedSearch, run_search
@@ -136,8 +157,12 @@ def run(
     ref = load_nb201()
     res: dict[str, Any] = {
         "settings": {
-            "command": "python -m hilnas.pipeline.benchmarks.supernet" + (" --quick" if quick else ""),
-            "seeds": seeds, "points": points, "epochs": epochs, "reps": reps,
+            "command": "python -m hilnas.pipeline.benchmarks.supernet"
+            + (" --quick" if quick else ""),
+            "seeds": seeds,
+            "points": points,
+            "epochs": epochs,
+            "reps": reps,
             "machine": f"{platform.machine()} ({os.cpu_count()} cores)",
             "load_before": [round(float(x), 2) for x in os.getloadavg()],
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -150,17 +175,31 @@ def run(
         local = report.config_key
         with MeasurementStore() as st:
             fit_store_targets(st, meta=True, meta_only_with_store_targets=True)
-        res["local_cpu"] = {"config_key": local, "device": report.device_name, "setup_s": round(time.time() - t, 1)}
+        res["local_cpu"] = {
+            "config_key": local,
+            "device": report.device_name,
+            "setup_s": round(time.time() - t, 1),
+        }
         targets = (*MODNAS_TRAIN_DEVICES, local)
         for seed in range(seeds):
             for path in PATHS:
                 cfg = SearchConfig(
-                    mode="supernet", supernet_error=path, seed=seed, train_targets=targets, epochs=epochs,
+                    mode="supernet",
+                    supernet_error=path,
+                    seed=seed,
+                    train_targets=targets,
+                    epochs=epochs,
                 )
                 t = time.time()
                 trained = TrainedSearch.load(run_search(cfg))
-                run: dict[str, Any] = {"seed": seed, "supernet_error": path, "search_s": round(time.time() - t, 1)}
-                run["devices"] = _measure_devices(trained, (*ref.latency_devices, local), local, points, reps)
+                run: dict[str, Any] = {
+                    "seed": seed,
+                    "supernet_error": path,
+                    "search_s": round(time.time() - t, 1),
+                }
+                run["devices"] = _measure_devices(
+                    trained, (*ref.latency_devices, local), local, points, reps
+                )
                 if standalone and seed == 0 and path == "surrogate":
                     run["standalone"] = _standalone_check(trained, local, points)
                 res["runs"].append(run)
@@ -175,11 +214,16 @@ def run(
 
 
 STUDY_ARCHS: dict[str, tuple[int, ...]] = {
-    "all-skip": (1,) * 6, "all-conv1x1": (2,) * 6, "all-conv3x3": (3,) * 6, "all-pool": (4,) * 6,
+    "all-skip": (1,) * 6,
+    "all-conv1x1": (2,) * 6,
+    "all-conv3x3": (3,) * 6,
+    "all-pool": (4,) * 6,
 }
 
 
-def skeleton_study(seeds: int = 3, random_archs: int = 8, epochs: int = 30, out_dir: Path = RESULTS_DIR) -> dict[str, Any]:
+def skeleton_study(
+    seeds: int = 3, random_archs: int = 8, epochs: int = 30, out_dir: Path = RESULTS_DIR
+) -> dict[str, Any]:
     """Why supernet mode on digits uses pooled reductions and strict fairness, measured.
 
     (1) Standalone test error (mean over ``seeds``) of uniform cells and ``random_archs`` random
@@ -201,12 +245,25 @@ def skeleton_study(seeds: int = 3, random_archs: int = 8, epochs: int = 30, out_
     archs = dict(STUDY_ARCHS)
     for i, code in enumerate(sp.sample(random_archs, seed=7)):
         archs[f"random-{i}"] = tuple(code)
-    res: dict[str, Any] = {"seeds": seeds, "epochs": epochs, "archs": {k: sp.format(v) for k, v in archs.items()}}
+    res: dict[str, Any] = {
+        "seeds": seeds,
+        "epochs": epochs,
+        "archs": {k: sp.format(v) for k, v in archs.items()},
+    }
     for reduction in ("residual", "pool"):
         cfg = data.model_config(8, 1, reduction)
         names = archs if reduction == "pool" else STUDY_ARCHS
         res[reduction] = {
-            name: float(np.mean([train_standalone(archs[name], data, cfg, epochs=epochs, seed=s)["test_error"] for s in range(seeds)]))
+            name: float(
+                np.mean(
+                    [
+                        train_standalone(archs[name], data, cfg, epochs=epochs, seed=s)[
+                            "test_error"
+                        ]
+                        for s in range(seeds)
+                    ]
+                )
+            )
             for name in names
         }
     truth = [res["pool"][n] for n in archs]
@@ -214,10 +271,17 @@ def skeleton_study(seeds: int = 3, random_archs: int = 8, epochs: int = 30, out_
     for sampling in ("uniform", "fair"):
         net = NB201Supernet(data.model_config(8, 1, "pool"))
         _train_supernet_fair(
-            SearchConfig(mode="supernet", supernet_epochs=epochs, weight_sampling=sampling), net, data, "cpu", None
+            SearchConfig(mode="supernet", supernet_epochs=epochs, weight_sampling=sampling),
+            net,
+            data,
+            "cpu",
+            None,
         )
         errs = [net.error_pct(data.val_x, data.val_y, archs[n]) for n in archs]
-        res["supernet_rank"][sampling] = {"spearman": _spearman(errs, truth), "val_error": dict(zip(archs, errs))}
+        res["supernet_rank"][sampling] = {
+            "spearman": _spearman(errs, truth),
+            "val_error": dict(zip(archs, errs, strict=False)),
+        }
     res["runtime_s"] = round(time.time() - t0, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "supernet_skeleton.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -232,7 +296,9 @@ def skeleton_study(seeds: int = 3, random_archs: int = 8, epochs: int = 30, out_
     ]
     for n in archs:
         r = res["residual"].get(n)
-        lines.append(f"| {n} `{res['archs'][n]}` | {'-' if r is None else f'{r:.1f}'} | {res['pool'][n]:.1f} |")
+        lines.append(
+            f"| {n} `{res['archs'][n]}` | {'-' if r is None else f'{r:.1f}'} | {res['pool'][n]:.1f} |"
+        )
     lines += [
         "",
         f"Supernet ({epochs} epochs, pooled skeleton), Spearman of its validation error vs the standalone test "
@@ -271,7 +337,9 @@ def _summary(res: dict[str, Any], local: str) -> dict[str, Any]:
                 "front_points": _mean(r["front_points"] for r in rows),
                 "front_error_span": _mean(r["front_error_span"] for r in rows),
             }
-        entry["local CPU"]["rho_digits_skeleton"] = _mean(r["devices"][local].get("rho_digits_skeleton") for r in runs)
+        entry["local CPU"]["rho_digits_skeleton"] = _mean(
+            r["devices"][local].get("rho_digits_skeleton") for r in runs
+        )
         out[path] = entry
     return out
 
@@ -339,7 +407,9 @@ def markdown(res: dict[str, Any]) -> str:
             ]
             lines += [
                 f"| `{a}` | {e:.1f} | {t:.1f} |"
-                for a, e, t in zip(st["archs"], st["supernet_val_error"], st["standalone_test_error"])
+                for a, e, t in zip(
+                    st["archs"], st["supernet_val_error"], st["standalone_test_error"], strict=False
+                )
             ]
     return "\n".join(lines) + "\n"
 
@@ -347,13 +417,24 @@ def markdown(res: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=3, help="search seeds per error term (default 3)")
-    ap.add_argument("--points", type=int, default=15, help="preferences swept per device (default 15)")
-    ap.add_argument("--epochs", type=int, default=None, help="search epochs (default: the search's)")
-    ap.add_argument("--no-standalone", action="store_true", help="skip training front architectures alone")
+    ap.add_argument(
+        "--points", type=int, default=15, help="preferences swept per device (default 15)"
+    )
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="search epochs (default: the search's)"
+    )
+    ap.add_argument(
+        "--no-standalone", action="store_true", help="skip training front architectures alone"
+    )
     ap.add_argument("--quick", action="store_true", help="one seed, 8 epochs, no standalone check")
-    ap.add_argument("--skeleton-study", action="store_true",
-                    help="only the skeleton / sampling study (results/supernet_skeleton.{json,md}, ~8 min)")
-    ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for supernet.{json,md}")
+    ap.add_argument(
+        "--skeleton-study",
+        action="store_true",
+        help="only the skeleton / sampling study (results/supernet_skeleton.{json,md}, ~8 min)",
+    )
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="directory for supernet.{json,md}"
+    )
     args = ap.parse_args(argv)
     if args.skeleton_study:
         skeleton_study(out_dir=args.out)
@@ -362,7 +443,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     seeds, epochs, standalone = args.seeds, args.epochs, not args.no_standalone
     if args.quick:
         seeds, epochs, standalone = 1, epochs or 8, False
-    res = run(seeds=seeds, points=args.points, epochs=epochs, standalone=standalone, out_dir=args.out, quick=args.quick)
+    res = run(
+        seeds=seeds,
+        points=args.points,
+        epochs=epochs,
+        standalone=standalone,
+        out_dir=args.out,
+        quick=args.quick,
+    )
     print(markdown(res))
 
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from hilnas.pipeline.spaces.nb201 import NB201
 
 OUT = Path(__file__).with_name("nb201.npz")
@@ -30,13 +29,13 @@ def derive(src: Path, out: Path = OUT) -> Path:
     head, rows = _read(src / "accuracy.csv")
     n = len(rows)
     if n != 15625:
-        raise ValueError(f"{src/'accuracy.csv'} has {n} rows, expected 15625")
+        raise ValueError(f"{src / 'accuracy.csv'} has {n} rows, expected 15625")
     codes = np.zeros((n, 6), dtype=np.int8)
     acc_cols = ["cifar10_test", "cifar100_test", "imagenet16_test", "cifar10_valid"]
     acc = np.zeros((n, len(acc_cols)))
     params = np.zeros(n)
     for row in rows:
-        rec = dict(zip(head, row))
+        rec = dict(zip(head, row, strict=False))
         i = int(rec["idx"])
         codes[i] = space.parse(rec["arch"])
         acc[i] = [float(rec[c]) for c in acc_cols]

@@ -23,11 +23,11 @@ def available_spaces() -> list[str]:
 
 
 __all__ = [
+    "NB201",
     "Architecture",
     "ArchitectureError",
     "ModelConfig",
     "SearchSpace",
-    "NB201",
-    "get_space",
     "available_spaces",
+    "get_space",
 ]

@@ -122,7 +122,7 @@ class SearchSpace(ABC):
             raise ArchitectureError(
                 f"{self.name}: expected {self.num_decisions} decisions, got {len(code)} in {arch!r}"
             )
-        for d, (v, opts) in enumerate(zip(code, self.options)):
+        for d, (v, opts) in enumerate(zip(code, self.options, strict=False)):
             if not 0 <= v < len(opts):
                 raise ArchitectureError(
                     f"{self.name}: decision {self.decisions[d]!r} has options 0..{len(opts) - 1}, "
@@ -211,7 +211,9 @@ class SearchSpace(ABC):
         return ModelConfig()
 
     @abstractmethod
-    def build_model(self, arch: Sequence[int], config: ModelConfig | None = None) -> torch.nn.Module:
+    def build_model(
+        self, arch: Sequence[int], config: ModelConfig | None = None
+    ) -> torch.nn.Module:
         """A PyTorch module for one architecture (eval mode, deterministic weights)."""
 
     def build_onnx(

@@ -18,7 +18,6 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-
 from hilnas.pipeline.spaces.base import Architecture, ArchitectureError, ModelConfig, SearchSpace
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -37,7 +36,7 @@ def live_edges(arch: Sequence[int]) -> tuple[bool, ...]:
     """
     live = [True, False, False, False]
     used = []
-    for (dst, src), op in zip(EDGES, arch):
+    for (dst, src), op in zip(EDGES, arch, strict=False):
         on = op != 0 and live[src]
         used.append(on)
         if on:
@@ -87,7 +86,9 @@ class NB201(SearchSpace):
     # ----- strings ------------------------------------------------------------------
     def parse(self, text: str) -> Architecture:
         if not isinstance(text, str):
-            raise ArchitectureError(f"nb201: expected an architecture string, got {type(text).__name__}")
+            raise ArchitectureError(
+                f"nb201: expected an architecture string, got {type(text).__name__}"
+            )
         s = text.strip()
         nodes = s.split("+")
         if len(nodes) != 3 or not all(_NODE_RE.match(n) for n in nodes):
@@ -119,9 +120,7 @@ class NB201(SearchSpace):
     def format(self, arch: Sequence[int]) -> str:
         c = self.validate(arch)
         ops = [OPS[i] for i in c]
-        return (
-            f"|{ops[0]}~0|+|{ops[1]}~0|{ops[2]}~1|+|{ops[3]}~0|{ops[4]}~1|{ops[5]}~2|"
-        )
+        return f"|{ops[0]}~0|+|{ops[1]}~0|{ops[2]}~1|+|{ops[3]}~0|{ops[4]}~1|{ops[5]}~2|"
 
     # ----- official index order --------------------------------------------------------
     @functools.cached_property
@@ -184,7 +183,7 @@ class NB201(SearchSpace):
                     total += size * size * ch * c_in * 9 + size * size * ch * ch * 9  # conv a, b
                 total += size * size * ch * c_in  # 1x1 shortcut
             per_cell = 0.0
-            for op, on in zip(code, used):
+            for op, on in zip(code, used, strict=False):
                 if on and op == 2:
                     per_cell += size * size * ch * ch
                 elif on and op == 3:

@@ -45,13 +45,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from hilnas.pipeline.spaces.base import ModelConfig
-from hilnas.pipeline.spaces.nb201 import check_config, EDGES, OPS, live_edges
+from hilnas.pipeline.spaces.nb201 import EDGES, OPS, check_config, live_edges
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
-
     from hilnas.pipeline.spaces.base import SearchSpace
 
 #: Bump when the graph this module writes changes (it is part of provenance).

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
-
 from hilnas.pipeline.spaces.base import ModelConfig
 from hilnas.pipeline.spaces.nb201 import EDGES, OPS, live_edges
+from torch import nn
 
 
 class ReLUConvBN(nn.Sequential):
@@ -78,7 +77,7 @@ class DiscreteCell(nn.Module):
         self.arch = tuple(arch)
         self.used = live_edges(self.arch)
         self.edges = nn.ModuleDict()
-        for e, ((dst, src), op) in enumerate(zip(EDGES, self.arch)):
+        for e, (_edge, op) in enumerate(zip(EDGES, self.arch, strict=False)):
             if self.used[e]:
                 self.edges[str(e)] = make_op(OPS[op], channels)
 

@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from hilnas.flows.artifacts import ArtifactError, ArtifactExporter, ArtifactLocation, sha256_file
 from hilnas.pipeline.spaces import get_space
 
@@ -97,10 +96,13 @@ def test_publish_then_profile_without_torch(tmp_path):
         """
     )
     env = dict(
-        os.environ, HILNAS_ARTIFACTS=str(art), HILNAS_HOME=str(tmp_path / "agent-home"),
+        os.environ,
+        HILNAS_ARTIFACTS=str(art),
+        HILNAS_HOME=str(tmp_path / "agent-home"),
         HILNAS_AGENT_DEVICE="cpu",
     )
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "OK 12"

@@ -49,7 +49,10 @@ def write_device_csv(path, device="raspi4", extra=0, energy_device=None):
         w = csv.writer(fh)
         w.writerow(["arch", "latency_ms"] + (["energy_mj"] if en is not None else []))
         for i in idx:
-            w.writerow([sp.format(ref.arch_codes[i]), f"{lat[i]:.6g}"] + ([f"{en[i]:.6g}"] if en is not None else []))
+            w.writerow(
+                [sp.format(ref.arch_codes[i]), f"{lat[i]:.6g}"]
+                + ([f"{en[i]:.6g}"] if en is not None else [])
+            )
     return path
 
 
@@ -80,7 +83,9 @@ def test_energy_column_when_the_device_has_energy(tmp_path):
     src = write_device_csv(tmp_path / "sim.csv", device="fpga", energy_device="fpga")
     assert invoke("devices", "import", "sim_fpga", "--csv", str(src)).exit_code == 0
     archs = tmp_path / "archs.txt"
-    archs.write_text("# two architectures\n0\n|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|\n")
+    archs.write_text(
+        "# two architectures\n0\n|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|\n"
+    )
     res = invoke("predict", "--device", "sim_fpga", "--archs", str(archs))
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(res.stdout.splitlines()))
@@ -91,7 +96,9 @@ def test_energy_column_when_the_device_has_energy(tmp_path):
 
 
 def test_reference_device_prediction_needs_no_store(tmp_path, hilnas_home):
-    res = invoke("predict", "--device", "eyeriss", "--metric", "energy_mj", "--out", str(tmp_path / "e.csv"))
+    res = invoke(
+        "predict", "--device", "eyeriss", "--metric", "energy_mj", "--out", str(tmp_path / "e.csv")
+    )
     assert res.exit_code == 0, res.output
     assert not (hilnas_home / "hilnas.db").exists()
     rows = list(csv.DictReader((tmp_path / "e.csv").open()))
@@ -103,11 +110,17 @@ def test_reference_device_prediction_needs_no_store(tmp_path, hilnas_home):
     [
         ("arch,latency\n", "lacks the column(s) latency_ms"),
         ("arch,latency_ms\n|nor_conv_3x3~0|,1\n", "malformed"),
-        ("arch,latency_ms\n|nor_conv_7x7~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n", "unknown operation"),
+        (
+            "arch,latency_ms\n|nor_conv_7x7~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n",
+            "unknown operation",
+        ),
         ("REFS\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,nan\n", "finite"),
         ("REFS\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,-1\n", "> 0"),
         ("REFS\nREF0,99\n", "different values"),
-        ("arch,latency_ms\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n", "reference architectures"),
+        (
+            "arch,latency_ms\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n",
+            "reference architectures",
+        ),
     ],
 )
 def test_bad_csv_is_rejected_and_nothing_stored(tmp_path, content, match):
@@ -173,7 +186,12 @@ def test_fit_refits_per_device_models_and_predict_uses_them(tmp_path):
     out = tmp_path / "p.csv"
     assert invoke("predict", "--device", "big_cpu", "--out", str(out)).exit_code == 0
     meta_out = tmp_path / "m.csv"
-    assert invoke("predict", "--device", "big_cpu", "--model", "meta", "--out", str(meta_out)).exit_code == 0
+    assert (
+        invoke(
+            "predict", "--device", "big_cpu", "--model", "meta", "--out", str(meta_out)
+        ).exit_code
+        == 0
+    )
     a = np.array([float(r["latency_ms"]) for r in csv.DictReader(out.open())])
     b = np.array([float(r["latency_ms"]) for r in csv.DictReader(meta_out.open())])
     assert a.shape == b.shape == (15625,) and np.all(a > 0)

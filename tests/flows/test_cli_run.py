@@ -28,8 +28,10 @@ def _layers_ready() -> bool:
 
     import hilnas.profilers
 
-    return hasattr(hilnas.profilers, "OrtProfiler") and importlib.util.find_spec(
-        "hilnas.pipeline.search") is not None
+    return (
+        hasattr(hilnas.profilers, "OrtProfiler")
+        and importlib.util.find_spec("hilnas.pipeline.search") is not None
+    )
 
 
 @pytest.mark.slow

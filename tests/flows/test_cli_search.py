@@ -71,12 +71,27 @@ def searched(_search_once, search_home, monkeypatch):
 
 def _run_search():
     res = invoke(
-        "search", "--mode", "surrogate", "--objectives", "error,latency",
-        "--devices", "1080ti_1,pixel3", "--devices", "gold_6240",
-        "--epochs", "1", "--queries", "30", "--seed", "3", "--threads", "1", "--json",
+        "search",
+        "--mode",
+        "surrogate",
+        "--objectives",
+        "error,latency",
+        "--devices",
+        "1080ti_1,pixel3",
+        "--devices",
+        "gold_6240",
+        "--epochs",
+        "1",
+        "--queries",
+        "30",
+        "--seed",
+        "3",
+        "--threads",
+        "1",
+        "--json",
     )
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    summary = json.loads(res.stdout[res.stdout.index("{") :])
     assert summary["train_targets"] == ["1080ti_1", "pixel3", "gold_6240"]
     assert summary["objectives"] == ["error", "latency_ms"] and summary["seed"] == 3
     return summary
@@ -100,7 +115,17 @@ def test_search_then_front_for_a_device_imported_afterwards(searched, tmp_path):
 
 def test_front_with_one_preference_and_onnx_export(searched, tmp_path):
     out = tmp_path / "one"
-    res = invoke("front", "--device", "pixel3", "--preference", "0.7,0.3", "--json", "--out", str(out), "--export-onnx")
+    res = invoke(
+        "front",
+        "--device",
+        "pixel3",
+        "--preference",
+        "0.7,0.3",
+        "--json",
+        "--out",
+        str(out),
+        "--export-onnx",
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert len(doc["points"]) == 1 and doc["points"][0]["preference"] == [0.7, 0.3]

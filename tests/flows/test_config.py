@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from hilnas.flows.config import ConfigError, RunConfig, load_config, resolve_config
 
 
@@ -65,7 +64,8 @@ def test_syntax_error_and_missing_file(tmp_path):
 
 def test_flags_alone_are_validated():
     assert resolve_config(None, {"archs": 3, "objectives": "error,latency"}).objectives == [
-        "error", "latency_ms",
+        "error",
+        "latency_ms",
     ]
     with pytest.raises(ConfigError, match="'points'"):
         resolve_config(None, {"points": 1})

@@ -29,7 +29,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
 from hilnas.flows import jobs
 from hilnas.flows.server import PREFECT_FILE
 
@@ -37,9 +36,19 @@ pytestmark = [pytest.mark.prefect_server, pytest.mark.slow]
 
 STARTUP_TIMEOUT_S = 60
 PROFILE_PARAMS = {"archs": 2, "reps": 3, "warmup": 5, "seed": 0}
-TINY_SEARCH = {"accuracy_queries": 20, "query_rounds": 0, "surrogate_members": 1, "steps_per_epoch": 5}
-SEARCH_PARAMS = {"mode": "surrogate", "epochs": 1, "points": 3, "reference_devices": False,
-                 "search_options": TINY_SEARCH}
+TINY_SEARCH = {
+    "accuracy_queries": 20,
+    "query_rounds": 0,
+    "surrogate_members": 1,
+    "steps_per_epoch": 5,
+}
+SEARCH_PARAMS = {
+    "mode": "surrogate",
+    "epochs": 1,
+    "points": 3,
+    "reference_devices": False,
+    "search_options": TINY_SEARCH,
+}
 
 
 def free_port() -> int:
@@ -90,7 +99,10 @@ class Server:
     def spawn(self, name: str, cmd: list[str], **env: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            cmd, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+            cmd,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         proc.log_path = self.logs / f"{name}.log"  # type: ignore[attr-defined]
@@ -98,8 +110,9 @@ class Server:
         return proc
 
     def run(self, cmd: list[str], timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, env={**self.env, **env}, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            cmd, env={**self.env, **env}, capture_output=True, text=True, timeout=timeout
+        )
 
     def hilnas(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
         return self.run([sys.executable, "-m", "hilnas.flows.cli", *args], timeout=timeout, **env)
@@ -109,7 +122,10 @@ class Server:
         return self.api("GET", f"/deployments/name/{flow}/{name}").json()["id"]
 
     def runs(self, deployment_id: str) -> list[dict]:
-        body = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}, "sort": "START_TIME_DESC"}
+        body = {
+            "flow_runs": {"deployment_id": {"any_": [deployment_id]}},
+            "sort": "START_TIME_DESC",
+        }
         return self.api("POST", "/flow_runs/filter", json=body).json()
 
     def wait_state(self, run_id: str, states: set[str], timeout: float) -> dict:
@@ -119,13 +135,17 @@ class Server:
             if run["state_type"] in states:
                 return run
             if time.monotonic() > deadline:
-                raise AssertionError(f"flow run {run_id} is {run['state_type']} after {timeout} s "
-                                     f"({run['state'].get('message')}); logs: {self.tail()}")
+                raise AssertionError(
+                    f"flow run {run_id} is {run['state_type']} after {timeout} s "
+                    f"({run['state'].get('message')}); logs: {self.tail()}"
+                )
             time.sleep(1)
 
     def create_run(self, deployment_id: str, parameters: dict | None = None) -> str:
         body = {"parameters": parameters or {}}
-        return self.api("POST", f"/deployments/{deployment_id}/create_flow_run", json=body).json()["id"]
+        return self.api("POST", f"/deployments/{deployment_id}/create_flow_run", json=body).json()[
+            "id"
+        ]
 
     def tail(self, n: int = 2500) -> str:
         out = []
@@ -174,8 +194,10 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "HILNAS_HOME": str(hilnas_home),
         "COLUMNS": "400",  # one-line error messages
     }
-    with fresh_postgres_db(os.environ.get("HILNAS_TEST_PREFECT_POSTGRES_URL"), "prefect_e2e") as pg, \
-            fresh_postgres_db(os.environ.get("HILNAS_TEST_POSTGRES_URL"), "hilnas_e2e") as store_url:
+    with (
+        fresh_postgres_db(os.environ.get("HILNAS_TEST_PREFECT_POSTGRES_URL"), "prefect_e2e") as pg,
+        fresh_postgres_db(os.environ.get("HILNAS_TEST_POSTGRES_URL"), "hilnas_e2e") as store_url,
+    ):
         if pg:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = pg
         if store_url:
@@ -184,8 +206,18 @@ def server(tmp_path_factory) -> Iterator[Server]:
         try:
             proc = srv.spawn(
                 "server",
-                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                 "--port", str(port), "--no-ui"],
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-ui",
+                ],
             )
             deadline = time.monotonic() + STARTUP_TIMEOUT_S
             while True:
@@ -195,7 +227,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
                     if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                         break
                 if time.monotonic() > deadline:
-                    pytest.fail(f"prefect server not healthy after {STARTUP_TIMEOUT_S} s: {srv.tail()}")
+                    pytest.fail(
+                        f"prefect server not healthy after {STARTUP_TIMEOUT_S} s: {srv.tail()}"
+                    )
                 time.sleep(0.5)
             yield srv
         finally:
@@ -235,22 +269,59 @@ def test_deploy_profile_trigger_search(server: Server, tmp_path):
     assert pools["hilnas-cpu"]["concurrency_limit"] == 1
     # 2. plain Prefect on the same layout, tiny parameters for the test
     tiny = tiny_prefect_yaml(tmp_path / "prefect.yaml")
-    out = srv.run([sys.executable, "-m", "prefect", "deploy", "--all", "--no-prompt",
-                   "--prefect-file", str(tiny)], timeout=300)
+    out = srv.run(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "deploy",
+            "--all",
+            "--no-prompt",
+            "--prefect-file",
+            str(tiny),
+        ],
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     profile_id = srv.deployment_id("hilnas-profile", "profile-cpu")
     search_id = srv.deployment_id("hilnas-search", "search")
     dep = srv.api("GET", f"/deployments/{profile_id}").json()
-    assert dep["parameters"]["archs"] == 2 and dep["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
+    assert (
+        dep["parameters"]["archs"] == 2 and dep["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
+    )
     assert dep["global_concurrency_limit"]["limit"] == 1
     automations = srv.api("POST", "/automations/filter", json={}).json()
     assert any(a["actions"][0]["type"] == "run-deployment" for a in automations)
 
     # 3. agents: the CPU's measurement agent (onboards its 10 reference archs) and a search worker
-    srv.spawn("agent-cpu", [sys.executable, "-m", "hilnas.flows.cli", "agent", "start",
-                            "--device", "cpu", "--onboard-reps", str(PROFILE_PARAMS["reps"])])
-    srv.spawn("worker-search", [sys.executable, "-m", "prefect", "worker", "start",
-                                "--pool", "hilnas-search", "--type", "process"])
+    srv.spawn(
+        "agent-cpu",
+        [
+            sys.executable,
+            "-m",
+            "hilnas.flows.cli",
+            "agent",
+            "start",
+            "--device",
+            "cpu",
+            "--onboard-reps",
+            str(PROFILE_PARAMS["reps"]),
+        ],
+    )
+    srv.spawn(
+        "worker-search",
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "worker",
+            "start",
+            "--pool",
+            "hilnas-search",
+            "--type",
+            "process",
+        ],
+    )
     key = cpu_config_key(srv)
 
     # 4. run the profiling deployment; its completion must trigger the search deployment
@@ -280,13 +351,19 @@ def test_deploy_profile_trigger_search(server: Server, tmp_path):
     doc = json.loads(front.read_text())
     assert doc["device"] == key and len(doc["points"]) >= 1
     assert (front.parent / "front.png").is_file()
-    assert srv.api("POST", "/artifacts/filter", json={"artifacts": {"key": {"any_": [
-        f"front-{jobs.slug(key)}"]}}}).json()
+    assert srv.api(
+        "POST",
+        "/artifacts/filter",
+        json={"artifacts": {"key": {"any_": [f"front-{jobs.slug(key)}"]}}},
+    ).json()
 
 
 def latest_artifact(srv: Server, key: str) -> dict:
-    arts = srv.api("POST", "/artifacts/filter", json={
-        "artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}).json()
+    arts = srv.api(
+        "POST",
+        "/artifacts/filter",
+        json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1},
+    ).json()
     assert arts, f"no artifact {key}"
     data = arts[0]["data"]
     data = json.loads(data) if isinstance(data, str) else data
@@ -306,8 +383,19 @@ def test_killed_agent_leaves_a_crashed_run_and_the_rerun_measures_only_the_rest(
             kill_tree(p, signal.SIGKILL)
     params = {**PROFILE_PARAMS, "archs": 8, "reps": 300}
     srv.hilnas("agent", "publish", "--archs", "8")
-    agent = srv.spawn("agent-cpu-2", [sys.executable, "-m", "hilnas.flows.cli", "agent", "start",
-                                      "--device", "cpu", "--no-onboard"])
+    agent = srv.spawn(
+        "agent-cpu-2",
+        [
+            sys.executable,
+            "-m",
+            "hilnas.flows.cli",
+            "agent",
+            "start",
+            "--device",
+            "cpu",
+            "--no-onboard",
+        ],
+    )
     before = count_measurements(srv, device_id, params["reps"])
     run_id = srv.create_run(profile_id, params)
     srv.wait_state(run_id, {"RUNNING"}, timeout=60)
@@ -321,10 +409,22 @@ def test_killed_agent_leaves_a_crashed_run_and_the_rerun_measures_only_the_rest(
     run = srv.wait_state(run_id, {"CRASHED", "FAILED", "COMPLETED"}, timeout=120)
     assert run["state_type"] == "CRASHED" and "heartbeat" in run["state"]["message"]
 
-    srv.spawn("agent-cpu-3", [sys.executable, "-m", "hilnas.flows.cli", "agent", "start",
-                              "--device", "cpu", "--no-onboard"])
-    rerun = srv.wait_state(srv.create_run(profile_id, params), {"COMPLETED", "FAILED", "CRASHED"},
-                           timeout=180)
+    srv.spawn(
+        "agent-cpu-3",
+        [
+            sys.executable,
+            "-m",
+            "hilnas.flows.cli",
+            "agent",
+            "start",
+            "--device",
+            "cpu",
+            "--no-onboard",
+        ],
+    )
+    rerun = srv.wait_state(
+        srv.create_run(profile_id, params), {"COMPLETED", "FAILED", "CRASHED"}, timeout=180
+    )
     assert rerun["state_type"] == "COMPLETED", srv.tail()
     art = latest_artifact(srv, f"profile-{jobs.slug(device_id)}")
     assert art["skipped"] == partial and art["measured"] == 18 - partial
@@ -351,9 +451,16 @@ def test_setup_errors_name_the_fix(server: Server):
     assert out.returncode == 2 and "cannot reach the Prefect API" in out.stderr
     out = srv.hilnas("agent", "start", "--device", "tpu9")
     assert out.returncode == 2 and "hilnas devices list" in out.stderr
-    out = srv.hilnas("agent", "start", "--device", "cpu", "--pool", "no-such-pool", "--no-create-pool")
+    out = srv.hilnas(
+        "agent", "start", "--device", "cpu", "--pool", "no-such-pool", "--no-create-pool"
+    )
     assert out.returncode == 2 and "prefect work-pool create no-such-pool" in out.stderr
     env = {k: v for k, v in srv.env.items() if k != "PREFECT_API_URL"}
-    proc = subprocess.run([sys.executable, "-m", "hilnas.flows.cli", "agent", "start", "--device",
-                           "cpu"], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hilnas.flows.cli", "agent", "start", "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "PREFECT_API_URL is not set" in proc.stderr

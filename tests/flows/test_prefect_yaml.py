@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from hilnas.flows.server import PREFECT_FILE, PrefectSetupError, pools_in, validate_prefect_yaml
 
 
@@ -38,7 +37,9 @@ def test_search_is_triggered_by_completed_profiling_runs(shipped):
     (search,) = [d for d in shipped["deployments"] if d["name"] == "search"]
     (trigger,) = search["triggers"]
     assert trigger["expect"] == ["prefect.flow-run.Completed"]
-    related = {(r["prefect.resource.role"], r["prefect.resource.name"]) for r in trigger["match_related"]}
+    related = {
+        (r["prefect.resource.role"], r["prefect.resource.name"]) for r in trigger["match_related"]
+    }
     assert related == {("flow", "hilnas-profile"), ("deployment", "profile-*")}
     from hilnas.flows.flows import profile_flow
 
@@ -74,30 +75,45 @@ def _dep(doc, name):
 
 
 def test_bad_cron(tmp_path, shipped):
-    msg = _broken(tmp_path, shipped, lambda d: _dep(d, "profile-cpu")["schedules"][0].update(cron="61 2 * * *"))
+    msg = _broken(
+        tmp_path,
+        shipped,
+        lambda d: _dep(d, "profile-cpu")["schedules"][0].update(cron="61 2 * * *"),
+    )
     assert "deployment 'profile-cpu'.schedules[0].cron" in msg and "'0 2 * * *'" in msg
 
 
 def test_unknown_parameter_and_bad_type(tmp_path, shipped):
-    msg = _broken(tmp_path, shipped, lambda d: _dep(d, "profile-cpu")["parameters"].update(repetitions=3))
+    msg = _broken(
+        tmp_path, shipped, lambda d: _dep(d, "profile-cpu")["parameters"].update(repetitions=3)
+    )
     assert "unknown parameter(s) repetitions" in msg and "reps" in msg
-    msg = _broken(tmp_path, shipped, lambda d: _dep(d, "profile-cpu")["parameters"].update(reps="many"))
+    msg = _broken(
+        tmp_path, shipped, lambda d: _dep(d, "profile-cpu")["parameters"].update(reps="many")
+    )
     assert "profile-cpu" in msg and "parameters" in msg
 
 
 def test_bad_entrypoint_pool_limit_trigger(tmp_path, shipped):
-    msg = _broken(tmp_path, shipped, lambda d: _dep(d, "search").update(entrypoint="hilnas.flows.flows:nope"))
+    msg = _broken(
+        tmp_path, shipped, lambda d: _dep(d, "search").update(entrypoint="hilnas.flows.flows:nope")
+    )
     assert "deployment 'search'.entrypoint" in msg
     msg = _broken(tmp_path, shipped, lambda d: _dep(d, "search").pop("work_pool"))
     assert "work_pool.name: missing" in msg
     msg = _broken(tmp_path, shipped, lambda d: _dep(d, "profile-cpu").update(concurrency_limit=0))
     assert "concurrency_limit" in msg and "positive integer" in msg
     msg = _broken(
-        tmp_path, shipped, lambda d: _dep(d, "profile-cpu").update(
-            concurrency_limit={"limit": 1, "collision_strategy": "DROP"})
+        tmp_path,
+        shipped,
+        lambda d: _dep(d, "profile-cpu").update(
+            concurrency_limit={"limit": 1, "collision_strategy": "DROP"}
+        ),
     )
     assert "ENQUEUE" in msg
-    msg = _broken(tmp_path, shipped, lambda d: _dep(d, "search")["triggers"][0].update(posture="Sometimes"))
+    msg = _broken(
+        tmp_path, shipped, lambda d: _dep(d, "search")["triggers"][0].update(posture="Sometimes")
+    )
     assert "triggers[0]" in msg
 
 

@@ -9,14 +9,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-
 from hilnas.flows.server import PrefectSetupError, check_api
 
 AUTH = "admin:s3cret"
 
 
 class _Api(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         expected = "Basic " + base64.b64encode(AUTH.encode()).decode()
         if self.path == "/api/health":
             code = 200
@@ -46,14 +45,18 @@ def _settings(**env):
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     values = {PREFECT_API_URL: env.get("url"), PREFECT_API_AUTH_STRING: env.get("auth")}
-    return temporary_settings(updates={k: v for k, v in values.items() if v is not None},
-                              restore_defaults={k for k, v in values.items() if v is None})
+    return temporary_settings(
+        updates={k: v for k, v in values.items() if v is not None},
+        restore_defaults={k for k, v in values.items() if v is None},
+    )
 
 
 def test_ephemeral_mode_needs_no_server_but_an_agent_does():
     with _settings():
         assert check_api() is None
-        with pytest.raises(PrefectSetupError, match="PREFECT_API_URL is not set.*prefect server start"):
+        with pytest.raises(
+            PrefectSetupError, match="PREFECT_API_URL is not set.*prefect server start"
+        ):
             check_api(require_server=True)
 
 
@@ -67,9 +70,11 @@ def test_closed_port():
 
 
 def test_credentials(api):
-    with _settings(url=api):
-        with pytest.raises(PrefectSetupError, match="refused the credentials.*PREFECT_API_AUTH_STRING"):
-            check_api()
+    with (
+        _settings(url=api),
+        pytest.raises(PrefectSetupError, match="refused the credentials.*PREFECT_API_AUTH_STRING"),
+    ):
+        check_api()
     with _settings(url=api, auth=AUTH):
         assert check_api() == api
     with _settings(url=api.removesuffix("/api")):

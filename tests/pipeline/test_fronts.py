@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from hilnas.pipeline import fronts, mo
 from hilnas.pipeline.refdata import load_nb201
 

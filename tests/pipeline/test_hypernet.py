@@ -90,7 +90,9 @@ def test_hypernetwork_starts_near_uniform_for_any_number_of_objectives(m):
 
 def test_hypernetwork_output_depends_on_preference_and_embedding_after_a_step():
     torch.manual_seed(0)
-    net = MetaHypernetwork(num_objectives=2, embed_dim=10, num_decisions=6, num_options=5, hidden=32)
+    net = MetaHypernetwork(
+        num_objectives=2, embed_dim=10, num_decisions=6, num_options=5, hidden=32
+    )
     r = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
     h = torch.rand(10)
     target = torch.zeros(2, 6, 5)

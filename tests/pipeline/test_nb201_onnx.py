@@ -76,7 +76,9 @@ def assert_close(got, want):
 
 SMALL = ModelConfig(channels=4, cells_per_stage=1, input_size=8, in_channels=1, num_classes=3)
 #: the digits skeleton of supernet mode: pooled reductions (the residual block's shortcut alone)
-DIGITS = ModelConfig(channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10, reduction="pool")
+DIGITS = ModelConfig(
+    channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10, reduction="pool"
+)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +115,17 @@ def test_random_sample_small_config_randomized_bn(space):
         ),
         (ModelConfig(channels=4, cells_per_stage=1, input_size=4, in_channels=1, num_classes=2), 1),
         (DIGITS, 1),
-        (ModelConfig(channels=6, cells_per_stage=2, input_size=12, in_channels=2, num_classes=5, reduction="pool"), 3),
+        (
+            ModelConfig(
+                channels=6,
+                cells_per_stage=2,
+                input_size=12,
+                in_channels=2,
+                num_classes=5,
+                reduction="pool",
+            ),
+            3,
+        ),
     ],
     ids=lambda v: v.key() if isinstance(v, ModelConfig) else f"b{v}",
 )
@@ -195,7 +207,9 @@ def test_graph_interface_and_pruning(space):
     ops = [n.op_type for n in g.node]
     # BN folded everywhere but the head; one Conv per live conv edge per cell + stem + reductions
     assert ops.count("BatchNormalization") == 1
-    live_convs = sum(1 for op, on in zip(arch, live_edges(arch)) if on and op in (2, 3))
+    live_convs = sum(
+        1 for op, on in zip(arch, live_edges(arch), strict=False) if on and op in (2, 3)
+    )
     assert ops.count("Conv") == 1 + 6 * live_convs + 2 * 3
     # no Mul (no dead cell) and no initializer is unused
     assert "Mul" not in ops
@@ -271,6 +285,8 @@ def test_space_hook_returns_the_direct_builder(space):
 
 
 def test_a_module_with_the_other_reduction_is_rejected(space):
-    residual = ModelConfig(channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10)
+    residual = ModelConfig(
+        channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10
+    )
     with pytest.raises(ValueError, match="PooledReduction"):
         build_onnx(space, (3,) * 6, DIGITS, 1, 17, model=space.build_model((3,) * 6, residual))

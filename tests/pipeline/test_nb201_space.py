@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hilnas.pipeline.spaces import ArchitectureError, get_space
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "nb201"
@@ -43,7 +42,18 @@ def test_roundtrip_and_order_over_whole_space(space):
 
 def test_reference_architectures(space):
     refs = space.reference_architectures()
-    assert [space.index(a) for a in refs] == [11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462]
+    assert [space.index(a) for a in refs] == [
+        11982,
+        431,
+        55,
+        9,
+        14451,
+        8636,
+        9881,
+        13479,
+        6196,
+        1462,
+    ]
 
 
 def test_sampling_is_seeded_distinct_and_respects_exclusion(space):
@@ -110,9 +120,11 @@ def test_disconnected_architecture_still_runs(space):
     arch = space.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
     model = space.build_model(arch)
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
-    assert space.flops(arch) < space.flops(space.parse(
-        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-    ))
+    assert space.flops(arch) < space.flops(
+        space.parse(
+            "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+        )
+    )
 
 
 def test_pooled_reductions_skeleton(space):
@@ -121,12 +133,17 @@ def test_pooled_reductions_skeleton(space):
     torch = pytest.importorskip("torch")
     from hilnas.pipeline.spaces import ModelConfig
 
-    residual = ModelConfig(channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10)
-    pooled = ModelConfig(channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10, reduction="pool")
+    residual = ModelConfig(
+        channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10
+    )
+    pooled = ModelConfig(
+        channels=8, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10, reduction="pool"
+    )
     assert residual.key() == "C8-N1-in1x8-cls10" and pooled.key() == "C8-N1-in1x8-cls10-rpool"
     arch = (3,) * 6
     params = {
-        c.reduction: sum(p.numel() for p in space.build_model(arch, c).parameters()) for c in (residual, pooled)
+        c.reduction: sum(p.numel() for p in space.build_model(arch, c).parameters())
+        for c in (residual, pooled)
     }
     assert params["pool"] < params["residual"]
     # the two stride-2 3x3 convolutions of each residual block, exactly: (16*8 + 16*16) * 9 MACs

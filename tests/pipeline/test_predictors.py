@@ -37,7 +37,7 @@ def ref_csv(values, extra=(), energy=None) -> str:
     refs = P.reference_strings()
     head = "arch,latency_ms" + (",energy_mj" if energy is not None else "") + "\n"
     rows = []
-    for i, (a, v) in enumerate(zip(refs, values)):
+    for i, (a, v) in enumerate(zip(refs, values, strict=False)):
         rows.append(f"{a},{v}" + (f",{energy[i]}" if energy is not None else ""))
     rows += [f"{a},{v}" + ("," if energy is not None else "") for a, v in extra]
     return head + "\n".join(rows) + "\n"
@@ -117,7 +117,9 @@ def test_embedding_tensor_forms_agree(meta):
     c = meta.predict(x, torch.tensor(emb.raw).repeat(5, 1), network=emb.network)
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(a, c)
-    two = torch.stack([torch.tensor(emb.raw), torch.tensor(P.embedding_for("pixel2").raw)]).repeat_interleave(torch.tensor([2, 3]), 0)
+    two = torch.stack(
+        [torch.tensor(emb.raw), torch.tensor(P.embedding_for("pixel2").raw)]
+    ).repeat_interleave(torch.tensor([2, 3]), 0)
     mixed = meta.predict(x, two, network="unpruned")
     torch.testing.assert_close(mixed[:2], a[:2])
     torch.testing.assert_close(mixed[2:], meta.predict(x[2:], P.embedding_for("pixel2")))
@@ -133,7 +135,10 @@ def test_embedding_tensor_forms_agree(meta):
 # ----------------------------------------------------------------------------------------------
 def test_zero_shot_on_modnas_test_devices_meets_targets(meta):
     ref = refdata.load_nb201()
-    rhos = {d: P.spearman(meta.predict_space(P.embedding_for(d)), ref.latency(d)) for d in refdata.MODNAS_TEST_DEVICES}
+    rhos = {
+        d: P.spearman(meta.predict_space(P.embedding_for(d)), ref.latency(d))
+        for d in refdata.MODNAS_TEST_DEVICES
+    }
     assert np.mean(list(rhos.values())) >= 0.96, rhos
     assert min(rhos.values()) >= 0.88, rhos  # pixel2's noise ceiling is ~0.904 (see benchmark)
 
@@ -217,8 +222,14 @@ REFS_OK = [1.0 + 0.1 * i for i in range(10)]
         ("arch,latency\nx,1\n", "lacks the column(s) latency_ms"),
         ("latency_ms\n1\n", "lacks the column(s) arch"),
         ("arch,latency_ms\n|nor_conv_3x3~0|,1\n", "malformed"),
-        ("arch,latency_ms\n|none~0|+|none~0|none~1|+|none~0|none~1|,1\n", "has 2 inputs, expected 3"),
-        ("arch,latency_ms\n|nor_conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n", "unknown operation"),
+        (
+            "arch,latency_ms\n|none~0|+|none~0|none~1|+|none~0|none~1|,1\n",
+            "has 2 inputs, expected 3",
+        ),
+        (
+            "arch,latency_ms\n|nor_conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n",
+            "unknown operation",
+        ),
         ("arch,latency_ms\n", "no measurements"),
     ],
 )
@@ -227,7 +238,17 @@ def test_bad_csv_structure(text, match):
         PIO.parse_measurements_csv(text)
 
 
-@pytest.mark.parametrize("bad, match", [("nan", "finite"), ("inf", "finite"), ("0", "> 0"), ("-2", "> 0"), ("", "empty"), ("fast", "not a number")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("nan", "finite"),
+        ("inf", "finite"),
+        ("0", "> 0"),
+        ("-2", "> 0"),
+        ("", "empty"),
+        ("fast", "not a number"),
+    ],
+)
 def test_bad_latency_values(bad, match):
     vals = [str(v) for v in REFS_OK]
     vals[3] = bad
@@ -288,7 +309,9 @@ def test_rejected_file_stores_nothing(tmp_path):
     from hilnas.pipeline.store import MeasurementStore
 
     csv_path = tmp_path / "dev.csv"
-    csv_path.write_text("arch,latency_ms\n" + "".join(f"{a},1.5\n" for a in P.reference_strings()[1:]))
+    csv_path.write_text(
+        "arch,latency_ms\n" + "".join(f"{a},1.5\n" for a in P.reference_strings()[1:])
+    )
     with MeasurementStore() as store:
         with pytest.raises(P.MissingReferenceError):
             PIO.import_device("my_board", csv_path, store)
@@ -304,14 +327,21 @@ def _additive_device(space, n=150, seed=0, noise=0.01):
     rng = np.random.default_rng(seed)
     codes = np.array(space.sample(n, seed=seed, exclude=space.reference_architectures()))
     blocks = FEATURE_SETS["counts"]
-    w = np.array([0.15, 0.002, 0.08, 0.6, 0.03, 0.01, 0.02, 0.02, 0.02, 0.03])[: features_np(codes[:1], blocks).shape[1]]
-    f = lambda c: features_np(c, blocks) @ w * (1 + noise * rng.standard_normal(len(c)))
+    w = np.array([0.15, 0.002, 0.08, 0.6, 0.03, 0.01, 0.02, 0.02, 0.02, 0.03])[
+        : features_np(codes[:1], blocks).shape[1]
+    ]
+
+    def f(c):
+        return features_np(c, blocks) @ w * (1 + noise * rng.standard_normal(len(c)))
+
     return codes, f(codes), f(P.reference_codes()), f
 
 
 def test_device_predictor_cross_validates_and_round_trips(space, hilnas_home):
     codes, values, ref_vals, _ = _additive_device(space)
-    emb = P.TargetEmbedding.from_raw("cpu-test/cpu/t1/b1", "latency_ms", ref_vals, support_codes=codes, support_values=values)
+    emb = P.TargetEmbedding.from_raw(
+        "cpu-test/cpu/t1/b1", "latency_ms", ref_vals, support_codes=codes, support_values=values
+    )
     model = PD.fit_device_predictor(emb, folds=5)
     cv = model.cv[model.kind]
     assert model.kind in PD.CANDIDATES and cv["within10"] > 0.95 and cv["spearman"] > 0.95
@@ -327,7 +357,9 @@ def test_device_predictor_cross_validates_and_round_trips(space, hilnas_home):
 
 def test_device_predictor_needs_enough_measurements(space):
     codes, values, ref_vals, _ = _additive_device(space, n=5)
-    emb = P.TargetEmbedding.from_raw("x", "latency_ms", ref_vals, support_codes=codes, support_values=values)
+    emb = P.TargetEmbedding.from_raw(
+        "x", "latency_ms", ref_vals, support_codes=codes, support_values=values
+    )
     with pytest.raises(P.PredictorError, match="at least"):
         PD.fit_device_predictor(emb)
 
@@ -354,7 +386,9 @@ def test_pruned_networks_skip_dead_ops(meta, space):
     table = PIO.read_measurements_csv(csv_path)
     pos = {a: i for i, a in enumerate(table.archs)}
     raw = table.latency_ms[[pos[a] for a in P.reference_strings()]]
-    dead = space.parse("|none~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+    dead = space.parse(
+        "|none~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    )
     gone = space.parse("|none~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|skip_connect~2|")
     pruned = P.TargetEmbedding.from_raw("cpu-x/cpu/t1/b1", "latency_ms", raw, network="pruned")
     unpruned = P.TargetEmbedding.from_raw("cpu-x/cpu/t1/b1", "latency_ms", raw, network="unpruned")
@@ -363,4 +397,9 @@ def test_pruned_networks_skip_dead_ops(meta, space):
     c, d = meta.predict_codes([dead, gone], unpruned)
     assert c > 1.5 * d
     # a store configuration key is a hilnas-measured target
-    assert P.embedding_from_table("x", "latency_ms", dict(zip(table.archs, table.latency_ms))).network == "unknown"
+    assert (
+        P.embedding_from_table(
+            "x", "latency_ms", dict(zip(table.archs, table.latency_ms, strict=False))
+        ).network
+        == "unknown"
+    )

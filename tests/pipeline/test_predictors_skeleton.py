@@ -22,8 +22,13 @@ def test_all_skip_prediction_is_bounded_below_by_the_skeleton(tmp_path):
     store = MeasurementStore(f"sqlite:///{tmp_path / 'm.db'}")
     try:
         profile_device(
-            "cpu", store=store, exporter=OnnxExporter(cache_dir=tmp_path / "onnx"), archs=PD.MIN_EXTRA + 2,
-            reps=3, warmup=1, seed=3,
+            "cpu",
+            store=store,
+            exporter=OnnxExporter(cache_dir=tmp_path / "onnx"),
+            archs=PD.MIN_EXTRA + 2,
+            reps=3,
+            warmup=1,
+            seed=3,
         )
         target = store.targets()[0]
         emb = P.embedding_for(target, "latency_ms", store)

@@ -114,7 +114,11 @@ def test_tchebycheff_scalarisation_reaches_every_front_point_including_non_conve
     prefs = torch.tensor(preferences_for(front), dtype=torch.float32)
     tch = scalarize(prefs[:, None, :], costs[None], "tchebycheff", 0.01)
     assert list(tch.argmin(1).numpy()) == list(range(len(front)))
-    lin = scalarize(torch.tensor(mo.uniform_preferences(2, 101), dtype=torch.float32)[:, None, :], costs[None], "linear")
+    lin = scalarize(
+        torch.tensor(mo.uniform_preferences(2, 101), dtype=torch.float32)[:, None, :],
+        costs[None],
+        "linear",
+    )
     assert 1 not in set(lin.argmin(1).numpy())
     with pytest.raises(SearchError, match="unknown scalarization"):
         scalarize(prefs, costs, "pbi")
@@ -204,7 +208,9 @@ def test_front_arguments_are_checked(trained):
 
 def test_saved_run_mismatches_are_explained(tiny_run, trained):
     path = tiny_run[0]
-    with pytest.raises(SearchMismatchError, match="error, latency_ms, not error, latency_ms, energy_mj"):
+    with pytest.raises(
+        SearchMismatchError, match="error, latency_ms, not error, latency_ms, energy_mj"
+    ):
         TrainedSearch.load(path, objectives="error,latency,energy")
     with pytest.raises(SearchMismatchError, match="space 'nb201', not 'darts'"):
         TrainedSearch.load(path, space="darts")
@@ -226,7 +232,11 @@ def test_a_failing_search_writes_nothing(home, monkeypatch):
 def test_three_objectives_on_the_energy_devices(monkeypatch, tmp_path):
     monkeypatch.setenv("HILNAS_HOME", str(tmp_path))
     cfg = SearchConfig(
-        **{**TINY, "objectives": ("error", "latency_ms", "energy_mj"), "train_targets": ("eyeriss", "fpga")}
+        **{
+            **TINY,
+            "objectives": ("error", "latency_ms", "energy_mj"),
+            "train_targets": ("eyeriss", "fpga"),
+        }
     )
     trained = TrainedSearch.load(run_search(cfg))
     assert trained.hyper.embed_dim == 20

@@ -15,8 +15,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 pytest.importorskip("safetensors")
-from scipy.stats import spearmanr
-
 from hilnas.pipeline.refdata import load_nb201
 from hilnas.pipeline.search import (
     SearchConfig,
@@ -25,6 +23,7 @@ from hilnas.pipeline.search import (
     _random_archs,
     run_search,
 )
+from scipy.stats import spearmanr
 
 TINY = dict(channels=4, batch_size=256, hidden=32, threads=1, torch_device="cpu")
 
@@ -42,8 +41,14 @@ def test_fair_weight_steps_train_every_option_of_every_edge_once():
 def test_supernet_labelled_surrogate_search(monkeypatch, tmp_path):
     monkeypatch.setenv("HILNAS_HOME", str(tmp_path))
     cfg = SearchConfig(
-        mode="supernet", train_targets=("1080ti_1", "pixel3"), supernet_epochs=2, epochs=1,
-        steps_per_epoch=5, accuracy_queries=12, query_rounds=1, **TINY,
+        mode="supernet",
+        train_targets=("1080ti_1", "pixel3"),
+        supernet_epochs=2,
+        epochs=1,
+        steps_per_epoch=5,
+        accuracy_queries=12,
+        query_rounds=1,
+        **TINY,
     )
     events = []
     path = run_search(cfg, progress=events.append)
@@ -68,14 +73,19 @@ def test_supernet_labelled_surrogate_search(monkeypatch, tmp_path):
     errs = [p.objectives["error"] for p in pts]
     lats = [p.objectives["latency_ms"] for p in pts]
     # non-dominated, sorted by latency: error falls as latency rises
-    assert lats == sorted(lats) and all(a >= b for a, b in zip(errs, errs[1:]))
+    assert lats == sorted(lats) and all(a >= b for a, b in zip(errs, errs[1:], strict=False))
 
 
 def test_direct_straight_through_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HILNAS_HOME", str(tmp_path))
     cfg = SearchConfig(
-        mode="supernet", supernet_error="direct", train_targets=("1080ti_1", "pixel3"), epochs=2,
-        warmup_epochs=1, probe_archs=8, **TINY,
+        mode="supernet",
+        supernet_error="direct",
+        train_targets=("1080ti_1", "pixel3"),
+        epochs=2,
+        warmup_epochs=1,
+        probe_archs=8,
+        **TINY,
     )
     events = []
     path = run_search(cfg, progress=events.append)
@@ -85,7 +95,9 @@ def test_direct_straight_through_error(monkeypatch, tmp_path):
     trained = TrainedSearch.load(path)
     assert not trained.can_refine
     pts = trained.front("pixel3", points=4)
-    assert pts and all(p.error_source == "supernet" and 0 <= p.objectives["error"] <= 100 for p in pts)
+    assert pts and all(
+        p.error_source == "supernet" and 0 <= p.objectives["error"] <= 100 for p in pts
+    )
     with pytest.raises(SearchError, match="cheap error model"):
         trained.refine(np.zeros((1, 6), dtype=np.int64), np.array([[0.5, 0.5]]), {})
 
@@ -93,8 +105,14 @@ def test_direct_straight_through_error(monkeypatch, tmp_path):
 def test_runs_saved_before_pooled_reductions_still_load(monkeypatch, tmp_path):
     monkeypatch.setenv("HILNAS_HOME", str(tmp_path))
     cfg = SearchConfig(
-        mode="supernet", supernet_error="direct", train_targets=("pixel3",), epochs=1,
-        warmup_epochs=1, probe_archs=4, reduction="residual", **TINY,
+        mode="supernet",
+        supernet_error="direct",
+        train_targets=("pixel3",),
+        epochs=1,
+        warmup_epochs=1,
+        probe_archs=4,
+        reduction="residual",
+        **TINY,
     )
     path = run_search(cfg)
     settings = json.loads((path / "settings.json").read_text())
@@ -121,7 +139,11 @@ def test_digits_fronts_move_latency_with_the_preference(monkeypatch, tmp_path):
     front spans several architectures from cheap-and-inaccurate to slow-and-accurate."""
     monkeypatch.setenv("HILNAS_HOME", str(tmp_path))
     cfg = SearchConfig(
-        mode="supernet", supernet_epochs=12, epochs=3, threads=1, torch_device="cpu",
+        mode="supernet",
+        supernet_epochs=12,
+        epochs=3,
+        threads=1,
+        torch_device="cpu",
         train_targets=("1080ti_1", "gold_6226", "pixel3", "raspi4", "titan_rtx_256"),
     )
     trained = TrainedSearch.load(run_search(cfg))
@@ -150,20 +172,41 @@ def test_cifar10_supernet_search_runs_end_to_end(monkeypatch, tmp_path):
     for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
         n = 40
         rows = np.concatenate(
-            [rng.integers(0, 10, (n, 1), dtype=np.uint8), rng.integers(0, 256, (n, 3072), dtype=np.uint8)], axis=1
+            [
+                rng.integers(0, 10, (n, 1), dtype=np.uint8),
+                rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            ],
+            axis=1,
         )
         rows.tofile(folder / name)
     cfg = SearchConfig(
-        mode="supernet", dataset="cifar10", data_dir=str(tmp_path / "data"), data_limit=120,
-        train_targets=("pixel3",), supernet_epochs=1, epochs=1, steps_per_epoch=3, accuracy_queries=6,
-        query_rounds=1, channels=4, batch_size=32, hidden=16, threads=1, torch_device="cpu",
+        mode="supernet",
+        dataset="cifar10",
+        data_dir=str(tmp_path / "data"),
+        data_limit=120,
+        train_targets=("pixel3",),
+        supernet_epochs=1,
+        epochs=1,
+        steps_per_epoch=3,
+        accuracy_queries=6,
+        query_rounds=1,
+        channels=4,
+        batch_size=32,
+        hidden=16,
+        threads=1,
+        torch_device="cpu",
     )
     trained = TrainedSearch.load(run_search(cfg))
     sup = trained.settings["supernet"]
-    assert sup["dataset"]["name"] == "cifar10" and sup["dataset"]["train"] + sup["dataset"]["val"] == 120
+    assert (
+        sup["dataset"]["name"] == "cifar10"
+        and sup["dataset"]["train"] + sup["dataset"]["val"] == 120
+    )
     config = trained.model_config()
     assert (config.input_size, config.in_channels, config.reduction) == (32, 3, "residual")
     pts = trained.front("pixel3", points=3)
     assert pts and all(p.error_source == "supernet" for p in pts)
-    exported = OnnxExporter(cache_dir=tmp_path / "onnx").export(trained.space, pts[0].arch, config=config)
+    exported = OnnxExporter(cache_dir=tmp_path / "onnx").export(
+        trained.space, pts[0].arch, config=config
+    )
     assert exported.path.is_file()

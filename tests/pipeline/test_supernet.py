@@ -29,7 +29,9 @@ def test_gradient_reaches_the_logits_through_the_supernet(net, sampler):
     torch.manual_seed(0)
     logits = torch.zeros(6, 5, requires_grad=True)
     arch = sampler(logits)
-    loss = torch.nn.functional.cross_entropy(net(torch.randn(16, 1, 8, 8), arch), torch.randint(10, (16,)))
+    loss = torch.nn.functional.cross_entropy(
+        net(torch.randn(16, 1, 8, 8), arch), torch.randint(10, (16,))
+    )
     loss.backward()
     assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
 
@@ -65,6 +67,6 @@ def test_error_pct_and_shape_checks(net):
 
 def test_weights_are_deterministic_for_a_seed():
     a, b = NB201Supernet(DIGITS, seed=3), NB201Supernet(DIGITS, seed=3)
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=False):
         assert ka == kb and torch.equal(va, vb)
     assert get_space("nb201").num_decisions == 6
