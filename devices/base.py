@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
+from hilnas.devices.errors import HilnasError, NotFoundError, PreconditionError
+
 
 class DeviceKind(str, Enum):
     CPU = "cpu"
@@ -20,27 +22,27 @@ class DeviceKind(str, Enum):
     EXTERNAL = "external"  # registered from a CSV of measurements made elsewhere
 
 
-class DeviceError(RuntimeError):
+class DeviceError(HilnasError, RuntimeError):
     """Base class of device-layer errors (vendor errors are translated into these)."""
 
 
-class DeviceNotFoundError(DeviceError, LookupError):
+class DeviceNotFoundError(DeviceError, NotFoundError):
     """A device id that discovery (or the store) does not know."""
 
 
-class DeviceLibraryError(DeviceError):
+class DeviceLibraryError(DeviceError, PreconditionError):
     """A vendor library (e.g. nvidia-ml-py / libnvidia-ml) is missing or failed to initialise."""
 
 
-class DeviceNotSupportedError(DeviceError):
+class DeviceNotSupportedError(DeviceError, PreconditionError):
     """The device lacks a feature that was asked for (e.g. a total-energy counter)."""
 
 
-class DevicePermissionError(DeviceError, PermissionError):
+class DevicePermissionError(DeviceError, PreconditionError, PermissionError):
     """The device or counter exists but this process may not read it."""
 
 
-class ExecutionProviderUnavailableError(DeviceError):
+class ExecutionProviderUnavailableError(DeviceError, PreconditionError):
     """ONNX Runtime in this environment cannot run on the device (e.g. no CUDAExecutionProvider)."""
 
 

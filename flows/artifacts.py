@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+from hilnas.devices.errors import HilnasError
 from hilnas.pipeline.home import home_dir, subdir
 
 ENV_VAR = "HILNAS_ARTIFACTS"
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(HilnasError, RuntimeError):
     """An artifact that is missing, unreadable or does not match its hash."""
 
 

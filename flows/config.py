@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
+from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
 from pydantic import (
     BaseModel,
@@ -46,7 +47,7 @@ MAIN_JOB_SUPERNET_SEARCH: dict[str, Any] = {}
 _OBJECTIVE_ALIASES = {"latency": "latency_ms", "energy": "energy_mj", "err": "error"}
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInputError):
     """A config file or setting that cannot be used; the message names the key and the fix."""
 
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hilnas.devices.errors import PreconditionError
 from hilnas.flows.deploy_steps import hilnas_root
 
 #: Where flows/prefect.yaml lives in this installation.
@@ -18,7 +19,7 @@ SEARCH_POOL = "hilnas-search"
 COLLISION_STRATEGIES = ("ENQUEUE", "CANCEL_NEW")
 
 
-class PrefectSetupError(RuntimeError):
+class PrefectSetupError(PreconditionError, RuntimeError):
     """The Prefect side is not set up as hilnas needs it; the message says how to fix it."""
 
 

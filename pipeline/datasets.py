@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from hilnas.devices.errors import InvalidInputError
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10")
 CIFAR_BIN_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -31,7 +32,7 @@ _CIFAR_RECORD = 1 + 32 * 32 * 3
 DEFAULT_REDUCTION: dict[str, str] = {"digits": "pool", "cifar10": "residual"}
 
 
-class DatasetError(ValueError):
+class DatasetError(InvalidInputError):
     """A dataset that cannot be loaded; the message says how to fix it."""
 
 

@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hilnas.devices.errors import HilnasError
 from hilnas.pipeline.spaces.base import ModelConfig, SearchSpace
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,7 +62,7 @@ SIDECAR_FORMAT = 1
 _STALE_TEMP_S = 600.0
 
 
-class ExportError(RuntimeError):
+class ExportError(HilnasError, RuntimeError):
     """An export that failed: the message names the subnet, what went wrong and the fix."""
 
 

@@ -8,8 +8,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from hilnas.devices.errors import PreconditionError
 
-class HomeError(RuntimeError):
+
+class HomeError(PreconditionError, RuntimeError):
     """HILNAS_HOME cannot be created or written."""
 
 

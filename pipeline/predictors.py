@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from hilnas.devices.errors import InvalidInputError, NotFoundError
 from hilnas.pipeline import refdata
 from hilnas.pipeline.predictors_features import (
     BLOCK_SIZES,
@@ -73,7 +74,7 @@ DATA_DIR = Path(__file__).with_name("data")
 # ----------------------------------------------------------------------------------------------
 # errors
 # ----------------------------------------------------------------------------------------------
-class PredictorError(ValueError):
+class PredictorError(InvalidInputError):
     """Bad input to a predictor; the message says what is wrong and how to fix it."""
 
 
@@ -85,7 +86,7 @@ class MissingReferenceError(PredictorError):
         self.missing = tuple(missing)
 
 
-class NoEmbeddingError(PredictorError, LookupError):
+class NoEmbeddingError(PredictorError, NotFoundError):
     """A target that has no embedding for a metric (unknown name or no measurements)."""
 
 

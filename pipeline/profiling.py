@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hilnas.devices.errors import HilnasError
 from hilnas.pipeline.home import HomeError, subdir
 from hilnas.pipeline.spaces import ArchitectureError, ModelConfig, get_space
 from hilnas.pipeline.store import AddResult, MeasurementKey, MeasurementStore, StoreError
@@ -48,7 +49,7 @@ DEFAULT_OPSET = 17
 DEFAULT_TIMEOUT_S = 120.0
 
 
-class ProfilingError(RuntimeError):
+class ProfilingError(HilnasError, RuntimeError):
     """Profiling could not run (not a model fault: those are stored as failed measurements)."""
 
 

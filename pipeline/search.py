@@ -83,6 +83,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline import mo
 from hilnas.pipeline.home import home_dir
 from hilnas.pipeline.refdata import MODNAS_TRAIN_DEVICES
@@ -121,7 +122,7 @@ PROBE_IMAGES = 512
 POOL_LIMIT = 50_000
 
 
-class SearchError(ValueError):
+class SearchError(InvalidInputError):
     """Bad search input or a run that cannot be used; the message says what to do."""
 
 

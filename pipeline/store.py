@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from hilnas.devices.base import DeviceConfig, DeviceInfo, DeviceKind, DeviceNotFoundError
+from hilnas.devices.errors import NotFoundError, UserError
 from hilnas.pipeline.home import HomeError, home_dir
 from hilnas.profilers.base import EnergyMethod, Measurement, MeasurementStatus
 from sqlalchemy import (
@@ -90,7 +91,7 @@ _PG_INIT_LOCK = 0x68696C6E  # "hiln": serialises concurrent first opens on Postg
 _EXTERNAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The store cannot be used as asked; the message names the problem and the fix."""
 
 
@@ -98,7 +99,7 @@ class NotAHilnasStoreError(StoreError):
     """The database holds tables but no hilnas marker; it was left untouched."""
 
 
-class TargetNotFoundError(StoreError, LookupError):
+class TargetNotFoundError(StoreError, NotFoundError):
     """A prediction/search target name that the store cannot resolve."""
 
 

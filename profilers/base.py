@@ -11,6 +11,7 @@ from typing import Any
 # Defined next to the counters (devices/ may not import profilers/); re-exported here so that
 # ``hilnas.profilers.base.EnergyMethod`` is the one enum used by records and the store.
 from hilnas.devices.energy import EnergyMethod
+from hilnas.devices.errors import HilnasError, InvalidInputError
 
 __all__ = [
     "EnergyMethod",
@@ -23,14 +24,14 @@ __all__ = [
 ]
 
 
-class ProfilerError(RuntimeError):
+class ProfilerError(HilnasError, RuntimeError):
     """The profiler itself cannot work here (worker cannot start, provider missing...).
 
     Never raised for a fault of the model being measured: that is a FAILED Measurement.
     """
 
 
-class InvalidModelError(ProfilerError, ValueError):
+class InvalidModelError(ProfilerError, InvalidInputError):
     """A file that is not a loadable ONNX model (raised by ``validate_onnx_file``)."""
 
 

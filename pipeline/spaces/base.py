@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from hilnas.devices.errors import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 Architecture = tuple[int, ...]
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(InvalidInputError):
     """An architecture string or code that does not belong to the search space."""
 
 
