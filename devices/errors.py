@@ -46,7 +46,37 @@ class DataIntegrityError(UserError):
     """Stored data (a database, a cache entry, a saved search) is damaged or not from hilnas."""
 
 
+def check_number(
+    name: str,
+    value: object,
+    *,
+    low: float,
+    high: float,
+    integer: bool = True,
+    fix: str | None = None,
+) -> int | float:
+    """Return ``value`` if it is a finite number in ``[low, high]``, else raise InvalidInputError.
+
+    ``bool`` is refused (``True`` is not a count). ``fix`` is appended to the message; by default
+    it states the sensible range. Use it for every size a user passes, before any work starts.
+    """
+    kind = "an integer" if integer else "a number"
+    hint = fix or f"pass {kind} from {low:g} to {high:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"{name} must be {kind}, got {value!r}; {hint}")
+    if integer and isinstance(value, float):
+        if not value.is_integer():
+            raise InvalidInputError(f"{name} must be {kind}, got {value!r}; {hint}")
+        value = int(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidInputError(f"{name} must be finite, got {value!r}; {hint}")
+    if not low <= value <= high:
+        raise InvalidInputError(f"{name}={value!r} is out of range; {hint}")
+    return value
+
+
 __all__ = [
+    "check_number",
     "DataIntegrityError",
     "HilnasError",
     "InvalidInputError",
