@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
-from hilnas.devices.errors import HilnasError, NotFoundError, PreconditionError
+from hilnas.devices.errors import HilnasError, InvalidInputError, NotFoundError, PreconditionError
 
 
 class DeviceKind(str, Enum):
@@ -44,6 +44,10 @@ class DevicePermissionError(DeviceError, PreconditionError, PermissionError):
 
 class ExecutionProviderUnavailableError(DeviceError, PreconditionError):
     """ONNX Runtime in this environment cannot run on the device (e.g. no CUDAExecutionProvider)."""
+
+
+class ExternalDeviceError(DeviceError, PreconditionError):
+    """An imported device (measured elsewhere) was asked to run something on this machine."""
 
 
 # ``cpu-1a2b3c4d`` / ``gpu-1a2b3c4d``: the ids discovery gives local devices.
@@ -148,11 +152,14 @@ class DeviceConfig:
 
     def __post_init__(self) -> None:
         if self.intra_op_threads < 0:
-            raise ValueError(
-                f"intra_op_threads must be >= 0 (0 = ORT default), got {self.intra_op_threads}"
+            raise InvalidInputError(
+                f"intra_op_threads must be >= 0 (0 = ORT default), got {self.intra_op_threads}; "
+                "use --threads 0 or more"
             )
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise InvalidInputError(
+                f"batch_size must be >= 1, got {self.batch_size}; use --batch-size 1 or more"
+            )
 
     @property
     def key(self) -> str:

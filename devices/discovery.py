@@ -11,12 +11,12 @@ from collections.abc import Sequence
 
 from hilnas.devices.base import (
     DeviceBackend,
-    DeviceError,
     DeviceInfo,
     DeviceKind,
     DeviceNotFoundError,
     Discovery,
     ExecutionProviderUnavailableError,
+    ExternalDeviceError,
 )
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ def default_execution_provider(device: DeviceInfo) -> str:
             "install onnxruntime-gpu`, matching your CUDA version), or measure the CPU instead "
             "(`--device cpu`)."
         )
-    raise DeviceError(
+    raise ExternalDeviceError(
         f"{device.id} is an external device (measured elsewhere and imported); it has no execution "
-        "provider on this machine and cannot be profiled here"
+        "provider on this machine and cannot be profiled here; measure it where it is attached and "
+        "add the CSV with `hilnas devices import NAME --measurements FILE --replace`"
     )

@@ -20,14 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-from hilnas.devices.errors import HilnasError
+from hilnas.devices.errors import DataIntegrityError, PreconditionError
 from hilnas.pipeline.home import home_dir, subdir
 
 ENV_VAR = "HILNAS_ARTIFACTS"
 
 
-class ArtifactError(HilnasError, RuntimeError):
-    """An artifact that is missing, unreadable or does not match its hash."""
+class ArtifactError(PreconditionError, RuntimeError):
+    """The artifact location cannot be used, or an artifact is missing: the message names the
+    command or setting that fixes it."""
+
+
+class ArtifactIntegrityError(ArtifactError, DataIntegrityError):
+    """An artifact or index entry that is unreadable or does not match its hash."""
 
 
 def sha256_file(path: Path | str) -> str:
@@ -123,7 +128,7 @@ class ArtifactLocation:
         if actual != sha:
             if not self.local:
                 local.unlink(missing_ok=True)
-            raise ArtifactError(
+            raise ArtifactIntegrityError(
                 f"ONNX file {src} does not match its hash (expected {sha[:12]}..., got "
                 f"{actual[:12]}...); delete it and export it again"
             )
@@ -147,10 +152,16 @@ class ArtifactLocation:
         try:
             data = json.loads(self.fs.cat_file(target))
         except (OSError, ValueError) as exc:
-            raise ArtifactError(f"index entry {target} is unreadable ({exc}); delete it") from None
-        if data.get("key") != key:
-            raise ArtifactError(f"index entry {target} belongs to another key; delete it")
-        return IndexEntry(key=data["key"], sha256=data["sha256"], meta=data.get("meta", {}))
+            raise ArtifactIntegrityError(
+                f"index entry {target} is unreadable ({exc}); delete it"
+            ) from None
+        if not isinstance(data, dict) or data.get("key") != key:
+            raise ArtifactIntegrityError(f"index entry {target} belongs to another key; delete it")
+        sha = data.get("sha256")
+        meta = data.get("meta", {})
+        if not isinstance(sha, str) or len(sha) != 64 or not isinstance(meta, dict):
+            raise ArtifactIntegrityError(f"index entry {target} is malformed; delete it")
+        return IndexEntry(key=key, sha256=sha, meta=meta)
 
 
 # ----------------------------------------------------------------------------- exporters

@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 
 import typer
-from hilnas.flows.cli_common import UserError, console
+from hilnas.devices.errors import PreconditionError, check_number
+from hilnas.flows.cli_common import UserError, console, existing_file
+from hilnas.profilers.base import MAX_REPETITIONS
 
 agent_app = typer.Typer(
     name="agent",
@@ -55,9 +57,7 @@ def start(
         "--onboard/--no-onboard",
         help="Before serving, profile the device's 10 reference architectures if missing.",
     ),
-    onboard_reps: int = typer.Option(
-        30, "--onboard-reps", min=1, help="Repetitions when onboarding."
-    ),
+    onboard_reps: int = typer.Option(30, "--onboard-reps", help="Repetitions when onboarding."),
     name: str | None = typer.Option(
         None, "--name", help="Worker name (default: hilnas-agent-<device id>)."
     ),
@@ -76,6 +76,7 @@ def start(
         worker_env,
     )
 
+    check_number("--onboard-reps", onboard_reps, low=1, high=MAX_REPETITIONS)
     try:
         info = get_device(device)
     except DeviceError as exc:
@@ -148,7 +149,6 @@ def deploy(
     crash_after: int = typer.Option(
         90,
         "--crash-after",
-        min=31,
         help="Mark a run Crashed after this many seconds without a heartbeat from its agent.",
     ),
 ) -> None:
@@ -163,7 +163,10 @@ def deploy(
         validate_prefect_yaml,
     )
 
+    check_number("--crash-after", crash_after, low=31, high=7 * 86_400)
     path = prefect_file or PREFECT_FILE
+    if prefect_file is not None:
+        existing_file(prefect_file, "--prefect-file")
     try:
         doc = validate_prefect_yaml(path)
         known = [d["name"] for d in doc["deployments"]]
@@ -185,7 +188,9 @@ def deploy(
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-        raise UserError("`prefect deploy` failed:\n" + "\n".join(tail))
+        raise PreconditionError(
+            "`prefect deploy` failed: " + " | ".join(line.strip() for line in tail)
+        )
     console.print(f"deployed {', '.join(names or known)} from {path}")
 
 
@@ -224,21 +229,21 @@ def _publish_for(doc: dict, names: list[str]) -> None:
 @agent_app.command("publish")
 def publish(
     archs: int = typer.Option(
-        50, "--archs", min=0, help="Sampled architectures besides the 10 reference ones."
+        50, "--archs", help="Sampled architectures besides the 10 reference ones."
     ),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (as in the profiling deployment)."),
     space: str = typer.Option("nb201", "--space", help="Search space."),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size of the models."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Batch size of the models."),
 ) -> None:
     """Export a profiling plan to ONNX and publish it to the artifact location (HILNAS_ARTIFACTS)
     for agents without torch. Run it where the `search` extra is installed."""
-    from hilnas.flows.artifacts import ArtifactError, publish_plan
-    from hilnas.pipeline.export import ExportError
+    from hilnas.flows.artifacts import publish_plan
+    from hilnas.pipeline.profiling import MAX_BATCH_SIZE
 
-    try:
-        out = publish_plan(archs=archs, seed=seed, space=space, batch_size=batch_size)
-    except (ArtifactError, ExportError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+    check_number("--archs", archs, low=0, high=15_615, fix="use --archs from 0 to 15,615")
+    check_number("--seed", seed, low=0, high=2**32 - 1)
+    check_number("--batch-size", batch_size, low=1, high=MAX_BATCH_SIZE)
+    out = publish_plan(archs=archs, seed=seed, space=space, batch_size=batch_size)
     console.print(f"published {out['published']} ONNX files to {out['location']}")
 
 
@@ -252,6 +257,8 @@ def validate(
     from hilnas.flows.server import PREFECT_FILE, PrefectSetupError, validate_prefect_yaml
 
     path = prefect_file or PREFECT_FILE
+    if prefect_file is not None:
+        existing_file(prefect_file, "the prefect.yaml argument")
     try:
         doc = validate_prefect_yaml(path)
     except PrefectSetupError as exc:

@@ -7,16 +7,13 @@ architectures of an external device.)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 from hilnas.flows import cli_common
 from rich.table import Table
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 devices_app = typer.Typer(
     name="devices",
@@ -30,30 +27,13 @@ DB_OPTION_HELP = (
 )
 
 
-def user_errors(func: F) -> F:
-    """Turn the library's input errors into :class:`cli_common.UserError` (one clear line)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from hilnas.devices.base import DeviceError
-        from hilnas.pipeline.home import HomeError
-        from hilnas.pipeline.store import StoreError
-
-        try:
-            return func(*args, **kwargs)
-        except cli_common.UserError:
-            raise
-        except (StoreError, HomeError, DeviceError, ValueError) as exc:
-            raise cli_common.UserError(str(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
 @contextmanager
-def open_store(db: str | None) -> Iterator[Any]:
+def open_store(db: str | None, *, read_only: bool = False) -> Iterator[Any]:
+    """The measurement store for one command; ``read_only`` for commands that only read (they
+    work on an archived, read-only store and never create a database file)."""
     from hilnas.pipeline.store import MeasurementStore
 
-    store = MeasurementStore(db)
+    store = MeasurementStore(db, read_only=read_only)
     try:
         yield store
     finally:
@@ -66,12 +46,13 @@ def _local_devices() -> list[Any]:
     return list(discover())
 
 
-def device_rows(store: Any) -> list[dict[str, Any]]:
-    """Local devices (discovered now) merged with the store's devices, as plain dicts."""
+def device_rows(store: Any | None) -> list[dict[str, Any]]:
+    """Local devices (discovered now) merged with the store's devices (none when ``store`` is
+    None: no store exists yet), as plain dicts."""
     local = {d.id: d for d in _local_devices()}
-    stored = {d.id: d for d in store.devices()}
+    stored = {d.id: d for d in store.devices()} if store is not None else {}
     counts: dict[str, list[dict[str, Any]]] = {}
-    for s in store.config_summaries():
+    for s in store.config_summaries() if store is not None else ():
         counts.setdefault(s.device_id, []).append(
             {
                 "config_key": s.config_key,
@@ -81,12 +62,12 @@ def device_rows(store: Any) -> list[dict[str, Any]]:
                 "failed": s.failed,
             }
         )
-    external = {e.name: e for e in store.external_devices()}
+    external = {e.name: e for e in store.external_devices()} if store is not None else {}
     rows = []
     for dev_id in list(local) + [i for i in stored if i not in local]:
         info = local.get(dev_id) or stored[dev_id]
         d = info.to_dict()
-        seen = store.device_seen(dev_id)
+        seen = store.device_seen(dev_id) if store is not None else None
         d.update(
             local=dev_id in local,
             stored=dev_id in stored,
@@ -107,15 +88,20 @@ def device_rows(store: Any) -> list[dict[str, Any]]:
 
 
 @devices_app.command("list")
-@user_errors
 def list_devices(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON (a list)."),
     db: str | None = typer.Option(None, "--db", help=DB_OPTION_HELP),
 ) -> None:
     """Devices attached here (discovered now) and devices known to the store."""
-    with open_store(db) as store:
-        rows = device_rows(store)
-        url = store.url
+    from hilnas.pipeline.store import StoreNotFoundError
+
+    try:
+        with open_store(db, read_only=True) as store:
+            rows = device_rows(store)
+            url = store.url
+    except StoreNotFoundError as exc:  # no store yet: the local devices are still worth listing
+        rows = device_rows(None)
+        url = f"none yet: {exc}"
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return

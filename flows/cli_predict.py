@@ -7,12 +7,14 @@ before anything is stored).
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import typer
+from hilnas.devices.errors import InvalidInputError, NotFoundError, check_number
 from hilnas.flows import cli_common
 from rich.table import Table
 
@@ -21,21 +23,20 @@ DB_HELP = (
     "sqlite:///$HILNAS_HOME/hilnas.db)."
 )
 METRIC_CHOICES = ("all", "latency_ms", "energy_mj")
+#: Cross-validation folds of `hilnas fit` (each fold refits every model).
+MAX_FOLDS = 50
 
 
-_user_errors = cli_common.user_errors
-
-
-def _open_store(db: str | None):
+def _open_store(db: str | None, *, read_only: bool = False):
+    """The store; ``read_only`` for commands that only read (an archived home works)."""
     from hilnas.pipeline.store import MeasurementStore
 
-    return MeasurementStore(db)
+    return MeasurementStore(db, read_only=read_only)
 
 
 # ----------------------------------------------------------------------------------------------
 # hilnas devices import
 # ----------------------------------------------------------------------------------------------
-@_user_errors
 def import_device_command(
     name: str = typer.Argument(..., help="Name of the external device, e.g. jetson_nano."),
     measurements: Path | None = typer.Option(
@@ -50,15 +51,31 @@ def import_device_command(
     The CSV needs the 10 reference architectures (their latencies are the device's hardware
     embedding); every row is checked before anything is stored.
     """
-    from hilnas.pipeline.predictors_io import import_device
+    from hilnas.pipeline.predictors_io import (
+        check_device_name,
+        import_device,
+        read_measurements_csv,
+    )
 
     path = measurements or csv_path
     if path is None:
-        raise cli_common.UserError("pass the measurements file: --measurements FILE.csv")
+        raise InvalidInputError("pass the measurements file: --measurements FILE.csv")
     if measurements is not None and csv_path is not None and measurements != csv_path:
-        raise cli_common.UserError("pass either --measurements or --csv, not both")
+        raise InvalidInputError("pass either --measurements or --csv, not both")
+    option = "--measurements" if measurements is not None else "--csv"
+    cli_common.existing_file(path, option)
+    # everything that can be checked without the store is, before the store is opened
+    check_device_name(name)
+    try:
+        read_measurements_csv(path)
+    except csv.Error as exc:  # the csv module's own limits (e.g. a field over 128 KiB)
+        raise InvalidInputError(
+            f"{option} {str(path)!r} is not a CSV hilnas can read ({exc}); write one row per "
+            "architecture: arch,latency_ms[,energy_mj]"
+        ) from None
     store = _open_store(db)
     try:
+        store.require_persistent("`hilnas devices import`")
         table = import_device(name, path, store, replace=replace)
     finally:
         store.close()
@@ -72,7 +89,6 @@ def import_device_command(
 # ----------------------------------------------------------------------------------------------
 # hilnas predict
 # ----------------------------------------------------------------------------------------------
-@_user_errors
 def predict_command(
     device: str = typer.Option(
         ...,
@@ -102,11 +118,15 @@ def predict_command(
     from hilnas.pipeline import refdata
 
     if metric not in METRIC_CHOICES:
-        raise cli_common.UserError(
+        raise InvalidInputError(
             f"--metric must be one of {', '.join(METRIC_CHOICES)}, got {metric!r}"
         )
     if model not in ("auto", "meta"):
-        raise cli_common.UserError(f"--model must be auto or meta, got {model!r}")
+        raise InvalidInputError(f"--model must be auto or meta, got {model!r}")
+    if archs is not None:
+        cli_common.existing_file(archs, "--archs")
+    if out is not None:
+        cli_common.check_output_file(out, "--out")
     codes = (
         np.asarray(pio.read_arch_list(archs), dtype=np.int64)
         if archs is not None
@@ -128,7 +148,10 @@ def predict_command(
         if store is not None:
             store.close()
     if not preds:
-        raise cli_common.UserError(f"no prediction for {device!r}")
+        raise NotFoundError(
+            f"no prediction for {device!r}; profile it (`hilnas profile --device ...`) or import "
+            "its measurements (`hilnas devices import`)"
+        )
     text = pio.write_predictions_csv(out, codes, preds)
     if text is not None:
         sys.stdout.write(text)
@@ -145,13 +168,12 @@ def _lazy_store(db: str | None, device: str):
 
     if db is None and any(device in reference_targets(m) for m in ("latency_ms", "energy_mj")):
         return None
-    return _open_store(db)
+    return _open_store(db, read_only=True)
 
 
 # ----------------------------------------------------------------------------------------------
 # hilnas fit
 # ----------------------------------------------------------------------------------------------
-@_user_errors
 def fit_command(
     device: list[str] = typer.Option(
         [],
@@ -178,10 +200,10 @@ def fit_command(
     own, and with --meta the meta-predictor, from what the store holds."""
     from hilnas.pipeline import predictors_device as PD
 
-    if folds < 2:
-        raise cli_common.UserError(f"--folds must be at least 2, got {folds}")
+    check_number("--folds", folds, low=2, high=MAX_FOLDS, fix=f"use --folds from 2 to {MAX_FOLDS}")
+    check_number("--seed", seed, low=0, high=2**32 - 1)
     if meta_devices not in ("all", "modnas"):
-        raise cli_common.UserError(f"--meta-devices must be all or modnas, got {meta_devices!r}")
+        raise InvalidInputError(f"--meta-devices must be all or modnas, got {meta_devices!r}")
     from hilnas.pipeline import refdata
 
     lat = (

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from hilnas.devices.errors import check_number
 from hilnas.flows import cli_common
-from hilnas.flows.cli_devices import DB_OPTION_HELP, open_store, user_errors
+from hilnas.flows.cli_devices import DB_OPTION_HELP, open_store
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,6 +25,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+#: Bounds of the model-size options of ``hilnas profile`` (NB201's default is C16, N5).
+MAX_CHANNELS = 512
+MAX_CELLS = 32
 
 measurements_app = typer.Typer(
     name="measurements",
@@ -80,7 +86,6 @@ def _pct(x: float | None) -> str:
 # ----------------------------------------------------------------------------------------------
 # hilnas profile
 # ----------------------------------------------------------------------------------------------
-@user_errors
 def profile_command(
     device: str = typer.Option(
         ..., "--device", "-d", help="Local device id or alias (see `hilnas devices list`)."
@@ -127,8 +132,8 @@ def profile_command(
     from hilnas.pipeline.profiling import profile_device
     from hilnas.pipeline.spaces import get_space
 
-    if reps < 1:
-        raise cli_common.UserError(f"--reps must be at least 1, got {reps}; use --reps 1 or more")
+    # every bound (reps, warm-up, timeout, threads, batch size, archs) is checked by
+    # profile_device before a worker starts or the store is opened
     include: list[str | int] = [int(a) if a.strip().isdigit() else a for a in arch]
     model_config = None
     if channels is not None or cells is not None:
@@ -137,39 +142,75 @@ def profile_command(
         base = get_space(space).default_model_config()
         changes = {}
         if channels is not None:
-            changes["channels"] = channels
+            changes["channels"] = check_number(
+                "--channels",
+                channels,
+                low=1,
+                high=MAX_CHANNELS,
+                fix=f"use --channels from 1 to {MAX_CHANNELS} (the space's default is "
+                f"{base.channels})",
+            )
         if cells is not None:
-            changes["cells_per_stage"] = cells
+            changes["cells_per_stage"] = check_number(
+                "--cells",
+                cells,
+                low=1,
+                high=MAX_CELLS,
+                fix=f"use --cells from 1 to {MAX_CELLS} (the space's default is "
+                f"{base.cells_per_stage})",
+            )
         model_config = dataclasses.replace(base, **changes)
     progress = _ProgressBar(enabled=not as_json)
-    with progress:
-        # the store is opened by profile_device once every input has been validated
-        report = profile_device(
-            device,
-            archs=archs,
-            reps=reps,
-            warmup=warmup,
-            seed=seed,
-            space=space,
-            threads=threads,
-            batch_size=batch_size,
-            force=force,
-            retry_failed=retry_failed,
-            store=db,
-            progress=progress,
-            include=include,
-            model_config=model_config,
-            timeout_s=timeout,
-        )
+    try:
+        with progress:
+            # the store is opened by profile_device once every input has been validated
+            report = profile_device(
+                device,
+                archs=archs,
+                reps=reps,
+                warmup=warmup,
+                seed=seed,
+                space=space,
+                threads=threads,
+                batch_size=batch_size,
+                force=force,
+                retry_failed=retry_failed,
+                store=db,
+                progress=progress,
+                include=include,
+                model_config=model_config,
+                timeout_s=timeout,
+            )
+    except KeyboardInterrupt:
+        raise cli_common.Interrupted(progress.interrupted_message()) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         print_report(report)
-    if report.failed:
+    stored_failed = sum(1 for r in report.rows if r.outcome == "failed" and r.status is not None)
+    unstored = report.failed - stored_failed
+    if report.kept:
         cli_common.err_console.print(
-            f"{report.failed} architecture(s) failed (see the table); failed measurements are "
-            "stored and not retried unless you pass --retry-failed"
+            f"{report.kept} re-measurement(s) failed; the earlier ok measurements were kept "
+            "(the failed attempts are recorded beside them)",
+            markup=False,
+            highlight=False,
         )
+    if stored_failed:
+        cli_common.err_console.print(
+            f"{stored_failed} architecture(s) failed (see the table); failed measurements are "
+            "stored and not retried unless you pass --retry-failed",
+            markup=False,
+            highlight=False,
+        )
+    if unstored:
+        cli_common.err_console.print(
+            f"{unstored} architecture(s) could not be exported (see the table); nothing was "
+            "stored for them, the next run tries them again",
+            markup=False,
+            highlight=False,
+        )
+    if report.failed or report.kept:
         raise typer.Exit(code=1)
 
 
@@ -190,18 +231,41 @@ class _ProgressBar:
             disable=not enabled,
         )
         self.task: Any = None
+        self.started = False
+        self.already = 0  # already stored when the run began
+        self.new = 0  # stored by this run (ok or failed)
+
+    def interrupted_message(self) -> str:
+        """What Ctrl-C leaves behind: every finished measurement is committed."""
+        kept = self.already + self.new
+        if kept == 0:
+            return (
+                "interrupted before any measurement was stored; rerun the same command to "
+                "start again"
+            )
+        return (
+            f"interrupted: kept {kept} measurement(s) in the store ({self.new} new in this "
+            f"run, {self.already} from earlier runs); rerun the same command to resume"
+        )
 
     def __enter__(self) -> _ProgressBar:
-        self.bar.__enter__()
+        # the live display starts with the plan, so that an error raised while the inputs are
+        # checked is printed alone, as one line
+        self.started = False
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)
+        if self.started:
+            self.bar.stop()
 
     def __call__(self, event: Any) -> None:
         if event.kind == "wait":
             self.bar.console.print(f"[yellow]{event.message}[/]")
         elif event.kind == "plan":
+            self.already = event.skipped
+            if not self.started:
+                self.bar.start()
+                self.started = True
             if event.skipped:
                 self.bar.console.print(
                     f"{event.skipped} architecture(s) already stored; measuring {event.total}"
@@ -211,6 +275,11 @@ class _ProgressBar:
             self.bar.update(self.task, status=f"#{event.done + 1}")
         elif event.kind == "done" and self.task is not None:
             row = event.row
+            if row is not None and row.outcome == "kept":
+                self.already += 1  # the earlier ok row stays
+            elif row is not None and row.outcome in ("measured", "failed"):
+                if row.status is not None:  # an export failure stores nothing
+                    self.new += 1
             note = (
                 ""
                 if row is None
@@ -262,12 +331,14 @@ def print_report(report: Any) -> None:
     summary = Table(title="summary", title_justify="left", show_header=False)
     summary.add_column("what")
     summary.add_column("value", overflow="fold")
-    summary.add_row("device", f"{report.device_id} ({report.device_name})")
+    summary.add_row("device", escape(f"{report.device_id} ({report.device_name})"))
     summary.add_row("store", report.store_url)
     summary.add_row(
         "architectures",
         f"{report.planned} planned: {report.measured} measured now, {report.skipped} already "
-        f"stored, {report.failed} failed; {report.stored_ok} ok in the store",
+        f"stored, {report.failed} failed"
+        + (f", {report.kept} re-measured but failed (earlier ok rows kept)" if report.kept else "")
+        + f"; {report.stored_ok} ok in the store",
     )
     summary.add_row(
         "latency (median over archs)",
@@ -286,7 +357,7 @@ def print_report(report: Any) -> None:
     )
     errors = sorted({r.error.strip() for r in report.rows if r.error})
     for e in errors[:5]:
-        summary.add_row("error", e)
+        summary.add_row("error", escape(e))
     console.print(summary)
 
 
@@ -357,7 +428,6 @@ def _csv_rows(
 
 
 @measurements_app.command("export")
-@user_errors
 def export_command(
     device: str = typer.Option(
         ...,
@@ -374,9 +444,18 @@ def export_command(
 ) -> None:
     """Write a device's measurements as CSV: arch, latency_ms (median), energy_mj (empty when
     unknown; estimates go to energy_mj_estimate), energy_method, then provenance columns."""
-    with open_store(db) as store:
-        kind, value = _resolve_device_filter(store, device)
-        rows = _csv_rows(store, kind, value, space, include_failed)
+    from hilnas.pipeline.store import StoreNotFoundError, default_url, redact
+
+    try:
+        with open_store(db, read_only=True) as store:
+            kind, value = _resolve_device_filter(store, device)
+            rows = _csv_rows(store, kind, value, space, include_failed)
+    except StoreNotFoundError as exc:
+        where = redact(db or default_url(create=False))
+        raise StoreNotFoundError(
+            f"no measurements of {device!r} to export: there is no store at {where} yet; "
+            f"measure it with `hilnas profile --device {device}`"
+        ) from exc
     if not rows:
         raise cli_common.UserError(
             f"no {space} measurements of {device!r} to export; measure it with "
@@ -407,16 +486,21 @@ def export_command(
 
 
 @measurements_app.command("list")
-@user_errors
 def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     db: str | None = typer.Option(None, "--db", help=DB_OPTION_HELP),
 ) -> None:
     """Measured device configurations and external devices, with counts."""
-    with open_store(db) as store:
-        summaries = store.config_summaries()
-        externals = store.external_devices()
-        url = store.url
+    from hilnas.pipeline.store import StoreNotFoundError, default_url, redact
+
+    try:
+        with open_store(db, read_only=True) as store:
+            summaries = store.config_summaries()
+            externals = store.external_devices()
+            url = store.url
+    except StoreNotFoundError:  # no store yet: an empty listing, and nothing is created
+        summaries, externals = [], []
+        url = redact(db or default_url(create=False))
     if as_json:
         typer.echo(
             json.dumps(

@@ -134,11 +134,9 @@ def run_main_job(cfg: Any) -> dict[str, Any]:
 
 
 def _is_user_fault(exc: Exception) -> bool:
-    from hilnas.devices.base import DeviceError
-    from hilnas.pipeline.home import HomeError
-    from hilnas.pipeline.store import StoreError
-
-    return isinstance(exc, (DeviceError, HomeError, StoreError, LookupError, ValueError))
+    """A fault the user can fix (a :class:`UserError`: bad input, a missing device, an
+    unusable store); anything else raised by the flow is a bug and keeps its type."""
+    return isinstance(exc, UserError)
 
 
 def _fmt(v: Any, unit: str = "") -> str:

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import typer
+from hilnas.devices.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PreconditionError,
+    check_number,
+)
 from hilnas.flows import cli_common
+from hilnas.flows.cli_common import check_output_dir
 from rich.table import Table
 
 DB_HELP = (
     "Database URL of the measurement store (default: $HILNAS_DATABASE_URL, else "
     "sqlite:///$HILNAS_HOME/hilnas.db)."
 )
-
-
-_user_errors = cli_common.user_errors
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -27,13 +33,32 @@ def _split(values: list[str] | None) -> list[str]:
     return out
 
 
-def _store(db: str | None, needed: bool):
+def _store(db: str | None, needed: bool, *, read_only: bool = False):
     """The measurement store, or None when nothing needs it (reference devices only)."""
     if not needed and db is None:
         return None
     from hilnas.pipeline.store import MeasurementStore
 
-    return MeasurementStore(db)
+    return MeasurementStore(db, read_only=read_only)
+
+
+#: ``hilnas search`` flags whose SearchConfig field has another name.
+_FLAG_OF_FIELD = {
+    "accuracy_queries": "--queries",
+    "train_targets": "--devices",
+    "data_dir": "--data-dir",
+    "data_limit": "--data-limit",
+    "supernet_error": "--supernet-error",
+    "supernet_epochs": "--supernet-epochs",
+}
+_FLAGS = ("mode", "objectives", "epochs", "seed", "dataset", "sampler", "scalarization", "threads")
+
+
+def _in_flags(message: str) -> str:
+    """A SearchConfig message with its field names written as the flags that set them."""
+    names = {**_FLAG_OF_FIELD, **{f: f"--{f}" for f in _FLAGS}}
+    pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, names)) + r")(?![\w-])")
+    return pattern.sub(lambda m: names[m.group(1)], message, count=2)
 
 
 def _needs_store(names: list[str]) -> bool:
@@ -44,7 +69,6 @@ def _needs_store(names: list[str]) -> bool:
     return any(n not in known for n in names)
 
 
-@_user_errors
 def search_command(
     mode: str = typer.Option(
         "surrogate",
@@ -99,9 +123,14 @@ def search_command(
     as_json: bool = typer.Option(False, "--json", help="Print the saved run's summary as JSON."),
 ) -> None:
     """Train the MetaHypernetwork once for every device and preference, and save it."""
-    from hilnas.pipeline.search import SearchConfig, TrainedSearch, run_search
+    from hilnas.pipeline.search import SearchConfig, SearchError, TrainedSearch, run_search
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if data_dir is not None and not data_dir.is_dir():
+        raise NotFoundError(
+            f"--data-dir {str(data_dir)!r} is not a directory; pass the folder holding "
+            "cifar-10-batches-bin"
+        )
     kwargs: dict[str, Any] = {
         "mode": mode,
         "objectives": objectives,
@@ -120,7 +149,10 @@ def search_command(
     names = _split(devices)
     if names:
         kwargs["train_targets"] = tuple(names)
-    cfg = SearchConfig(**kwargs)
+    try:
+        cfg = SearchConfig(**kwargs)
+    except SearchError as exc:
+        raise SearchError(_in_flags(str(exc))) from None
     store = _store(db, _needs_store(list(cfg.train_targets)))
     try:
         with Progress(
@@ -155,7 +187,6 @@ def search_command(
     )
 
 
-@_user_errors
 def front_command(
     device: str = typer.Option(
         ...,
@@ -164,7 +195,12 @@ def front_command(
         help="Target: a reference device, a device id / config key, or an imported device.",
     ),
     points: int | None = typer.Option(
-        None, "--points", "-k", help="Preference points of the sweep [100]."
+        None,
+        "--points",
+        "-k",
+        help="Architectures on the front, at most [100]: a sweep of that many preferences; "
+        "when the refinement finds more, the ones covering the front best (largest "
+        "hypervolume) are kept. Fewer when the front holds fewer distinct architectures.",
     ),
     preference: str | None = typer.Option(
         None,
@@ -186,23 +222,35 @@ def front_command(
 ) -> None:
     """The architectures the trained hypernetwork picks for a device (no retraining)."""
     from hilnas.pipeline import fronts
-    from hilnas.pipeline.search import SearchError, TrainedSearch
+    from hilnas.pipeline.search import MAX_FRONT_POINTS, TrainedSearch
 
     if points is not None and preference is not None:
-        raise cli_common.UserError("give either --points or --preference, not both")
+        raise InvalidInputError("give either --points or --preference, not both")
+    if points is not None:
+        check_number(
+            "--points",
+            points,
+            low=1,
+            high=MAX_FRONT_POINTS,
+            fix=f"ask for 1 to {MAX_FRONT_POINTS:,} points (a front holds a few dozen at most)",
+        )
     if export_onnx and out is None:
-        raise cli_common.UserError("--export-onnx writes into --out DIR; give --out too")
-    trained = TrainedSearch.load(search)
+        raise InvalidInputError("--export-onnx writes into --out DIR; give --out too")
+    if out is not None:
+        check_output_dir(out, "--out")
     pref = None
     if preference is not None:
         try:
             pref = [float(x) for x in preference.split(",")]
         except ValueError:
-            raise SearchError(
+            pref = None
+        if pref is None or not all(math.isfinite(v) for v in pref):
+            raise InvalidInputError(
                 f"--preference {preference!r} is not a comma-separated list of numbers, "
-                f"e.g. 0.3,0.7 for {', '.join(trained.objectives)}"
-            ) from None
-    store = _store(db, _needs_store([device]))
+                "e.g. 0.3,0.7 (one weight per objective of the search, summing to 1)"
+            )
+    trained = TrainedSearch.load(search)
+    store = _store(db, _needs_store([device]), read_only=True)
     try:
         pts = trained.front(device, points=points, preference=pref, store=store)
     finally:
@@ -213,12 +261,22 @@ def front_command(
     written: list[Path] = []
     if out is not None:
         reference = _exact_front(trained, device)
-        written.append(fronts.write_front_json(out / "front.json", device, objectives, pts, meta))
-        written.append(
-            fronts.plot_front_png(out / "front.png", device, objectives, pts, reference=reference)
-        )
-        if export_onnx:
-            written += _export(trained, pts, out / "onnx")
+        try:
+            written.append(
+                fronts.write_front_json(out / "front.json", device, objectives, pts, meta)
+            )
+            written.append(
+                fronts.plot_front_png(
+                    out / "front.png", device, objectives, pts, reference=reference
+                )
+            )
+            if export_onnx:
+                written += _export(trained, pts, out / "onnx")
+        except OSError as exc:
+            raise PreconditionError(
+                f"cannot write into --out {str(out)!r} ({exc.strerror or exc}); pass a "
+                "writable directory"
+            ) from None
     if as_json:
         doc = {
             "device": device,
@@ -242,6 +300,13 @@ def front_command(
         pref = "-" if p.preference is None else ",".join(f"{v:.2f}" for v in p.preference)
         table.add_row(str(i), p.arch, pref, *cells)
     cli_common.console.print(table)
+    asked = 100 if points is None else points
+    if pref is None and len(pts) < asked:
+        cli_common.err_console.print(
+            f"note: {len(pts)} of the {asked} points asked for: the sweep found only "
+            f"{len(pts)} distinct non-dominated architectures for {device}",
+            highlight=False,
+        )
     for path in written:
         cli_common.console.print(f"wrote {path}")
 

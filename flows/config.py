@@ -16,12 +16,14 @@ raises :class:`ConfigError` naming the key, what is wrong and how to fix it. Exa
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from hilnas.devices.errors import InvalidInputError
-from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
+from hilnas.devices.errors import InvalidInputError, NotFoundError
+from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP, MAX_BATCH_SIZE
+from hilnas.profilers.base import MAX_REPETITIONS, MAX_WARMUP
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -37,6 +39,8 @@ else:  # pragma: no cover - Python 3.10: the same parser, as a package
     import tomli as tomllib
 
 OBJECTIVES = ("error", "latency_ms", "energy_mj")
+#: Logical CPUs here: the most ONNX Runtime threads a measurement may ask for.
+CPUS = os.cpu_count() or 1
 
 #: The main job's supernet search when neither ``epochs`` nor ``[search]`` say otherwise: sized
 #: so that the whole of ``hilnas run`` takes a few minutes on two CPU cores (measured and
@@ -51,6 +55,10 @@ class ConfigError(InvalidInputError):
     """A config file or setting that cannot be used; the message names the key and the fix."""
 
 
+class ConfigNotFoundError(ConfigError, NotFoundError):
+    """The config file given does not exist."""
+
+
 class RunConfig(BaseModel):
     """Everything `hilnas run` can be told (defaults: the embedded main job)."""
 
@@ -61,13 +69,37 @@ class RunConfig(BaseModel):
         description="local devices to profile (ids or aliases such as cpu, gpu0); empty = all",
     )
     archs: int = Field(
-        DEFAULT_ARCHS, ge=0, le=15625, description="sampled architectures per device"
+        DEFAULT_ARCHS, ge=0, le=15615, strict=True, description="sampled architectures per device"
     )
-    reps: int = Field(DEFAULT_REPS, ge=1, description="timed repetitions per measurement")
-    warmup: int = Field(DEFAULT_WARMUP, ge=0, description="untimed warm-up runs per measurement")
-    threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = ORT default)")
-    batch_size: int = Field(1, ge=1, description="batch size of the measured models")
-    seed: int = Field(0, ge=0, description="seed of sampling and search")
+    reps: int = Field(
+        DEFAULT_REPS,
+        ge=1,
+        le=MAX_REPETITIONS,
+        strict=True,
+        description="timed repetitions per measurement",
+    )
+    warmup: int = Field(
+        DEFAULT_WARMUP,
+        ge=0,
+        le=MAX_WARMUP,
+        strict=True,
+        description="untimed warm-up runs per measurement",
+    )
+    threads: int = Field(
+        1,
+        ge=0,
+        le=CPUS,
+        strict=True,
+        description=f"ONNX Runtime intra-op threads (0 = ORT default, at most the {CPUS} CPUs)",
+    )
+    batch_size: int = Field(
+        1,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        strict=True,
+        description="batch size of the measured models",
+    )
+    seed: int = Field(0, ge=0, le=2**32 - 1, strict=True, description="seed of sampling and search")
     space: Literal["nb201"] = Field("nb201", description="search space")
     mode: Literal["supernet", "surrogate"] = Field("supernet", description="search mode")
     objectives: list[str] = Field(
@@ -77,14 +109,20 @@ class RunConfig(BaseModel):
     epochs: int | None = Field(
         None,
         ge=1,
+        le=10_000,
+        strict=True,
         description=f"search epochs (None: {MAIN_JOB_SUPERNET_EPOCHS} in supernet mode, the "
         "search's default in surrogate mode)",
     )
-    points: int = Field(8, ge=2, le=200, description="architectures on each device's front")
-    reference_devices: bool = Field(
-        True, description="also write fronts of the 27 reference devices"
+    points: int = Field(
+        8, ge=2, le=200, strict=True, description="architectures on each device's front"
     )
-    onnx: bool = Field(True, description="export the chosen subnets to ONNX in the run directory")
+    reference_devices: bool = Field(
+        True, strict=True, description="also write fronts of the 27 reference devices"
+    )
+    onnx: bool = Field(
+        True, strict=True, description="export the chosen subnets to ONNX in the run directory"
+    )
     run_dir: Path | None = Field(None, description="run directory (default ./runs/<timestamp>)")
     search: dict[str, Any] = Field(
         default_factory=dict,
@@ -179,6 +217,10 @@ def build_config(values: dict[str, Any], source: str = "settings") -> RunConfig:
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a TOML config file, apply ``overrides`` (flags that were given), validate."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigNotFoundError(
+            f"config file {str(path)!r} does not exist; pass an existing TOML file to --config"
+        )
     try:
         raw = path.read_bytes()
     except OSError as exc:

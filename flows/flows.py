@@ -17,6 +17,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+from hilnas.devices.errors import PreconditionError, UserError
 from hilnas.flows import jobs
 from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
 from prefect import flow, get_run_logger, task
@@ -25,17 +26,20 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 FRONT_TABLE_ROWS = 50
 
 
+class NoDeviceProfiledError(PreconditionError, RuntimeError):
+    """Every local device of a run failed to profile, each for a reason the user can fix."""
+
+
 def _no_retry_for_user_errors(task: Any, task_run: Any, state: Any) -> bool:
     """Retry transient faults (database busy, I/O); never bad input or a missing device."""
     try:
         state.result()
-    except (LookupError, ValueError, TypeError, PermissionError):
-        return False
+    except (UserError, LookupError, ValueError, TypeError, PermissionError):
+        return False  # bad input, or a bug: the same call fails the same way again
     except Exception as exc:  # noqa: BLE001
         from hilnas.devices.base import DeviceError
-        from hilnas.pipeline.home import HomeError
 
-        return not isinstance(exc, (DeviceError, HomeError))
+        return not isinstance(exc, DeviceError)
     return False
 
 
@@ -252,6 +256,7 @@ def pipeline_flow(config: dict[str, Any]) -> dict[str, Any]:
     with times.stage("profiling"):
         devices = jobs.local_devices(cfg.devices)
         logger.info("devices: %s", ", ".join(d.id for d in devices))
+        failures: dict[str, BaseException | None] = {}
         for info in devices:
             state = profile_task(
                 info.id,
@@ -268,14 +273,18 @@ def pipeline_flow(config: dict[str, Any]) -> dict[str, Any]:
             if state.is_completed():
                 result["devices"][info.id] = state.result()
             else:
+                failures[info.id] = _failure(state)
                 reason = _failure_reason(state)
                 logger.error("profiling %s failed, going on without it: %s", info.id, reason)
                 result["failed_devices"][info.id] = reason
         if devices and not result["devices"]:
-            raise RuntimeError(
-                "profiling failed on every local device: "
-                + "; ".join(f"{k}: {v}" for k, v in result["failed_devices"].items())
-            )
+            detail = "; ".join(f"{k}: {v}" for k, v in result["failed_devices"].items())
+            if all(isinstance(e, UserError) for e in failures.values()):
+                # every device failed for a reason the user can fix: say so as one error
+                raise NoDeviceProfiledError(
+                    f"profiling failed on every local device: {detail}; fix that and rerun"
+                )
+            raise RuntimeError(f"profiling failed on every local device: {detail}")
 
     with times.stage("fitting"):
         result["fit"] = fit_task()
@@ -320,6 +329,15 @@ def _best(points: list[dict[str, Any]]) -> dict[str, float]:
             if isinstance(v, (int, float)) and (k not in best or v < best[k]):
                 best[k] = float(v)
     return best
+
+
+def _failure(state: Any) -> BaseException | None:
+    """The exception a failed task state holds, if any."""
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001
+        return exc
+    return None
 
 
 def _failure_reason(state: Any) -> str:

@@ -22,6 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def resolve_device(name: str | None) -> Any:
     if agent and name:
         served = get_device(agent)
         if served.id != info.id:
-            raise ValueError(
+            raise InvalidInputError(
                 f"this agent serves device {served.id} but the run asks for {info.id} ({name}); "
                 "point the deployment at the work pool of that device's agent"
             )

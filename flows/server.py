@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hilnas.devices.errors import PreconditionError
+from hilnas.devices.errors import InvalidInputError, PreconditionError
 from hilnas.flows.deploy_steps import hilnas_root
 
 #: Where flows/prefect.yaml lives in this installation.
@@ -146,9 +146,11 @@ def _flow_for(entrypoint: str) -> Any:
     try:
         obj = import_object(entrypoint)
     except Exception as exc:  # noqa: BLE001 - any import failure is a config error here
-        raise ValueError(f"cannot import {entrypoint!r} ({type(exc).__name__}: {exc})") from None
+        raise InvalidInputError(
+            f"cannot import {entrypoint!r} ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(obj, Flow):
-        raise ValueError(f"{entrypoint!r} is not a Prefect flow")
+        raise InvalidInputError(f"{entrypoint!r} is not a Prefect flow")
     return obj
 
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline.fronts import NB201Problem, nb201_problem
 
 __all__ = [
@@ -84,9 +85,11 @@ def _problem(device: str, objectives: Sequence[str], problem: NB201Problem | Non
 
 def _check_budget(budget: int) -> int:
     if isinstance(budget, bool) or int(budget) != budget or int(budget) < 1:
-        raise ValueError(f"budget must be a positive integer number of evaluations, got {budget!r}")
+        raise InvalidInputError(
+            f"budget must be a positive integer number of evaluations, got {budget!r}"
+        )
     if int(budget) > _SPACE:
-        raise ValueError(f"budget {budget} exceeds the {_SPACE} architectures of NB201")
+        raise InvalidInputError(f"budget {budget} exceeds the {_SPACE} architectures of NB201")
     return int(budget)
 
 
@@ -188,7 +191,7 @@ def _operators(kind: str) -> tuple[Any, Any, Any]:
             SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
             PM(eta=20, vtype=float, repair=RoundingRepair()),
         )
-    raise ValueError(f"unknown NSGA-II operators {kind!r}; choose 'categorical' or 'sbx'")
+    raise InvalidInputError(f"unknown NSGA-II operators {kind!r}; choose 'categorical' or 'sbx'")
 
 
 def default_pop_size(budget: int) -> int:
@@ -229,7 +232,7 @@ def nsga2(
     p = _problem(device, objectives, problem)
     pop = int(pop_size) if pop_size is not None else default_pop_size(budget)
     if pop < 2:
-        raise ValueError(f"pop_size must be at least 2, got {pop}")
+        raise InvalidInputError(f"pop_size must be at least 2, got {pop}")
     to_index = _codes_to_index()
     weights = NB201_OPTIONS ** np.arange(NB201_DECISIONS - 1, -1, -1)
     sampling, crossover, mutation = _operators(operators)
@@ -283,5 +286,7 @@ def run_baseline(method: str, device: str, **kwargs: Any) -> BaselineResult:
     try:
         fn = _METHODS[method]
     except KeyError:
-        raise ValueError(f"unknown baseline {method!r}; known: {', '.join(_METHODS)}") from None
+        raise InvalidInputError(
+            f"unknown baseline {method!r}; known: {', '.join(_METHODS)}"
+        ) from None
     return fn(device, **kwargs)

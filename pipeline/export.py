@@ -37,7 +37,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hilnas.devices.errors import HilnasError
+from hilnas.devices.errors import (
+    DataIntegrityError,
+    HilnasError,
+    InvalidInputError,
+    PreconditionError,
+    ResourceError,
+)
 from hilnas.pipeline.spaces.base import ModelConfig, SearchSpace
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,14 +62,32 @@ EXPORTER_ID = f"{EXPORTER_NAME}/{EXPORTER_VERSION}"
 DIRECT = "direct"
 TORCH = "torch.onnx.export"
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 SIDECAR_FORMAT = 1
 _STALE_TEMP_S = 600.0
 
 
 class ExportError(HilnasError, RuntimeError):
     """An export that failed: the message names the subnet, what went wrong and the fix."""
+
+
+class ExportDependencyError(ExportError, PreconditionError):
+    """torch or onnx is missing: the ``search`` extra is not installed."""
+
+
+class ExportCacheFullError(ExportError, ResourceError):
+    """The ONNX cache's disk is full; nothing was written under a final name."""
+
+
+class ExportInputError(ExportError, InvalidInputError):
+    """An export asked with invalid settings (batch size, opset)."""
+
+
+class ExportCacheAccessError(ExportError, PreconditionError):
+    """The ONNX cache directory cannot be created or written."""
+
+
+class DamagedExportError(ExportError, DataIntegrityError):
+    """A cache entry (model or sidecar) is incomplete, unreadable or does not match its hash."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,17 +150,17 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = json.loads(side.read_text())
     except FileNotFoundError:
-        raise ExportError(
+        raise DamagedExportError(
             f"{side} does not exist: {p} is not a complete hilnas export (export it again with "
             "OnnxExporter.export)"
         ) from None
     except (OSError, ValueError) as exc:
-        raise ExportError(
+        raise DamagedExportError(
             f"cannot read export sidecar {side}: {exc}; delete it and export again"
         ) from exc
     required = {"key", "sha256", "exporter", "opset", "space", "arch", "batch_size"}
     if not isinstance(data, dict) or not required <= data.keys():
-        raise ExportError(
+        raise DamagedExportError(
             f"{side} is not a hilnas export sidecar (needs {', '.join(sorted(required))}); "
             "delete it and export again"
         )
@@ -162,14 +186,16 @@ def load_exported(path: str | os.PathLike[str], *, verify: bool = True) -> Expor
     onnx_path = p.with_suffix(".onnx") if p.suffix == ".json" else p
     meta = read_sidecar(onnx_path)
     if not onnx_path.is_file():
-        raise ExportError(f"{onnx_path} is missing although its sidecar exists; export it again")
+        raise DamagedExportError(
+            f"{onnx_path} is missing although its sidecar exists; export it again"
+        )
     if verify:
         try:
             actual = file_sha256(onnx_path)
         except OSError as exc:
-            raise ExportError(f"cannot read {onnx_path} ({exc.strerror or exc})") from exc
+            raise DamagedExportError(f"cannot read {onnx_path} ({exc.strerror or exc})") from exc
         if actual != meta["sha256"]:
-            raise ExportError(
+            raise DamagedExportError(
                 f"{onnx_path} is corrupt: sha256 {actual[:12]}... differs from its sidecar's "
                 f"{str(meta['sha256'])[:12]}...; delete it (OnnxExporter.export re-exports it)"
             )
@@ -223,18 +249,53 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+def importable(name: str) -> bool:
+    """Whether ``import name`` would find the package, without importing it (torch takes
+    seconds to import; a run whose models are all cached never needs it)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require_export_stack() -> None:
+    """Raise :class:`ExportDependencyError` unless torch and onnx can be imported.
+
+    Called before a command stores anything (``hilnas profile`` checks it up front), so a
+    missing extra is a precondition, not a column of failed measurements.
+    """
+    missing = [name for name in ("torch", "onnx") if not importable(name)]
+    if missing:
+        raise ExportDependencyError(
+            f"exporting models needs {' and '.join(missing)}, which this environment lacks; "
+            'install them with `pip install "hilnas[search]"`; a measurement agent host needs '
+            "no export: run `hilnas agent publish` where the search extra is installed and "
+            "serve the published models with `hilnas agent start --device cpu`"
+        )
+
+
 def _require_export_stack() -> None:
-    missing = []
+    """Import torch and onnx now (an export needs them next), with the same message."""
+    require_export_stack()
     for name in ("torch", "onnx"):
         try:
             __import__(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise ExportError(
-            f"exporting needs {' and '.join(missing)}, which this environment lacks; install "
-            "them with `pip install 'hilnas[search]'`"
-        )
+        except ImportError as exc:
+            raise ExportDependencyError(
+                f"exporting models needs {name}, which cannot be imported here ({exc}); "
+                'install it with `pip install "hilnas[search]"`'
+            ) from exc
+
+
+def _is_disk_full(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 # ----- the exporter -----------------------------------------------------------------------------
@@ -248,7 +309,7 @@ class OnnxExporter:
 
     def __init__(self, *, cache_dir: Path | str | None = None, opset: int = 17):
         if not isinstance(opset, int) or opset < 7:
-            raise ValueError(f"opset must be an integer >= 7, got {opset!r}")
+            raise InvalidInputError(f"opset must be an integer >= 7, got {opset!r}")
         self.opset = opset
         if cache_dir is None:
             from hilnas.pipeline.home import subdir
@@ -259,7 +320,7 @@ class OnnxExporter:
             try:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise ExportError(
+                raise ExportCacheAccessError(
                     f"cannot create the ONNX cache {str(self.cache_dir)!r} "
                     f"({exc.strerror or exc}); "
                     "pass a writable cache_dir or set HILNAS_HOME to a writable directory"
@@ -328,7 +389,7 @@ class OnnxExporter:
         t0 = time.perf_counter()
         code = space.coerce(arch)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ExportError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise ExportInputError(f"batch_size must be a positive integer, got {batch_size!r}")
         cfg = config or space.default_model_config()
         arch_str = space.format(code)
         key = _key(space.name, arch_str, cfg.key(), batch_size, self.opset)
@@ -365,6 +426,7 @@ class OnnxExporter:
         except Exception as exc:  # onnx.checker.ValidationError and friends
             raise ExportError(f"the ONNX model of {what} fails onnx.checker: {exc}") from exc
         digest = hashlib.sha256(data).hexdigest()
+        workload = space.workload(code, cfg, batch_size)
         path = self.path_for(key)
         export_s = time.perf_counter() - t0
         sidecar = {
@@ -376,9 +438,12 @@ class OnnxExporter:
             "config_key": cfg.key(),
             "batch_size": batch_size,
             "opset": self.opset,
-            "input_name": INPUT_NAME,
-            "input_shape": list(cfg.input_shape(batch_size)),
-            "output_name": OUTPUT_NAME,
+            "input_name": workload.inputs[0].name,
+            "input_shape": list(workload.inputs[0].shape),
+            "inputs": [
+                {"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in workload.inputs
+            ],
+            "output_name": workload.outputs[0].name,
             "sha256": digest,
             "size_bytes": len(data),
             "exporter": exporter,
@@ -393,6 +458,12 @@ class OnnxExporter:
             _atomic_write(path, data)  # the model first, the sidecar (the commit mark) last
             _atomic_write(_sidecar_path(path), (json.dumps(sidecar, indent=1) + "\n").encode())
         except OSError as exc:
+            if _is_disk_full(exc):
+                raise ExportCacheFullError(
+                    f"the ONNX cache {self.cache_dir} is full: cannot write {path.name} "
+                    f"({exc.strerror or exc}; nothing was measured or stored for {arch_str}); "
+                    "free disk space, then rerun the same command to resume"
+                ) from exc
             raise ExportError(
                 f"cannot write {path} ({exc.strerror or exc}); free disk space or point the cache "
                 "(cache_dir / HILNAS_HOME) at a writable directory"
@@ -448,18 +519,19 @@ def _torch_export(
     import torch
 
     model = space.build_model(code, cfg).eval()
-    dummy = torch.zeros(cfg.input_shape(batch_size))
+    workload = space.workload(code, cfg, batch_size)
+    dummies = tuple(torch.from_numpy(a) for a in workload.zeros().values())
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
-            (dummy,),
+            dummies,
             buf,
             dynamo=False,
             opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            input_names=[t.name for t in workload.inputs],
+            output_names=[t.name for t in workload.outputs],
             do_constant_folding=True,
         )
     return onnx.load_from_string(buf.getvalue())

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline import mo
 
 __all__ = [
@@ -70,13 +71,13 @@ def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
     objs = tuple(aliases.get(str(o).strip(), str(o).strip()) for o in objectives)
     unknown = [o for o in objs if o not in OBJECTIVES]
     if unknown:
-        raise ValueError(
+        raise InvalidInputError(
             f"unknown objective(s) {', '.join(map(repr, unknown))}; known: {', '.join(OBJECTIVES)}"
         )
     if len(set(objs)) != len(objs):
-        raise ValueError(f"objectives {objs} repeat a name")
+        raise InvalidInputError(f"objectives {objs} repeat a name")
     if len(objs) < 2:
-        raise ValueError(f"need at least two objectives, got {objs}")
+        raise InvalidInputError(f"need at least two objectives, got {objs}")
     return objs
 
 
@@ -142,11 +143,11 @@ def _objective_column(ref: Any, device: str, objective: str) -> np.ndarray:
         try:
             return ref.latency(device).astype(np.float64)
         except KeyError as exc:
-            raise ValueError(str(exc.args[0])) from None
+            raise InvalidInputError(str(exc.args[0])) from None
     try:
         return ref.energy(device).astype(np.float64)
     except KeyError:
-        raise ValueError(
+        raise InvalidInputError(
             f"no reference energy for {device!r}; energy_mj is known for: "
             f"{', '.join(ref.energy_devices)}"
         ) from None
@@ -252,7 +253,7 @@ def _record(point: Any, objectives: tuple[str, ...]) -> dict[str, Any]:
                 values = dict(raw)
             elif isinstance(raw, list):
                 if len(raw) != len(objectives):
-                    raise ValueError(
+                    raise InvalidInputError(
                         f"front point has {len(raw)} objective values for {len(objectives)} "
                         f"objectives {objectives}"
                     )
@@ -262,7 +263,7 @@ def _record(point: Any, objectives: tuple[str, ...]) -> dict[str, Any]:
         values = {o: rec.pop(o) for o in objectives if o in rec}
     missing = [o for o in objectives if o not in values]
     if missing:
-        raise ValueError(f"front point lacks values for {', '.join(missing)}: {rec}")
+        raise InvalidInputError(f"front point lacks values for {', '.join(missing)}: {rec}")
     rec["objectives"] = {o: values[o] for o in objectives}
     return rec
 
@@ -338,7 +339,9 @@ def read_front_json(path: str | Path) -> dict[str, Any]:
     """Read a file written by :func:`write_front_json` (checks the schema tag)."""
     doc = json.loads(Path(path).read_text())
     if not isinstance(doc, dict) or doc.get("schema") != FRONT_SCHEMA:
-        raise ValueError(f"{path} is not a hilnas front file (schema {FRONT_SCHEMA!r} expected)")
+        raise InvalidInputError(
+            f"{path} is not a hilnas front file (schema {FRONT_SCHEMA!r} expected)"
+        )
     return doc
 
 

@@ -25,6 +25,7 @@ import math
 from typing import Protocol
 
 import torch
+from hilnas.devices.errors import InvalidInputError, check_number
 from torch import nn
 
 
@@ -94,7 +95,7 @@ class ReinMaxSampler:
 
     def __init__(self, tau: float = 1.0):
         if not tau >= 1.0:
-            raise ValueError(f"ReinMax needs a temperature >= 1, got {tau}")
+            raise InvalidInputError(f"ReinMax needs a temperature >= 1, got {tau}")
         self.tau = float(tau)
 
     def __call__(self, logits, *, progress=0.0, mask=None, generator=None):
@@ -115,7 +116,7 @@ class GDASSampler:
 
     def __init__(self, tau_max: float = 10.0, tau_min: float = 1.0):
         if not 0 < tau_min <= tau_max:
-            raise ValueError(f"need 0 < tau_min <= tau_max, got {tau_min}, {tau_max}")
+            raise InvalidInputError(f"need 0 < tau_min <= tau_max, got {tau_min}, {tau_max}")
         self.tau_max, self.tau_min = float(tau_max), float(tau_min)
 
     def tau_at(self, progress: float) -> float:
@@ -142,12 +143,26 @@ def make_sampler(name: str, **kwargs) -> ArchSampler:
     try:
         return SAMPLERS[name](**kwargs)
     except KeyError:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}") from None
+        raise InvalidInputError(
+            f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------
 # the hypernetwork
 # ----------------------------------------------------------------------------------------------
+#: Size bounds of a MetaHypernetwork (checked on construction, so a search config and a saved
+#: search's settings get them too): far above anything useful (the default is 2 x 256, a few
+#: hundred kB), far below what would exhaust a machine's memory (8 x 4096 is ~0.5 GB).
+MAX_HIDDEN = 4096
+MAX_LAYERS = 8
+MAX_FREQUENCIES = 16
+MAX_OBJECTIVES = 8
+MAX_EMBED_DIM = 10_000
+MAX_DECISIONS = 10_000
+MAX_OPTIONS = 1_000
+
+
 class MetaHypernetwork(nn.Module):
     """``H(r, h) -> logits (B, decisions, options)``.
 
@@ -174,14 +189,32 @@ class MetaHypernetwork(nn.Module):
         init_scale: float = 1e-3,
     ):
         super().__init__()
-        if num_objectives < 2:
-            raise ValueError(f"a preference needs at least 2 objectives, got {num_objectives}")
-        if embed_dim < 1 or num_decisions < 1 or num_options < 2 or hidden < 1 or layers < 1:
-            raise ValueError(
-                "embed_dim, num_decisions, hidden and layers must be >= 1, options >= 2"
+        sizes = {
+            name: int(
+                check_number(
+                    f"hypernetwork {name}",
+                    value,
+                    low=low,
+                    high=high,
+                    fix=f"{name} must be at least {low} and at most {high:,}",
+                )
             )
-        if frequencies < 0:
-            raise ValueError(f"frequencies must be >= 0, got {frequencies}")
+            for name, value, (low, high) in (
+                ("num_objectives", num_objectives, (2, MAX_OBJECTIVES)),
+                ("embed_dim", embed_dim, (1, MAX_EMBED_DIM)),
+                ("num_decisions", num_decisions, (1, MAX_DECISIONS)),
+                ("num_options", num_options, (2, MAX_OPTIONS)),
+                ("hidden", hidden, (1, MAX_HIDDEN)),
+                ("layers", layers, (1, MAX_LAYERS)),
+                ("frequencies", frequencies, (0, MAX_FREQUENCIES)),
+            )
+        }
+        num_objectives, embed_dim = sizes["num_objectives"], sizes["embed_dim"]
+        num_decisions, num_options = sizes["num_decisions"], sizes["num_options"]
+        hidden, layers, frequencies = sizes["hidden"], sizes["layers"], sizes["frequencies"]
+        init_scale = float(
+            check_number("hypernetwork init_scale", init_scale, low=0.0, high=10.0, integer=False)
+        )
         self.num_objectives = num_objectives
         self.embed_dim = embed_dim
         self.num_decisions = num_decisions
@@ -222,7 +255,7 @@ class MetaHypernetwork(nn.Module):
         if h.dim() == 1:
             h = h.unsqueeze(0).expand(r.shape[0], -1)
         if r.shape[-1] != self.num_objectives or h.shape[-1] != self.embed_dim:
-            raise ValueError(
+            raise InvalidInputError(
                 f"expected preferences (B, {self.num_objectives}) and embeddings "
                 f"(B, {self.embed_dim}), got {tuple(r.shape)} and {tuple(h.shape)}"
             )

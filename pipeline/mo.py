@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from hilnas.devices.errors import InvalidInputError
 
 __all__ = [
     "PREFERENCE_TOLERANCE",
@@ -49,9 +50,11 @@ def _as_matrix(F: Any, name: str = "F") -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[None, :] if arr.size else arr.reshape(0, 0)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (points x objectives), got shape {arr.shape}")
+        raise InvalidInputError(
+            f"{name} must be a 2-D array (points x objectives), got shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise InvalidInputError(f"{name} contains NaN or infinite values")
     return arr
 
 
@@ -118,11 +121,11 @@ def hypervolume(F: Any, ref: Sequence[float] | np.ndarray) -> float:
     if F.shape[0] == 0:
         return 0.0
     if F.shape[1] != ref.size:
-        raise ValueError(
+        raise InvalidInputError(
             f"reference point has {ref.size} objectives but F has {F.shape[1]} columns"
         )
     if not np.all(np.isfinite(ref)):
-        raise ValueError("reference point contains NaN or infinite values")
+        raise InvalidInputError("reference point contains NaN or infinite values")
     F = F[np.all(F < ref, axis=1)]
     if F.shape[0] == 0:
         return 0.0
@@ -158,11 +161,11 @@ def igd(F: Any, front: Any) -> float:
     Z = _as_matrix(front, "front")
     F = _as_matrix(F)
     if Z.shape[0] == 0:
-        raise ValueError("igd: the reference front is empty")
+        raise InvalidInputError("igd: the reference front is empty")
     if F.shape[0] == 0:
         return math.inf
     if F.shape[1] != Z.shape[1]:
-        raise ValueError(f"igd: F has {F.shape[1]} objectives, the front {Z.shape[1]}")
+        raise InvalidInputError(f"igd: F has {F.shape[1]} objectives, the front {Z.shape[1]}")
     dmin = np.empty(Z.shape[0])
     step = max(1, 2_000_000 // max(1, F.shape[0]))
     for s in range(0, Z.shape[0], step):
@@ -180,7 +183,7 @@ def normalize(F: Any, lo: Any, hi: Any) -> np.ndarray:
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
     if np.any(hi < lo):
-        raise ValueError(f"normalize: upper bounds {hi} below lower bounds {lo}")
+        raise InvalidInputError(f"normalize: upper bounds {hi} below lower bounds {lo}")
     span = hi - lo
     safe = np.where(span > 0, span, 1.0)
     out = (arr - lo) / safe
@@ -221,7 +224,7 @@ def _gram(grads: Any) -> tuple[np.ndarray, Any]:
         G = G.detach()
         G64 = G.double()
         if not bool(torch.isfinite(G64).all()):
-            raise ValueError("min_norm_solver: gradients contain NaN or infinite values")
+            raise InvalidInputError("min_norm_solver: gradients contain NaN or infinite values")
         M = (G64 @ G64.T).cpu().numpy()
         dev, dt = G.device, (G.dtype if G.dtype.is_floating_point else torch.float32)
         return M, lambda w: torch.as_tensor(w, dtype=dt, device=dev)
@@ -234,7 +237,7 @@ def _gram(grads: Any) -> tuple[np.ndarray, Any]:
         elif G.ndim > 2:
             G = G.reshape(G.shape[0], -1)
     if not np.all(np.isfinite(G)):
-        raise ValueError("min_norm_solver: gradients contain NaN or infinite values")
+        raise InvalidInputError("min_norm_solver: gradients contain NaN or infinite values")
     return G @ G.T, lambda w: w
 
 
@@ -254,7 +257,7 @@ def min_norm_solver(
     M, convert = _gram(grads)
     n = M.shape[0]
     if n == 0:
-        raise ValueError("min_norm_solver: need at least one gradient")
+        raise InvalidInputError("min_norm_solver: need at least one gradient")
     if n == 1:
         gamma = np.ones(1)
         val = float(M[0, 0])
@@ -313,9 +316,9 @@ def simplex_grid(m: int, k: int) -> np.ndarray:
     """
     m, k = int(m), int(k)
     if m < 1:
-        raise ValueError(f"simplex_grid: need at least one objective, got m={m}")
+        raise InvalidInputError(f"simplex_grid: need at least one objective, got m={m}")
     if k < 1:
-        raise ValueError(f"simplex_grid: need k >= 1 partitions, got k={k}")
+        raise InvalidInputError(f"simplex_grid: need k >= 1 partitions, got k={k}")
     rows: list[tuple[int, ...]] = []
 
     def rec(prefix: tuple[int, ...], left: int, slots: int) -> None:
@@ -337,9 +340,9 @@ def uniform_preferences(m: int, n: int) -> np.ndarray:
     """
     m, n = int(m), int(n)
     if m < 2:
-        raise ValueError(f"uniform_preferences: need at least 2 objectives, got {m}")
+        raise InvalidInputError(f"uniform_preferences: need at least 2 objectives, got {m}")
     if n < 1:
-        raise ValueError(f"uniform_preferences: need at least one point, got {n}")
+        raise InvalidInputError(f"uniform_preferences: need at least one point, got {n}")
     if n == 1:
         return np.full((1, m), 1.0 / m)
     if m == 2:
@@ -353,9 +356,9 @@ def uniform_preferences(m: int, n: int) -> np.ndarray:
 def dirichlet(m: int, n: int, rng: np.random.Generator | int | None = None, alpha: float = 1.0):
     """``n`` preference vectors drawn from a symmetric Dirichlet(alpha) on the m-simplex."""
     if int(m) < 1 or int(n) < 0:
-        raise ValueError(f"dirichlet: need m >= 1 and n >= 0, got m={m}, n={n}")
+        raise InvalidInputError(f"dirichlet: need m >= 1 and n >= 0, got m={m}, n={n}")
     if not alpha > 0:
-        raise ValueError(f"dirichlet: concentration must be positive, got {alpha}")
+        raise InvalidInputError(f"dirichlet: concentration must be positive, got {alpha}")
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     return gen.dirichlet(np.full(int(m), float(alpha)), size=int(n))
 
@@ -372,24 +375,26 @@ def validate_preference(
     try:
         arr = np.asarray(r, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"preference {r!r} is not a vector of numbers") from None
+        raise InvalidInputError(f"preference {r!r} is not a vector of numbers") from None
     if arr.ndim != 1:
-        raise ValueError(f"preference must be a 1-D vector, got shape {arr.shape}")
+        raise InvalidInputError(f"preference must be a 1-D vector, got shape {arr.shape}")
     names = f" ({', '.join(objectives)})" if objectives else ""
     if m is not None and arr.size != m:
-        raise ValueError(
+        raise InvalidInputError(
             f"preference has {arr.size} components but there are {m} objectives{names}; "
             f"give one weight per objective"
         )
     if arr.size == 0:
-        raise ValueError("preference is empty")
+        raise InvalidInputError("preference is empty")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"preference {arr.tolist()} contains NaN or infinite values")
+        raise InvalidInputError(f"preference {arr.tolist()} contains NaN or infinite values")
     if np.any(arr < 0):
-        raise ValueError(f"preference {arr.tolist()} has negative components; weights must be >= 0")
+        raise InvalidInputError(
+            f"preference {arr.tolist()} has negative components; weights must be >= 0"
+        )
     total = float(arr.sum())
     if abs(total - 1.0) > PREFERENCE_TOLERANCE:
-        raise ValueError(
+        raise InvalidInputError(
             f"preference {arr.tolist()} sums to {total:g}, not 1; weights must sum to 1 "
             "(they are not renormalised for you)"
         )
@@ -404,7 +409,7 @@ def parse_preference(
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise ValueError(
+        raise InvalidInputError(
             f"preference {text!r} is not a comma-separated list of numbers, e.g. '0.3,0.7'"
         ) from None
     return validate_preference(values, m, objectives=objectives)

@@ -21,10 +21,18 @@ operations of a network, which is why the model works in linear (not log) space;
 in :mod:`hilnas.pipeline.benchmarks.predictors` compares the alternatives.
 
 Promises:
-- ``predict`` returns strictly positive values in the target's units; it never trains. A
-  connected architecture is never predicted below ``SKELETON_SHARE`` (0.5) times the target's
-  cheapest reference value (a smooth bound for the fixed cost of stem, reductions and head: on
-  the 27 reference devices no connected architecture costs less than 0.53x it).
+- ``predict`` returns strictly positive values in the target's units; it never trains.
+- The floor: no architecture, connected or not, is ever predicted below ``FLOOR_SHARE`` (0.8)
+  times the smallest value measured on the target that the prediction was given (its 10
+  reference values and any further measurements; :func:`cost_floor`). Every network of every
+  space pays for its skeleton (NB201: the stem, the two residual reductions, the head), also
+  when its cells compute nothing, so the cheapest network measured there bounds what any other
+  can cost. The bound is smooth (differentiable in the architecture) and needs nothing from the
+  space but the measured values, so it holds unchanged for every registered space.
+- A target whose measured values are all equal (within ``FLAT_SPREAD``, 1 %) carries no ranking
+  information: it is predicted flat, at its median value, for every architecture (a degenerate
+  front: on that device the architectures cannot be told apart by cost), and
+  :func:`embedding_for` logs a warning saying so and what to measure (:func:`flat_warning`).
 - Trained weights are safetensors + a JSON metadata file holding the training-data fingerprint
   (reference-data sha256, device list, seed, hyper-parameters, hilnas version, sha256 of the
   tensor file); loading checks all of it and raises :class:`PredictorFingerprintError` on a
@@ -133,6 +141,62 @@ def _sha256_bytes(data: bytes) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# the floor and flat targets
+# ----------------------------------------------------------------------------------------------
+#: No prediction falls below this share of the smallest value measured on the target. The
+#: cheapest network measured there already pays for the whole skeleton, so only the cells can be
+#: cheaper elsewhere; on the 27 reference devices the cheapest connected architecture of the
+#: space costs 0.53-1.0x the cheapest reference one (hilnas's pruned CPU networks: 0.95x), and
+#: 0.8 is what a user may rely on (issue 12). Devices with architectures truly cheaper than that
+#: (eyeriss: 0.53x) lose accuracy on those only until one of them is measured.
+FLOOR_SHARE = 0.8
+#: Measured values whose spread (max - min) is within this share of their minimum are "all
+#: equal": the 10 reference architectures of every reference device differ by 2.7x or more, so
+#: such values say nothing about which architecture is cheaper (the profiler's repeatability
+#: on a quiet machine is ~0.5 %).
+FLAT_SPREAD = 0.01
+
+
+def cost_floor(values: Sequence[float] | np.ndarray) -> float:
+    """The lowest cost predicted for any architecture on a target, from the values measured
+    there (reference values and any further measurements, in the target's units)."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not len(v):
+        raise PredictorError("a cost floor needs at least one measured value")
+    return FLOOR_SHARE * float(v.min())
+
+
+def is_flat(values: Sequence[float] | np.ndarray) -> bool:
+    """Whether measured values are all equal within ``FLAT_SPREAD`` (no ranking information)."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    return bool(len(v)) and float(v.max() - v.min()) <= FLAT_SPREAD * float(v.min())
+
+
+def flat_warning(emb: TargetEmbedding) -> str | None:
+    """A one-line warning when a target's reference values carry no ranking information (all
+    equal within ``FLAT_SPREAD``), saying what the predictions then are and what to measure;
+    None otherwise."""
+    if not is_flat(emb.raw):
+        return None
+    unit = emb.metric.rsplit("_", 1)[-1]
+    head = (
+        f"the {len(emb.raw)} reference {emb.metric} values of {emb.name!r} are all equal "
+        f"({float(np.median(emb.raw)):.4g} {unit}), so its embedding carries no ranking information"
+    )
+    if emb.flat:
+        return (
+            f"{head}: every architecture is predicted at that value (a flat, degenerate front); "
+            "re-measure the reference architectures (more repetitions, a finer timer, the "
+            "device's own runtime rather than its launch overhead) or import measurements that differ"
+        )
+    return (
+        f"{head}: predictions rely on its {len(emb.support_values)} further measurements, and a "
+        "search conditioned on the embedding cannot tell this device apart; re-measure the "
+        "reference architectures"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
 # embeddings
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -213,6 +277,21 @@ class TargetEmbedding:
     def tensor(self) -> torch.Tensor:
         """The normalised embedding as a float32 tensor ``(10,)`` (the hypernetwork's input)."""
         return torch.as_tensor(self.normalized, dtype=torch.float32)
+
+    @property
+    def measured(self) -> np.ndarray:
+        """Every value measured on the target that a prediction is given: references, then support."""
+        return np.concatenate([self.raw, self.support_values])
+
+    @property
+    def floor(self) -> float:
+        """The lowest cost any architecture is predicted at on this target (:func:`cost_floor`)."""
+        return cost_floor(self.measured)
+
+    @property
+    def flat(self) -> bool:
+        """Whether all its measured values are equal (then every prediction is their median)."""
+        return is_flat(self.measured)
 
 
 def normalize_embedding(raw: np.ndarray) -> np.ndarray:
@@ -342,11 +421,12 @@ def embedding_for(
     # networks; an external device's networks are unknown
     network = "pruned" if "/" in target else "unknown"
     emb = embedding_from_table(target, metric, table, source="store", network=network)
-    return (
-        emb
-        if with_support
-        else TargetEmbedding.from_raw(target, metric, emb.raw, source="store", network=network)
-    )
+    if not with_support:
+        emb = TargetEmbedding.from_raw(target, metric, emb.raw, source="store", network=network)
+    warning = flat_warning(emb)
+    if warning:
+        log.warning("%s", warning)
+    return emb
 
 
 # ----------------------------------------------------------------------------------------------
@@ -357,18 +437,27 @@ def _smooth_positive(x: torch.Tensor, eps: float) -> torch.Tensor:
     return 0.5 * (x + torch.sqrt(x * x + eps * eps))
 
 
-#: Share of a target's cheapest reference architecture that bounds every connected
-#: architecture's cost from below (the skeleton: stem, residual reductions, head).
-SKELETON_SHARE = 0.5
+def _flat_rows(values: torch.Tensor) -> torch.Tensor:
+    """Whether each row of measured values ``(..., n)`` is flat (see :func:`is_flat`)."""
+    lo, hi = values.min(-1).values, values.max(-1).values
+    return hi - lo <= FLAT_SPREAD * lo
 
 
-def _skeleton_bound(x: torch.Tensor, ref_min: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Lower bound (in scale units) of the cost of architectures ``x``: ``SKELETON_SHARE`` times the
-    cheapest reference value for connected cells, 0 for cells with no path to the output."""
-    from hilnas.pipeline.predictors_features import live_probabilities
+def _bounded(
+    f: torch.Tensor, values: torch.Tensor, scale: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """Predictions in the target's units from raw model outputs ``f`` (in scale units).
 
-    connected = live_probabilities(x.to(torch.float64))[:, 3]
-    return SKELETON_SHARE * (ref_min / scale) * connected
+    ``values`` are the measured values the prediction was given (``(n,)`` for one target, or
+    ``(B, n)``, one row per architecture): every prediction stays above ``FLOOR_SHARE`` times
+    their minimum (smoothly: ``lb + softplus-like(f - lb)``, strictly increasing in ``f``, so the
+    ranking is kept), and a flat row predicts its median for every architecture."""
+    lb = FLOOR_SHARE * values.min(-1).values / scale
+    out = (lb + _smooth_positive(f - lb, eps)) * scale
+    flat = _flat_rows(values)
+    if bool(flat.any()):
+        out = torch.where(flat, values.quantile(0.5, dim=-1).to(out.dtype), out)
+    return out
 
 
 class MetaPredictor(nn.Module):
@@ -441,6 +530,10 @@ class MetaPredictor(nn.Module):
             self._variants = {"unpruned": torch.eye(f, dtype=torch.float64), "pruned": t}
         else:
             self._variants = {"unpruned": t}
+        self._disconnected: int | None = None
+        if "disconnected" in self.blocks:
+            i = self.blocks.index("disconnected")
+            self._disconnected = sum(BLOCK_SIZES[b] for b in self.blocks[:i])
 
     def variants_for(self, network: str) -> tuple[str, ...]:
         if network not in NETWORKS:
@@ -500,6 +593,13 @@ class MetaPredictor(nn.Module):
             t = self._variants[v].to(dev)
             cov = t @ self.prior_cov @ t.T
             wts = self.device_weights @ t.T
+            if v == "pruned" and self._disconnected is not None:
+                # the training devices' "disconnected" weight is what their runtimes save when a
+                # cell's output is constant (some fold the whole network away); a pruned network
+                # still runs its skeleton then, so the prior mean carries no such saving (the
+                # covariance keeps it learnable from measurements)
+                wts = wts.clone()
+                wts[:, self._disconnected] = 0.0
             means.append(wts.mean(0))
             covs.append(cov + self.iso * eye)
             logp.append(math.log(share * (1.0 if self.mode == "gauss" else 0.5)))
@@ -591,9 +691,7 @@ class MetaPredictor(nn.Module):
             w, scale = self.posterior(sup_x, sup_v, network)
             w, scale = w.to(x.device), scale.to(x.device)
             phi = self.features(x.to(torch.float64))
-            f = phi @ w
-            lb = _skeleton_bound(x, sup_v[: self.ref_onehot.shape[0]].min().to(x.device), scale)
-            out = (lb + _smooth_positive(f - lb, self.floor)) * scale
+            out = _bounded(phi @ w, sup_v.to(x.device), scale, self.floor)
         else:
             raw = torch.as_tensor(emb).detach().to(torch.float64)
             if raw.shape != (x.shape[0], self.ref_onehot.shape[0]):
@@ -606,8 +704,7 @@ class MetaPredictor(nn.Module):
             w, scale = self.posterior(self.ref_onehot, uniq, network)  # (U, F), (U,)
             w, scale = w[inverse].to(x.device), scale[inverse].to(x.device)
             phi = self.features(x.to(torch.float64))
-            lb = _skeleton_bound(x, raw.min(-1).values.to(x.device), scale)
-            out = (lb + _smooth_positive((phi * w).sum(-1) - lb, self.floor)) * scale
+            out = _bounded((phi * w).sum(-1), raw.to(x.device), scale, self.floor)
         return out.to(dtype)
 
     def forward(
@@ -631,10 +728,7 @@ class MetaPredictor(nn.Module):
         out = np.empty(len(c))
         for i in range(0, len(c), batch):
             x = torch.from_numpy(one_hot_codes(c[i : i + batch])).double()
-            lb = _skeleton_bound(x, sup_v[: self.ref_onehot.shape[0]].min(), scale)
-            out[i : i + batch] = (
-                (lb + _smooth_positive(self.features(x) @ w - lb, self.floor)) * scale
-            ).numpy()
+            out[i : i + batch] = _bounded(self.features(x) @ w, sup_v, scale, self.floor).numpy()
         return out
 
     @torch.no_grad()
@@ -956,10 +1050,11 @@ def shipped_weights_path(metric: str = "latency_ms") -> Path:
     return DATA_DIR / f"meta_predictor_{_check_metric(metric)}"
 
 
-def user_weights_path(metric: str = "latency_ms") -> Path:
+def user_weights_path(metric: str = "latency_ms", *, create: bool = False) -> Path:
+    """The retrained meta-predictor's path; ``create`` (for saving) checks the home is writable."""
     from hilnas.pipeline.home import home_dir
 
-    return home_dir() / "models" / f"meta_predictor_{_check_metric(metric)}"
+    return home_dir(create=create) / "models" / f"meta_predictor_{_check_metric(metric)}"
 
 
 def load_meta_predictor(
@@ -1016,6 +1111,8 @@ def quality(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 
 
 __all__ = [
+    "FLAT_SPREAD",
+    "FLOOR_SHARE",
     "METRICS",
     "MetaPredictor",
     "MissingReferenceError",
@@ -1024,8 +1121,11 @@ __all__ = [
     "PredictorFingerprintError",
     "TargetEmbedding",
     "TrainingTarget",
+    "cost_floor",
     "embedding_for",
     "embedding_from_table",
+    "flat_warning",
+    "is_flat",
     "kendall",
     "load_meta_predictor",
     "normalize_embedding",

@@ -16,8 +16,10 @@ they are for the meta-predictor):
   error, lightly shrunk). Its predictions are bounded below by the fitted fixed part, so even an
   all-skip cell costs at least the stem, reductions and head.
 
-Every kind's predictions are floored at a lower bound of the skeleton's fixed cost (see
-:func:`skeleton_floor`), so no prediction is zero or negative.
+Every kind's predictions, disconnected cells included, keep the floor of the meta-predictor:
+never below ``FLOOR_SHARE`` (0.8) times the smallest value the model was fit on (see
+:func:`hilnas.pipeline.predictors.cost_floor`; in cross-validation, the training folds' smallest),
+and a target whose measured values are all equal is predicted flat at their median.
 
 The winner (lowest CV mean absolute relative error, a smoother criterion than the +-10% count)
 is refit on everything and saved as
@@ -40,7 +42,9 @@ from hilnas.pipeline.predictors import (
     PredictorError,
     TargetEmbedding,
     _atomic_write,
+    cost_floor,
     hilnas_version,
+    is_flat,
     load_meta_predictor,
     quality,
     reference_codes,
@@ -137,12 +141,13 @@ def _additive_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[np
     return _nnls_fit(x, y, pen, weights, best[1]), best[1]
 
 
-def skeleton_floor(raw_refs: np.ndarray) -> float:
-    """A lower bound of any connected architecture's cost on a target: half its cheapest
-    reference architecture. Every connected NB201 network runs the stem, the two residual
-    reductions and the head; on the 27 reference devices no connected architecture costs less
-    than 0.53x the cheapest reference one (hilnas's pruned CPU networks: 0.95x)."""
-    return 0.5 * float(np.min(raw_refs))
+def bounded(pred: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Predictions kept above the floor of the values the model was given (``measured``: the
+    reference values and the further measurements it was fit on); all of them the median of
+    ``measured`` when those are flat (see :func:`hilnas.pipeline.predictors.is_flat`)."""
+    if is_flat(measured):
+        return np.full(np.shape(pred), float(np.median(measured)))
+    return np.maximum(pred, cost_floor(measured))
 
 
 def _penalised(feature_set: str) -> np.ndarray:
@@ -172,12 +177,13 @@ class DevicePredictor:
             if self._emb is None:
                 raise PredictorError("a meta-kind device predictor needs its embedding")
             return load_meta_predictor(self.metric).predict_codes(codes, self._emb)
-        x = features_np(codes, FEATURE_SETS[self.feature_set])
-        f = x @ self.coef
-        if self.kind == "ridge_log":
-            return np.exp(f)
-        floor = _floor_for(codes, self._emb.raw) if self._emb is not None else 1e-6
-        return np.maximum(f, floor)
+        if self._emb is None:
+            raise PredictorError(
+                f"the {self.kind} device predictor of {self.target!r} needs the embedding it was "
+                "fit on (its floor is the smallest value measured there)"
+            )
+        f = features_np(codes, FEATURE_SETS[self.feature_set]) @ self.coef
+        return bounded(np.exp(f) if self.kind == "ridge_log" else f, self._emb.measured)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -190,17 +196,11 @@ class DevicePredictor:
             "coef": None if self.coef is None else [float(v) for v in self.coef],
             "alpha": self.alpha,
             "data_sha256": self.data_sha256,
+            "floor": None if self._emb is None else self._emb.floor,
             "n": self.n,
             "cv": self.cv,
             "hilnas_version": hilnas_version(),
         }
-
-
-def _floor_for(codes: np.ndarray, raw_refs: np.ndarray) -> np.ndarray:
-    """Per-architecture lower bound: the skeleton floor for connected architectures, a small
-    positive value for disconnected ones (some runtimes then compute almost nothing)."""
-    disc = features_np(codes, ("disconnected",))[:, 0]
-    return np.where(disc > 0.5, 0.02 * float(np.mean(raw_refs)), skeleton_floor(raw_refs))
 
 
 def _fit_kind(
@@ -218,24 +218,20 @@ def _fit_kind(
     x = features_np(all_codes, FEATURE_SETS[feature_set])
     scale = float(np.mean(emb.raw))
     blocks = FEATURE_SETS[feature_set]
-
-    def floor(c: np.ndarray) -> np.ndarray:
-        return _floor_for(c, emb.raw)
-
     pen = _penalised(feature_set)
     if kind == "ridge":  # relative squared error: weights 1 / y^2 (capped for near-zero artefacts)
         y = all_vals / scale
         w, a = _ridge_fit(x, y, pen, 1.0 / np.maximum(y, 0.25 * np.median(y)) ** 2)
         w = w * scale
-        return (lambda c: np.maximum(features_np(c, blocks) @ w, floor(c))), w, a
+        return (lambda c: bounded(features_np(c, blocks) @ w, all_vals)), w, a
     if kind == "additive":
         y = all_vals / scale
         w, a = _additive_fit(x, y, 1.0 / np.maximum(y, 0.25 * np.median(y)) ** 2)
         w = w * scale
-        return (lambda c: np.maximum(features_np(c, blocks) @ w, floor(c))), w, a
+        return (lambda c: bounded(features_np(c, blocks) @ w, all_vals)), w, a
     if kind == "ridge_log":
         w, a = _ridge_fit(x, np.log(all_vals), pen)
-        return (lambda c: np.exp(features_np(c, blocks) @ w)), w, a
+        return (lambda c: bounded(np.exp(features_np(c, blocks) @ w), all_vals)), w, a
     raise PredictorError(f"unknown device model kind {kind!r}; known: {', '.join(CANDIDATES)}")
 
 
@@ -308,14 +304,16 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def device_model_path(target: str, metric: str) -> Path:
+def device_model_path(target: str, metric: str, *, create: bool = False) -> Path:
+    """Where a target's fitted model lives; ``create`` (for saving) checks the home is writable,
+    so reading works on a read-only, archived home."""
     from hilnas.pipeline.home import home_dir
 
-    return home_dir() / "models" / "devices" / f"{_safe(target)}__{metric}.json"
+    return home_dir(create=create) / "models" / "devices" / f"{_safe(target)}__{metric}.json"
 
 
 def save_device_predictor(model: DevicePredictor) -> Path:
-    path = device_model_path(model.target, model.metric)
+    path = device_model_path(model.target, model.metric, create=True)
     _atomic_write(path, (json.dumps(model.to_json(), indent=2, sort_keys=True) + "\n").encode())
     return path
 
@@ -411,7 +409,7 @@ def fit_store_targets(
             model = P.train_meta_predictor(
                 metric, latency_devices=meta_latency_devices, extra_targets=extra, seed=seed
             )
-            st, _ = P.save_meta_predictor(model, P.user_weights_path(metric))
+            st, _ = P.save_meta_predictor(model, P.user_weights_path(metric, create=True))
             report.meta[metric] = {
                 "status": "refit",
                 "path": str(st),

@@ -10,7 +10,14 @@ loses at most the measurement in flight, and a rerun measures only what is missi
 duplicates a row (the store's unique key guarantees it even for concurrent runs).
 
 Failed measurements (a model that crashes or hangs the runtime) are stored with their error and
-are not retried unless ``retry_failed`` or ``force``. An export failure is not stored (it says
+are not retried unless ``retry_failed`` or ``force``. ``force`` never trades a good measurement
+for a failure: when the re-measurement fails, the ok row is kept and the failed attempt is
+recorded beside it (``MeasurementStore.attempts``).
+
+Everything that can be checked beforehand is checked before the store is opened: bounds of
+every size (``ProfileSettings`` and :func:`profile_device`), the device, the architectures, the
+packages the exporter and the profiler need (:class:`PreconditionError` naming the extra), and
+that the store is not an in-memory database that would throw the results away. An export failure is not stored (it says
 nothing about the device) and is retried on the next run.
 
 Only one hilnas process measures a given device at a time (an advisory file lock under
@@ -19,6 +26,7 @@ Only one hilnas process measures a given device at a time (an advisory file lock
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -29,7 +37,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hilnas.devices.errors import HilnasError
+from hilnas.devices.errors import (
+    HilnasError,
+    InvalidInputError,
+    PreconditionError,
+    UserError,
+    check_number,
+)
 from hilnas.pipeline.home import HomeError, subdir
 from hilnas.pipeline.spaces import ArchitectureError, ModelConfig, get_space
 from hilnas.pipeline.store import AddResult, MeasurementKey, MeasurementStore, StoreError
@@ -47,6 +61,12 @@ DEFAULT_REPS = 30
 DEFAULT_WARMUP = 5  # part of the measurement key; flows/ and the CLI take their defaults from here
 DEFAULT_OPSET = 17
 DEFAULT_TIMEOUT_S = 120.0
+MAX_BATCH_SIZE = 4096
+MAX_OPSET = 25
+
+
+class ProfilingDependencyError(PreconditionError, RuntimeError):
+    """The exporter's libraries are missing (the ``search`` extra is not installed)."""
 
 
 class ProfilingError(HilnasError, RuntimeError):
@@ -61,7 +81,9 @@ class ProfileRow:
     """One architecture of the plan and what happened to it in this run.
 
     ``outcome``: ``measured`` (stored now, ok), ``failed`` (stored now as failed, or export
-    failed), ``stored`` (already in the store; values are the stored ones).
+    failed), ``stored`` (already in the store; values are the stored ones), ``kept`` (a forced
+    re-measurement failed; the earlier ok row was kept and is what the values show, ``error``
+    says what failed).
     """
 
     arch: str
@@ -129,6 +151,7 @@ class ProfileReport:
     measured: int = 0
     failed: int = 0
     skipped: int = 0
+    kept: int = 0  # forced re-measurements that failed; the earlier ok rows were kept
     export_s: float = 0.0
     session_create_s: float = 0.0
     warmup_s: float = 0.0
@@ -224,7 +247,9 @@ def plan_architectures(
     with ``seed`` (never a reference; the sample does not depend on ``include``).
     ``references=False`` leaves the references out of the plan (benchmarks only)."""
     if archs < 0:
-        raise ValueError(f"archs must be >= 0, got {archs}; use --archs 0 for the references only")
+        raise InvalidInputError(
+            f"archs must be >= 0, got {archs}; use --archs 0 for the references only"
+        )
     refs = [tuple(a) for a in space.reference_architectures()]
     extra = []
     for a in include:
@@ -315,21 +340,36 @@ def profile_device(
     """
     t_start = time.perf_counter()
     # ---- validate everything before touching the store --------------------------------------
-    for name, value, low in (
-        ("reps", reps, 1),
-        ("warmup", warmup, 0),
-        ("archs", archs, 0),
-        ("threads", threads, 0),
-        ("batch_size", batch_size, 1),
-        ("opset", opset, 7),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            fix = {"reps": "use --reps 1 or more", "threads": "0 means the runtime's default"}.get(
-                name, f"use a value >= {low}"
-            )
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}; {fix}")
+    # reps, warm-up and timeout are bounded by ProfileSettings (one place for every caller)
     settings = ProfileSettings(warmup=warmup, repetitions=reps, timeout_s=timeout_s)
     sp = get_space(space)  # ValueError listing the known spaces
+    cpus = os.cpu_count() or 1
+    check_number(
+        "threads (--threads)",
+        threads,
+        low=0,
+        high=cpus,
+        fix=f"this machine has {cpus} logical CPUs: use --threads from 0 (the runtime's "
+        f"default) to {cpus}",
+    )
+    check_number(
+        "batch_size (--batch-size)",
+        batch_size,
+        low=1,
+        high=MAX_BATCH_SIZE,
+        fix=f"use --batch-size from 1 to {MAX_BATCH_SIZE}",
+    )
+    most = max(sp.size() - len(sp.reference_architectures()), 0)
+    check_number(
+        "archs (--archs)",
+        archs,
+        low=0,
+        high=most,
+        fix=f"use --archs from 0 (the references only) to {most:,} (every other {sp.name} "
+        "architecture)",
+    )
+    check_number("opset", opset, low=7, high=MAX_OPSET, fix=f"use an opset from 7 to {MAX_OPSET}")
+    check_number("seed (--seed)", seed, low=0, high=2**32 - 1, fix="use --seed from 0 to 2**32-1")
     cfg = model_config or sp.default_model_config()
     # ArchitectureError for bad strings
     plan = plan_architectures(sp, archs, seed, include, references=references)
@@ -339,12 +379,26 @@ def profile_device(
 
     device: DeviceInfo = get_device(device_id)  # DeviceNotFoundError lists known ids
     if device.kind is DeviceKind.EXTERNAL:  # pragma: no cover - discovery never returns these
-        raise ValueError(f"{device.id} is an external device; it cannot be measured here")
+        raise InvalidInputError(f"{device.id} is an external device; it cannot be measured here")
     ep = execution_provider or default_execution_provider(device)
     dconf = DeviceConfig(device.id, ep, threads, batch_size)
 
+    if exporter is None:
+        # a missing package is known now: say so before anything is stored
+        from hilnas.pipeline.export import require_export_stack
+
+        require_export_stack()
+    if profiler_factory is None:
+        _require_profiler_stack()
+
     own_store = not isinstance(store, MeasurementStore)
     st = store if isinstance(store, MeasurementStore) else MeasurementStore(store)
+    try:
+        if own_store:
+            st.require_persistent("`hilnas profile`")
+    except BaseException:
+        st.close()
+        raise
     try:
         return _run(
             st,
@@ -467,6 +521,8 @@ def _run(
                         report.measured += 1
                     elif row.outcome == "failed":
                         report.failed += 1
+                    elif row.outcome == "kept":
+                        report.kept += 1
                     else:
                         report.skipped += 1  # a concurrent run stored it first
                     report.export_s += row.export_s
@@ -489,11 +545,22 @@ def _default_exporter(opset: int) -> Any:
     try:
         from hilnas.pipeline.export import OnnxExporter
     except ModuleNotFoundError as exc:
-        raise ProfilingError(
+        raise ProfilingDependencyError(
             f"the ONNX exporter needs {exc.name}, which is not installed; install the search "
-            "extra with `pip install 'hilnas[search]'`"
+            'extra with `pip install "hilnas[search]"`'
         ) from exc
     return OnnxExporter(opset=opset)
+
+
+def _require_profiler_stack() -> None:
+    """PreconditionError naming the extra when ONNX Runtime (the profiler) is missing."""
+    from hilnas.pipeline.export import importable
+
+    if not importable("onnxruntime"):
+        raise PreconditionError(
+            "measuring needs onnxruntime, which this environment lacks; install it with "
+            "`pip install onnxruntime` (a core dependency of hilnas; `pip install hilnas` restores it)"
+        )
 
 
 def _default_profiler() -> Callable[..., Any]:
@@ -515,11 +582,11 @@ def _measure_one(
     batch_size: int,
 ) -> ProfileRow:
     t0 = time.perf_counter()
-    index = _index(sp, code)
+    index = sp.index_or_none(code)
     try:
         exported = exporter.export(sp, code, batch_size=batch_size, config=cfg)
-    except (ModuleNotFoundError, KeyboardInterrupt, MemoryError):
-        raise
+    except (ModuleNotFoundError, KeyboardInterrupt, MemoryError, UserError):
+        raise  # the environment (a package, the disk) must change: nothing is recorded
     except Exception as exc:  # an export bug says nothing about the device: not stored
         log.warning("export of %s failed: %s", key.arch, exc)
         return ProfileRow(
@@ -534,6 +601,11 @@ def _measure_one(
         )
     t1 = time.perf_counter()
     m: Measurement = profiler.measure(Path(exported.path))
+    if m.status is not MeasurementStatus.OK and not (m.error or "").strip():
+        # a failure row must say what went wrong, even when the runtime said nothing
+        m = dataclasses.replace(
+            m, error="the measurement failed without a message from ONNX Runtime"
+        )
     t2 = time.perf_counter()
     details = getattr(profiler, "last_details", None)
     warmup_s = details.get("warmup_s") if isinstance(details, dict) else None
@@ -549,6 +621,19 @@ def _measure_one(
     ok = m.status is MeasurementStatus.OK
     if result is AddResult.EXISTS:
         outcome = "stored"
+    elif result is AddResult.KEPT:
+        # a forced re-measurement failed: the good row stays and is what this row shows
+        kept = _stored_row(st, sp, key, reference)
+        return dataclasses.replace(
+            kept,
+            outcome="kept",
+            error=f"re-measurement failed, earlier ok measurement kept: {m.error}",
+            export_s=t1 - t0,
+            session_create_s=float(m.session_create_s or 0.0),
+            measure_wall_s=t2 - t1,
+            store_s=time.perf_counter() - t2,
+            wall_s=time.perf_counter() - t0,
+        )
     else:
         outcome = "measured" if ok else "failed"
     return ProfileRow(
@@ -583,7 +668,7 @@ def _stored_row(
     m = rec.measurement if rec is not None else None
     return ProfileRow(
         arch=key.arch,
-        arch_index=rec.arch_index if rec else _index(sp, sp.parse(key.arch)),
+        arch_index=rec.arch_index if rec else sp.index_or_none(sp.parse(key.arch)),
         reference=ref,
         outcome="stored",
         status=m.status.value if m else None,
@@ -596,13 +681,6 @@ def _stored_row(
         peak_memory_mb=m.peak_memory_mb if m else None,
         error=m.error if m else None,
     )
-
-
-def _index(sp: SearchSpace, code: tuple[int, ...]) -> int | None:
-    try:
-        return sp.index(code)
-    except (NotImplementedError, IndexError):
-        return None
 
 
 def is_finite_positive(x: float | None) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from hilnas.devices.errors import NotFoundError, PreconditionError
 
 DATA_FILE = Path(__file__).with_name("data") / "nb201.npz"
 
@@ -43,6 +44,16 @@ MODNAS_TEST_DEVICES: tuple[str, ...] = (
 )
 
 
+class ReferenceNotFoundError(NotFoundError, KeyError):
+    """A device or column the shipped reference data does not hold (also a ``KeyError``)."""
+
+    __str__ = Exception.__str__  # the message as written, not KeyError's quoted repr
+
+
+class ReferenceDataMissingError(PreconditionError, FileNotFoundError):
+    """The shipped reference data file is missing (a broken installation)."""
+
+
 @dataclass(frozen=True)
 class NB201Reference:
     """Arrays of the reference data; rows follow the official NB201 index order."""
@@ -63,7 +74,7 @@ class NB201Reference:
         try:
             return self.latency_ms[:, self.latency_devices.index(device)]
         except ValueError:
-            raise KeyError(
+            raise ReferenceNotFoundError(
                 f"no reference latency for {device!r}; known: {', '.join(self.latency_devices)}"
             ) from None
 
@@ -72,7 +83,7 @@ class NB201Reference:
         try:
             return self.energy_mj[:, self.energy_devices.index(device)]
         except ValueError:
-            raise KeyError(
+            raise ReferenceNotFoundError(
                 f"no reference energy for {device!r}; known: {', '.join(self.energy_devices)}"
             ) from None
 
@@ -80,7 +91,7 @@ class NB201Reference:
         try:
             return self.accuracy[:, self.accuracy_columns.index(column)]
         except ValueError:
-            raise KeyError(
+            raise ReferenceNotFoundError(
                 f"no accuracy column {column!r}; known: {', '.join(self.accuracy_columns)}"
             ) from None
 
@@ -90,7 +101,7 @@ def load_nb201(path: str | Path = DATA_FILE) -> NB201Reference:
     """Load the shipped reference data (cached; arrays are made read-only)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
+        raise ReferenceDataMissingError(
             f"reference data {path} is missing; reinstall hilnas or rebuild it with "
             "`python -m hilnas.pipeline.data.derive ../shared/data/nb201`"
         )

@@ -83,7 +83,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from hilnas.devices.errors import InvalidInputError
+from hilnas.devices.errors import (
+    DataIntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    check_number,
+)
 from hilnas.pipeline import mo
 from hilnas.pipeline.home import home_dir
 from hilnas.pipeline.refdata import MODNAS_TRAIN_DEVICES
@@ -107,6 +112,39 @@ OBJECTIVE_ALIASES: dict[str, str] = {
     "energy_mj": "energy_mj",
 }
 MODES: tuple[str, ...] = ("surrogate", "supernet")
+#: Bounds of every integer size of a search (:class:`SearchConfig` checks them on
+#: construction, so the CLI, TOML configs, the Python API and saved settings share them): far
+#: above anything useful on this project's hardware, far below sizes that would exhaust memory
+#: or run for days before failing.
+INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "seed": (0, 2**32 - 1),
+    "epochs": (1, 10_000),
+    "steps_per_epoch": (1, 100_000),
+    "preferences_per_target": (1, 1_024),
+    "hidden": (1, 4_096),
+    "layers": (1, 8),
+    "frequencies": (0, 16),
+    "accuracy_queries": (2, 50_000),
+    "initial_queries": (1, 50_000),
+    "query_rounds": (0, 100),
+    "surrogate_members": (1, 64),
+    "data_limit": (1, 10_000_000),
+    "channels": (1, 128),
+    "cells_per_stage": (1, 8),
+    "batch_size": (2, 4_096),
+    "val_batch_size": (2, 8_192),
+    "hyper_every": (1, 1_000),
+    "warmup_epochs": (0, 10_000),
+    "supernet_epochs": (1, 10_000),
+    "probe_archs": (2, 50_000),
+    "threads": (1, 1_024),
+}
+#: The sizes above that may also be ``None`` (a default chosen by the mode).
+OPTIONAL_INTS = frozenset(
+    {"epochs", "preferences_per_target", "initial_queries", "threads", "data_limit"}
+)
+#: Front points one request may ask for (each is a hypernetwork pass plus a refinement).
+MAX_FRONT_POINTS = 10_000
 #: How supernet mode turns the supernet into the error term (see the module docstring).
 SUPERNET_ERRORS: tuple[str, ...] = ("surrogate", "direct")
 SCALARIZATIONS: tuple[str, ...] = ("tchebycheff", "linear")
@@ -126,8 +164,27 @@ class SearchError(InvalidInputError):
     """Bad search input or a run that cannot be used; the message says what to do."""
 
 
+class SearchNotFoundError(SearchError, NotFoundError):
+    """No saved search where one was asked for (none run yet, or a wrong run id or path)."""
+
+
+class DamagedSearchError(SearchError, DataIntegrityError):
+    """A saved search whose files are truncated, malformed or not written by hilnas."""
+
+    def __init__(self, path: Path | str, what: str) -> None:
+        super().__init__(
+            f"this saved search is damaged or not from hilnas: {path}: {what}; rerun "
+            "`hilnas search` (with the settings it was run with) or pick another run with --search"
+        )
+
+
 class SearchMismatchError(SearchError):
     """A saved search whose space or objectives differ from what was asked for."""
+
+
+def _bound_fix(name: str, low: int, high: int) -> str:
+    none = " (or leave it unset for the default)" if name in OPTIONAL_INTS else ""
+    return f"set {name} to an integer from {low:,} to {high:,}{none}"
 
 
 def search_root() -> Path:
@@ -256,39 +313,17 @@ class SearchConfig:
             raise SearchError(
                 f"search space {self.space!r} is not supported by the search yet (nb201 only)"
             )
-        ints = {
-            "seed": (self.seed, 0),
-            "steps_per_epoch": (self.steps_per_epoch, 1),
-            "hidden": (self.hidden, 1),
-            "layers": (self.layers, 1),
-            "frequencies": (self.frequencies, 0),
-            "accuracy_queries": (self.accuracy_queries, 2),
-            "query_rounds": (self.query_rounds, 0),
-            "surrogate_members": (self.surrogate_members, 1),
-            "channels": (self.channels, 1),
-            "cells_per_stage": (self.cells_per_stage, 1),
-            "batch_size": (self.batch_size, 2),
-            "val_batch_size": (self.val_batch_size, 2),
-            "hyper_every": (self.hyper_every, 1),
-            "warmup_epochs": (self.warmup_epochs, 0),
-            "probe_archs": (self.probe_archs, 2),
-            "supernet_epochs": (self.supernet_epochs, 1),
-        }
-        for name, (value, low) in ints.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise SearchError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in (
-            "epochs",
-            "preferences_per_target",
-            "initial_queries",
-            "threads",
-            "data_limit",
-        ):
+        for name, (low, high) in INT_BOUNDS.items():
             value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise SearchError(f"{name} must be a positive integer or None, got {value!r}")
+            if value is None and name in OPTIONAL_INTS:
+                continue
+            try:
+                fix(
+                    name,
+                    check_number(name, value, low=low, high=high, fix=_bound_fix(name, low, high)),
+                )
+            except InvalidInputError as exc:
+                raise SearchError(str(exc)) from None
         if self.initial_queries is not None and self.initial_queries > self.accuracy_queries:
             raise SearchError(
                 f"initial_queries ({self.initial_queries}) exceeds accuracy_queries "
@@ -297,17 +332,40 @@ class SearchConfig:
         for name in ("logit_scale", "logit_scale_final"):
             value = getattr(self, name)
             if value is not None and not (
-                isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and 0 < value <= 1000
             ):
-                raise SearchError(f"{name} must be a positive number or None, got {value!r}")
+                raise SearchError(
+                    f"{name} must be a positive number up to 1000 or None, got {value!r}"
+                )
         for name in ("front_preferences", "uniform_share"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 raise SearchError(f"{name} must be in [0, 1], got {value!r}")
         for name in ("lr", "weight_lr", "smoothing"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise SearchError(f"{name} must be a positive number, got {value!r}")
+            if isinstance(value, bool) or not (
+                isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= 10
+            ):
+                raise SearchError(f"{name} must be a positive number up to 10, got {value!r}")
+        for name in ("mode", "sampler", "scalarization", "dataset", "supernet_error"):
+            if not isinstance(getattr(self, name), str):
+                raise SearchError(f"{name} must be a string, got {getattr(self, name)!r}")
+        for name in ("torch_device", "predictor_source", "weight_sampling", "accuracy_column"):
+            if not isinstance(getattr(self, name), str):
+                raise SearchError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if not isinstance(self.mgda, bool):
+            raise SearchError(f"mgda must be true or false, got {self.mgda!r}")
+        from hilnas.pipeline.refdata import load_nb201
+
+        columns = load_nb201().accuracy_columns
+        if self.accuracy_column not in columns:
+            raise SearchError(
+                f"accuracy_column {self.accuracy_column!r} is not in the NB201 table; choose "
+                f"one of {', '.join(columns)}"
+            )
         from hilnas.pipeline.spaces.nb201 import REDUCTIONS
 
         if self.reduction is not None and self.reduction not in REDUCTIONS:
@@ -1332,14 +1390,19 @@ def _save_run(settings: dict[str, Any], files: Mapping[str, bytes], started: dat
 # ----------------------------------------------------------------------------------------------
 def resolve_run(path: str | os.PathLike[str] | None = None) -> Path:
     """A run directory from a path, a run id, a settings file, or ``None`` (the latest run)."""
-    root = home_dir() / "search"
+    root = home_dir(create=False) / "search"
     if path is None or str(path) == LATEST:
         pointer = root / LATEST
         if not pointer.is_file():
-            raise SearchError(
+            raise SearchNotFoundError(
                 f"no search has been run yet (nothing under {root}); run `hilnas search` first"
             )
-        run_id = pointer.read_text().strip()
+        try:
+            run_id = pointer.read_bytes()[:1000].decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DamagedSearchError(pointer, f"not a run id ({exc})") from None
+        if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+            raise DamagedSearchError(pointer, f"{run_id!r} is not a run id")
         path = root / run_id
     p = Path(path).expanduser()
     if p.is_file() and p.name == SETTINGS_FILE:
@@ -1347,38 +1410,218 @@ def resolve_run(path: str | os.PathLike[str] | None = None) -> Path:
     if not p.exists() and not p.is_absolute() and (root / p).is_dir():
         p = root / p
     if not (p / SETTINGS_FILE).is_file():
-        raise SearchError(
+        raise SearchNotFoundError(
             f"{path} is not a saved search (no {SETTINGS_FILE}); runs live under {root}"
         )
     return p
 
 
+#: A search's settings file is a few hundred kB at most; anything far larger is not one.
+MAX_SETTINGS_BYTES = 64 * 2**20
+
+
+def _checked_settings(path: Path, settings: Any) -> dict[str, Any]:
+    """``settings`` of the saved search at ``path`` if its keys have the types loading needs,
+    else :class:`DamagedSearchError` naming the key (sizes are checked by the models)."""
+    where = path / SETTINGS_FILE if path.is_dir() else path
+    if not isinstance(settings, dict):
+        raise DamagedSearchError(where, "the settings are not a JSON object")
+    kinds: dict[str, tuple[type, ...]] = {
+        "mode": (str,),
+        "space": (str,),
+        "objectives": (list,),
+        "config": (dict,),
+        "hypernet": (dict,),
+        "train_targets": (list,),
+        "seed": (int,),
+    }
+    for key, types in kinds.items():
+        if key not in settings:
+            raise DamagedSearchError(where, f"the settings lack {key!r}")
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise DamagedSearchError(where, f"{key!r} is {value!r}, expected a {types[0].__name__}")
+    if settings["mode"] not in MODES:
+        raise DamagedSearchError(where, f"unknown mode {settings['mode']!r}")
+    if not all(isinstance(o, str) for o in settings["objectives"]):
+        raise DamagedSearchError(where, f"objectives {settings['objectives']!r} are not names")
+    try:
+        parse_objectives(settings["objectives"])
+    except SearchError as exc:
+        raise DamagedSearchError(where, str(exc)) from None
+    for key in ("surrogate", "predictors"):
+        if settings.get(key) is not None and not isinstance(settings[key], dict):
+            raise DamagedSearchError(where, f"{key!r} is {settings[key]!r}, expected an object")
+    sweep = settings.get("sweep_preferences")
+    if sweep is not None:
+        try:
+            bank = np.asarray(sweep, dtype=np.float64)
+        except (TypeError, ValueError):
+            bank = np.zeros((0, 0))
+        if bank.ndim != 2 or bank.shape[1] != len(settings["objectives"]):
+            raise DamagedSearchError(where, "sweep_preferences is not a table of preferences")
+        if bank.size and (not np.all(np.isfinite(bank)) or np.any(bank < 0)):
+            raise DamagedSearchError(where, "sweep_preferences holds invalid weights")
+    return settings
+
+
+def _load_weights(module: Any, path: Path) -> None:
+    """Load a safetensors file into ``module``; a missing, truncated, foreign or mismatched
+    file raises :class:`DamagedSearchError` naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise DamagedSearchError(path, "the file is missing")
+    try:
+        state = load_file(str(path))
+        module.load_state_dict(state)
+    except SafetensorError as exc:
+        raise DamagedSearchError(path, f"not a readable safetensors file ({exc})") from None
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise DamagedSearchError(path, f"its weights do not fit ({one_line_error(exc)})") from None
+
+
+def one_line_error(exc: BaseException, limit: int = 300) -> str:
+    """The first line of ``exc``'s message, at most ``limit`` characters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def spread_subset(values: np.ndarray, k: int, ref: float = 1.1) -> np.ndarray:
+    """Indices (sorted) of ``k`` rows of the mutually non-dominated ``values`` (minimised) that
+    cover their front best; all rows when ``k`` is at least their number.
+
+    Objectives are normalised to [0, 1] over ``values`` and the reference point is ``ref`` in
+    each. Two objectives: the ``k`` rows of the largest hypervolume, exactly (dynamic
+    programming over the front sorted by the first objective, ``O(k n^2)``). Three or more:
+    the best row of each objective first, then greedily the row farthest from those chosen.
+    """
+    V = np.asarray(values, dtype=np.float64)
+    n, m = V.shape
+    if k >= n:
+        return np.arange(n)
+    span = V.max(0) - V.min(0)
+    N = (V - V.min(0)) / np.where(span > 0, span, 1.0)
+    if m == 2:
+        if k * n * n <= _EXACT_SUBSET_WORK:
+            return _best_hypervolume_subset_2d(N, k, ref)
+        return _greedy_hypervolume_subset_2d(N, k, ref)
+    chosen: list[int] = []
+    for j in range(m):
+        i = int(np.argmin(N[:, j] + 1e-9 * N.sum(1)))  # ties: the better other objectives
+        if i not in chosen and len(chosen) < k:
+            chosen.append(i)
+    while len(chosen) < k:
+        free = np.setdiff1d(np.arange(n), chosen)
+        dist = np.linalg.norm(N[free][:, None, :] - N[chosen][None, :, :], axis=2).min(1)
+        chosen.append(int(free[int(np.argmax(dist))]))
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+#: Above this many steps (``k n^2``) the exact two-objective subset gives way to the greedy one.
+_EXACT_SUBSET_WORK = 20_000_000
+
+
+def _greedy_hypervolume_subset_2d(N: np.ndarray, k: int, ref: float) -> np.ndarray:
+    """``k`` rows of a two-objective front ``N`` chosen greedily, each adding the most
+    hypervolume to those before it (its gain is the rectangle up to its chosen neighbours)."""
+    chosen: list[int] = []
+    free = np.ones(len(N), dtype=bool)
+    while len(chosen) < k:
+        sel = np.array(sorted(chosen, key=lambda i: N[i, 0]), dtype=np.int64)
+        xs, ys = N[sel, 0], N[sel, 1]
+        cand = np.flatnonzero(free)
+        pos = np.searchsorted(xs, N[cand, 0])
+        right_x = xs[np.minimum(pos, len(sel) - 1)] if len(sel) else np.zeros(len(cand))
+        left_y = ys[np.maximum(pos - 1, 0)] if len(sel) else np.zeros(len(cand))
+        right_x = np.where(pos < len(sel), right_x, ref)
+        left_y = np.where(pos > 0, left_y, ref)
+        gain = np.clip(right_x - N[cand, 0], 0, None) * np.clip(left_y - N[cand, 1], 0, None)
+        i = int(cand[int(np.argmax(gain))])
+        chosen.append(i)
+        free[i] = False
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def _best_hypervolume_subset_2d(N: np.ndarray, k: int, ref: float) -> np.ndarray:
+    """The ``k`` rows of a two-objective front ``N`` (in [0, 1]) of the largest hypervolume
+    with reference point ``(ref, ref)``.
+
+    Sorted by the first objective (the second then decreases), a subset's hypervolume is
+    ``sum_j (ref - x_j) (y_prev - y_j)`` with ``y_prev`` the previous chosen row's second
+    objective (``ref`` for the first), so ``best[t, i]``, the largest hypervolume of ``t + 1``
+    rows ending at row ``i``, follows from ``best[t - 1, p]`` for ``p < i``.
+    """
+    order = np.lexsort((N[:, 1], N[:, 0]))
+    x, y = N[order, 0], N[order, 1]
+    n = len(x)
+    width = ref - x  # (n,)
+    best = np.full((k, n), -np.inf)
+    back = np.zeros((k, n), dtype=np.int64)
+    best[0] = width * (ref - y)
+    earlier = np.tril(np.ones((n, n), dtype=bool), -1).T  # earlier[p, i]: p < i
+    for t in range(1, k):
+        gain = best[t - 1][:, None] + width[None, :] * (y[:, None] - y[None, :])
+        gain = np.where(earlier, gain, -np.inf)
+        back[t] = np.argmax(gain, axis=0)
+        best[t] = gain[back[t], np.arange(n)]
+    i = int(np.argmax(best[k - 1]))
+    picked = [i]
+    for t in range(k - 1, 0, -1):
+        i = int(back[t, i])
+        picked.append(i)
+    return np.sort(order[np.asarray(picked, dtype=np.int64)])
+
+
 class TrainedSearch:
-    """A saved search: its settings, hypernetwork, error model and the hardware predictors."""
+    """A saved search: its settings, hypernetwork, error model and the hardware predictors.
+
+    Loading checks what it reads: a settings file that is not JSON or has the wrong types, a
+    model size outside the models' own bounds, or a weight file that is truncated, not
+    safetensors or of another shape raises :class:`DamagedSearchError` (a
+    ``DataIntegrityError``) naming the file; nothing is built from unchecked sizes.
+    """
 
     def __init__(self, path: Path, settings: dict[str, Any]):
         import torch
         from hilnas.pipeline.hypernet import MetaHypernetwork
         from hilnas.pipeline.spaces import get_space
-        from safetensors.torch import load_file
 
         self.path = path
-        self.settings = settings
+        self.settings = _checked_settings(path, settings)
         try:
             saved = dict(settings["config"])
             # runs saved before ModelConfig.reduction existed used NB201's residual blocks
             saved.setdefault("reduction", "residual")
             self.config = SearchConfig.from_dict(saved)
-        except (SearchError, TypeError, KeyError) as exc:
-            raise SearchError(
-                f"saved search {path} has settings this hilnas version cannot use ({exc}); "
-                "run the search again"
+        except (SearchError, TypeError, KeyError, ValueError) as exc:
+            raise DamagedSearchError(
+                path / SETTINGS_FILE, f"its search settings cannot be used ({exc})"
             ) from None
-        self.space = get_space(settings["space"])
+        try:
+            self.space = get_space(settings["space"])
+        except LookupError as exc:
+            raise DamagedSearchError(path / SETTINGS_FILE, str(exc)) from None
         self.objectives: tuple[str, ...] = tuple(settings["objectives"])
         self.hardware_objectives = tuple(o for o in self.objectives if o in HARDWARE_OBJECTIVES)
-        self.hyper = MetaHypernetwork(**settings["hypernet"])
-        self.hyper.load_state_dict(load_file(str(path / HYPERNET_FILE)))
+        hyper_cfg = settings["hypernet"]
+        expected = {
+            "num_objectives": len(self.objectives),
+            "num_decisions": self.space.num_decisions,
+        }
+        for key, want in expected.items():
+            if hyper_cfg.get(key) != want:
+                raise DamagedSearchError(
+                    path / SETTINGS_FILE,
+                    f"hypernet.{key} is {hyper_cfg.get(key)!r}, but its space and objectives "
+                    f"need {want}",
+                )
+        try:
+            self.hyper = MetaHypernetwork(**hyper_cfg)
+        except (TypeError, ValueError) as exc:
+            raise DamagedSearchError(path / SETTINGS_FILE, f"hypernet settings: {exc}") from None
+        _load_weights(self.hyper, path / HYPERNET_FILE)
         self.hyper.eval()
         self._predictors: dict[str, Any] = {}
         self._surrogate = None
@@ -1392,10 +1635,15 @@ class TrainedSearch:
             from hilnas.pipeline.surrogate import AccuracySurrogate
 
             sur = settings["surrogate"]
-            self._surrogate = AccuracySurrogate(**sur["config"])
-            self._surrogate.load_state_dict(load_file(str(path / SURROGATE_FILE)))
+            try:
+                self._surrogate = AccuracySurrogate(**sur["config"])
+                self._queried = {str(a): float(e) for a, e in sur.get("queried", [])}
+            except (TypeError, ValueError, KeyError) as exc:
+                raise DamagedSearchError(
+                    path / SETTINGS_FILE, f"surrogate settings: {exc}"
+                ) from None
+            _load_weights(self._surrogate, path / SURROGATE_FILE)
             self._surrogate.eval()
-            self._queried = {a: float(e) for a, e in sur.get("queried", [])}
         self._torch = torch
 
     # ----- loading -----------------------------------------------------------------------
@@ -1410,15 +1658,28 @@ class TrainedSearch:
         """Load a saved run (``None``: the latest). With ``space`` / ``objectives`` given, a run
         trained for something else raises :class:`SearchMismatchError` saying what differs."""
         p = resolve_run(path)
+        settings_path = p / SETTINGS_FILE
         try:
-            settings = json.loads((p / SETTINGS_FILE).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SearchError(f"{p / SETTINGS_FILE} is not readable ({exc})") from exc
+            size = settings_path.stat().st_size
+            if size > MAX_SETTINGS_BYTES:
+                raise DamagedSearchError(
+                    settings_path, f"{size:,} bytes, more than a search's settings ever take"
+                )
+            settings = json.loads(settings_path.read_bytes().decode("utf-8"))
+        except OSError as exc:
+            raise SearchError(
+                f"{settings_path} is not readable ({exc.strerror or exc}); check its permissions"
+            ) from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DamagedSearchError(settings_path, f"not JSON ({exc})") from None
+        if not isinstance(settings, dict) or "format" not in settings:
+            raise DamagedSearchError(settings_path, "not a hilnas search settings file")
         if settings.get("format") != FORMAT:
             raise SearchError(
                 f"{p} was written by another hilnas version (format {settings.get('format')!r}, "
                 f"expected {FORMAT!r}); run the search again"
             )
+        settings = _checked_settings(p, settings)
         problems = []
         if space is not None and space != settings["space"]:
             problems.append(f"it searched space {settings['space']!r}, not {space!r}")
@@ -1462,12 +1723,11 @@ class TrainedSearch:
         if self._supernet is None:
             from hilnas.pipeline.datasets import load_dataset
             from hilnas.pipeline.supernet import NB201Supernet
-            from safetensors.torch import load_file
 
             cfg = self.config
             data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed, limit=cfg.data_limit)
             net = NB201Supernet(data.model_config(cfg.channels, cfg.cells_per_stage, cfg.reduction))
-            net.load_state_dict(load_file(str(self.path / SUPERNET_FILE)))
+            _load_weights(net, self.path / SUPERNET_FILE)
             self._supernet, self._data = net.eval(), data
         return self._supernet, self._data
 
@@ -1692,8 +1952,11 @@ class TrainedSearch:
         greedy :meth:`refine` of it on the predicted objectives is added, and for a sweep every
         architecture the refinement evaluated on the way too. A sweep returns the distinct
         architectures, non-dominated among themselves on the predicted objectives
-        (``non_dominated=False`` keeps them all), sorted by the first hardware objective; one
-        preference returns its (refined) architecture.
+        (``non_dominated=False`` keeps them all), at most ``points`` of them (when the
+        refinement found more, the ``points`` that cover the front best: :func:`spread_subset`;
+        fewer when the front holds fewer distinct architectures), sorted by the first hardware
+        objective; one preference returns its (refined) architecture. ``points`` is at most
+        :data:`MAX_FRONT_POINTS`.
         """
         if points is not None and preference is not None:
             raise SearchError("give either points (a sweep) or one preference, not both")
@@ -1707,9 +1970,13 @@ class TrainedSearch:
                 raise SearchError(f"{exc} (objectives: {names})") from None
         else:
             k = 100 if points is None else points
-            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-                raise SearchError(f"points must be a positive integer, got {points!r}")
-            prefs = self.sweep(int(k))
+            if isinstance(k, np.integer):
+                k = int(k)
+            try:
+                k = int(check_number("points", k, low=1, high=MAX_FRONT_POINTS))
+            except InvalidInputError as exc:
+                raise SearchError(str(exc)) from None
+            prefs = self.sweep(k)
         _, embs = self.embeddings(target, store)
         h = _embedding_vector(embs, self.hardware_objectives)
         codes = self.architectures(h, prefs)
@@ -1730,6 +1997,12 @@ class TrainedSearch:
         keep = np.ones(len(ucodes), dtype=bool)
         if preference is None and non_dominated:
             keep = mo.pareto_mask(values)
+        if preference is None and non_dominated and int(keep.sum()) > k:
+            # the refinement found more non-dominated architectures than were asked for: keep
+            # the k that cover the front best (the largest hypervolume for two objectives)
+            kept = np.flatnonzero(keep)
+            keep = np.zeros(len(ucodes), dtype=bool)
+            keep[kept[spread_subset(values[kept], k)]] = True
         first_hw = self.objectives.index(self.hardware_objectives[0])
         order = [i for i in np.argsort(values[:, first_hw], kind="stable") if keep[i]]
         out = []
@@ -1771,6 +2044,10 @@ __all__ = [
     "SearchConfig",
     "SearchError",
     "SearchMismatchError",
+    "SearchNotFoundError",
+    "DamagedSearchError",
+    "INT_BOUNDS",
+    "MAX_FRONT_POINTS",
     "SearchProgress",
     "TrainedSearch",
     "parse_objectives",

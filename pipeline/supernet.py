@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline.spaces.base import ModelConfig
 from hilnas.pipeline.spaces.nb201 import EDGES, OPS
 from hilnas.pipeline.spaces.nb201_torch import make_op, make_reduction
@@ -102,7 +103,7 @@ class NB201Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
         if arch.shape != (len(EDGES), len(OPS)):
-            raise ValueError(
+            raise InvalidInputError(
                 f"arch must be a one-hot of shape ({len(EDGES)}, {len(OPS)}), got {tuple(arch.shape)}"
             )
         x = self.stem(x)

@@ -23,8 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from hilnas.devices.errors import InvalidInputError, check_number
 from hilnas.pipeline.spaces import SearchSpace
 from torch import nn
+
+#: Size bounds of an AccuracySurrogate (checked on construction, so a saved search's settings
+#: get them too): far above the defaults (5 members x 64), far below exhausting memory.
+MAX_MEMBERS = 64
+MAX_HIDDEN = 4096
+MAX_IN_DIM = 100_000
 
 #: Edge indices of the four input-to-output paths of the NB201 cell (edges in string order).
 NB201_PATHS: tuple[tuple[int, ...], ...] = ((3,), (0, 4), (1, 5), (0, 2, 5))
@@ -69,8 +76,11 @@ class AccuracySurrogate(nn.Module):
         target_std: float = 1.0,
     ):
         super().__init__()
-        if members < 1 or hidden < 1:
-            raise ValueError(f"members and hidden must be >= 1, got {members}, {hidden}")
+        members = int(check_number("surrogate members", members, low=1, high=MAX_MEMBERS))
+        hidden = int(check_number("surrogate hidden", hidden, low=1, high=MAX_HIDDEN))
+        in_dim = int(check_number("surrogate in_dim", in_dim, low=1, high=MAX_IN_DIM))
+        if not isinstance(space_name, str):
+            raise InvalidInputError(f"surrogate space_name must be a name, got {space_name!r}")
         self.space_name = space_name
         self.in_dim = in_dim
         self.num_members = members
@@ -129,7 +139,7 @@ def query_accuracy(
 ) -> AccuracyQueries:
     """Read the true top-1 error (%) of ``archs`` from the shipped NB201 table (one query each)."""
     if space.name != "nb201":
-        raise ValueError(
+        raise InvalidInputError(
             f"tabular accuracy is only available for nb201, not {space.name!r}; use supernet mode"
         )
     from hilnas.pipeline.refdata import load_nb201
@@ -155,10 +165,12 @@ def fit_accuracy_surrogate(
     error); the members differ by their seeded initialisation. Deterministic for ``seed``.
     """
     if len(queries) < 2:
-        raise ValueError(f"need at least 2 accuracy queries to fit a surrogate, got {len(queries)}")
+        raise InvalidInputError(
+            f"need at least 2 accuracy queries to fit a surrogate, got {len(queries)}"
+        )
     x = torch.as_tensor(space.one_hot_batch(queries.archs))
     if np.any(queries.error_pct <= 0):
-        raise ValueError("accuracy queries must have an error above 0 %")
+        raise InvalidInputError("accuracy queries must have an error above 0 %")
     y = torch.log(torch.as_tensor(queries.error_pct, dtype=torch.float32))
     mean, std = float(y.mean()), float(y.std().clamp_min(1e-6))
     state = torch.random.get_rng_state()

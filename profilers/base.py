@@ -11,9 +11,19 @@ from typing import Any
 # Defined next to the counters (devices/ may not import profilers/); re-exported here so that
 # ``hilnas.profilers.base.EnergyMethod`` is the one enum used by records and the store.
 from hilnas.devices.energy import EnergyMethod
-from hilnas.devices.errors import HilnasError, InvalidInputError
+from hilnas.devices.errors import HilnasError, InvalidInputError, check_number
+
+#: Bounds of :class:`ProfileSettings` (a day of timing per model is already absurd).
+MAX_REPETITIONS = 1_000_000
+MAX_WARMUP = 10_000
+MIN_TIMEOUT_S = 0.001
+MAX_TIMEOUT_S = 86_400.0
 
 __all__ = [
+    "MAX_REPETITIONS",
+    "MAX_TIMEOUT_S",
+    "MAX_WARMUP",
+    "MIN_TIMEOUT_S",
     "EnergyMethod",
     "InvalidModelError",
     "Measurement",
@@ -55,14 +65,30 @@ class ProfileSettings:
     timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
-        if self.repetitions < 1:
-            raise ValueError(
-                f"repetitions must be >= 1, got {self.repetitions}; use --reps 1 or more"
-            )
-        if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        # The one bound check of these sizes: the CLI, the flows and the Python API all pass
+        # through here before a worker starts or anything is stored.
+        check_number(
+            "repetitions (--reps)",
+            self.repetitions,
+            low=1,
+            high=MAX_REPETITIONS,
+            fix=f"use --reps from 1 to {MAX_REPETITIONS:,} (30 gives a stable median)",
+        )
+        check_number(
+            "warmup (--warmup)",
+            self.warmup,
+            low=0,
+            high=MAX_WARMUP,
+            fix=f"use --warmup from 0 to {MAX_WARMUP:,} (5 is plenty)",
+        )
+        check_number(
+            "timeout_s (--timeout)",
+            self.timeout_s,
+            low=MIN_TIMEOUT_S,
+            high=MAX_TIMEOUT_S,
+            integer=False,
+            fix=f"use --timeout from {MIN_TIMEOUT_S:g} to {MAX_TIMEOUT_S:g} seconds (default 120)",
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from typing import Any
 from hilnas.devices.base import DeviceConfig, DeviceInfo, DeviceKind
 from hilnas.devices.discovery import CPU_EP, CUDA_EP, available_execution_providers
 from hilnas.devices.energy import EnergyMethod, EnergyReading, counter_for
+from hilnas.devices.errors import InvalidInputError
 from hilnas.profilers._worker import PARENT_PID_ENV
 from hilnas.profilers.base import (
     InvalidModelError,
@@ -118,16 +119,16 @@ class OrtProfiler(Profiler):
         self.config = config
         self.settings = settings if settings is not None else ProfileSettings()
         if config.device_id != device.id:
-            raise ValueError(
+            raise InvalidInputError(
                 f"device configuration {config.key} is for {config.device_id}, not for {device.id}"
             )
         if device.kind is DeviceKind.EXTERNAL:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{device.id} is an external device: it is measured elsewhere, not here"
             )
         expected = CPU_EP if device.kind is DeviceKind.CPU else CUDA_EP
         if config.execution_provider != expected:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{device.id} is a {device.kind.value.upper()}; measure it with {expected}, "
                 f"not {config.execution_provider}"
             )
@@ -136,7 +137,7 @@ class OrtProfiler(Profiler):
 
             default_execution_provider(device)  # raises with the fix when CUDA EP is missing
         if startup_timeout_s <= 0:
-            raise ValueError(f"startup_timeout_s must be > 0, got {startup_timeout_s}")
+            raise InvalidInputError(f"startup_timeout_s must be > 0, got {startup_timeout_s}")
         self.startup_timeout_s = startup_timeout_s
         self.powercap_root = Path(powercap_root) if powercap_root is not None else None
         counter, reason = counter_for(device, powercap_root=self.powercap_root)

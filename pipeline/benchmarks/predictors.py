@@ -23,6 +23,12 @@ Sections (all figures per device: Spearman, Kendall tau, share of predictions wi
     device's own measurements, Spearman on the rest.
 (g) Local CPU profiled by this run (``--measure-local N``, default 200 architectures, 30
     repetitions, in a temporary HILNAS_HOME): as (e), on the store's median latencies.
+(h) The floor: for every reference configuration (27 latency, 2 energy) and the local CPU, the
+    model a user gets after 10 references + k further measurements (k = 0 and 10: the
+    meta-predictor; k >= 20: the per-device model ``hilnas fit`` chooses) predicts all 15,625
+    architectures; reported: min(pred) / min(measured values it was given) (the promise: >=
+    0.8), the number of architectures below 0.8x that minimum (the promise: 0), and min(pred) /
+    the device's true minimum over the space.
 
 Metrics are computed over the architectures not used as samples (all 15,625 minus the support).
 Results: ``results/predictors.json`` and ``results/predictors.md``.
@@ -347,6 +353,7 @@ def _local_quality(archs: list[str], y: np.ndarray, seeds: int, n_train: int) ->
         per["auto"].append(_q(model.predict_codes(codes[te]), y[te]))
     return {
         "n": len(y),
+        "floor": _local_floor(archs, y),
         "zero_shot_meta": zero,
         "zero_shot_meta_network_unknown": zero_unknown,
         "zero_shot_meta_network_unpruned": zero_unpruned,
@@ -355,6 +362,79 @@ def _local_quality(archs: list[str], y: np.ndarray, seeds: int, n_train: int) ->
         "with_samples": {kind: _mean_q(v) for kind, v in per.items()},
         "auto_chosen": chosen,
     }
+
+
+FLOOR_KS = (0, 10, 20, 50, 100)
+
+
+def _floor_row(emb: P.TargetEmbedding, codes: np.ndarray, true_min: float | None) -> dict[str, Any]:
+    """What a user gets for a target: the per-device model when it has enough measurements
+    (fit as ``hilnas fit`` does), else the meta-predictor; its floor figures over ``codes``."""
+    from hilnas.pipeline import predictors_device as PD
+
+    if len(emb.support_values) >= PD.MIN_EXTRA:
+        model = PD.fit_device_predictor(emb)
+        kind, pred = model.kind, model.predict_codes(codes)
+    else:
+        kind = "meta (zero-shot)" if not len(emb.support_values) else "meta (few-shot)"
+        pred = P.load_meta_predictor(emb.metric, source="shipped").predict_codes(codes, emb)
+    lo = float(emb.measured.min())
+    return {
+        "model": kind,
+        "measured": int(len(emb.measured)),
+        "min_pred_over_min_measured": round(float(pred.min()) / lo, 4),
+        "below_floor": int(np.sum(pred < P.FLOOR_SHARE * lo)),
+        "min_pred_over_true_min": None
+        if true_min is None
+        else round(float(pred.min()) / true_min, 4),
+    }
+
+
+def floor_check(d: Data, ks: Sequence[int] = FLOOR_KS, seed: int = 0) -> dict[str, Any]:
+    """Section (h) on the reference configurations (see the module docstring)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the batched Cholesky of the CV is ~10x faster on a loaded machine
+    try:
+        rows = []
+        for metric in P.METRICS:
+            for dev in P.reference_targets(metric):
+                y = d.values(dev, metric)
+                emb0 = P.embedding_for(dev, metric)
+                for k in ks:
+                    idx = d.support(k, seed)
+                    emb = emb0.with_support(d.codes[idx], y[idx]) if k else emb0
+                    row = _floor_row(emb, d.codes, float(y.min()))
+                    rows.append({"device": dev, "metric": metric, "k": k, **row})
+    finally:
+        torch.set_num_threads(threads)
+    return {"ks": list(ks), "seed": seed, "floor_share": P.FLOOR_SHARE, "rows": rows}
+
+
+def _local_floor(
+    archs: list[str], y: np.ndarray, ks: Sequence[int] = FLOOR_KS, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Section (h) on local CPU measurements: predictions over the whole space (the true minimum
+    is the minimum over the measured architectures)."""
+    from hilnas.pipeline.spaces import get_space
+
+    sp = get_space("nb201")
+    refs = P.reference_strings()
+    pos = {a: i for i, a in enumerate(archs)}
+    ref_idx = np.array([pos[a] for a in refs])
+    rest = np.setdiff1d(np.arange(len(y)), ref_idx)
+    codes = np.array([sp.parse(a) for a in archs])
+    emb0 = P.TargetEmbedding.from_raw("local_cpu", "latency_ms", y[ref_idx], network="pruned")
+    space = refdata.load_nb201().arch_codes.astype(np.int64)
+    out = []
+    for k in ks:
+        if k > len(rest):
+            continue
+        idx = np.random.default_rng(seed).choice(rest, k, replace=False)
+        emb = emb0.with_support(codes[idx], y[idx]) if k else emb0
+        out.append({"k": k, **_floor_row(emb, space, float(y.min()))})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -482,7 +562,52 @@ def markdown(res: dict[str, Any]) -> str:
         ("local_cpu_profiled", "(g) Local CPU, profiled by this run (store medians)"),
     ):
         lines += _local_markdown(res.get(key), title)
+    lines += _floor_markdown(res)
     return "\n".join(lines) + "\n"
+
+
+def _floor_markdown(res: dict[str, Any]) -> list[str]:
+    fl = res.get("floor")
+    if not fl:
+        return []
+    ks = fl["ks"]
+    lines = [
+        "## (h) The floor: min(pred) / min(measured), over all 15,625 architectures",
+        "",
+        f"After 10 references + k random further measurements (seed {fl['seed']}); k = 0, 10: the "
+        "shipped meta-predictor; k >= 20: the per-device model `hilnas fit` chooses. Each cell: "
+        "min(pred) / min(measured values the model was given) (promise: >= "
+        f"{fl['floor_share']}), then min(pred) / the device's true minimum over the space. "
+        "Architectures predicted below the promise: "
+        f"{sum(r['below_floor'] for r in fl['rows'])} in all.",
+        "",
+        "| device | metric | " + " | ".join(f"k={k}" for k in ks) + " | models (k >= 20) |",
+        "|" + "---|" * (len(ks) + 3),
+    ]
+    by: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for r in fl["rows"]:
+        by.setdefault((r["device"], r["metric"]), {})[r["k"]] = r
+    for (dev, metric), per in by.items():
+        cells = [
+            f"{per[k]['min_pred_over_min_measured']:.3f} / {per[k]['min_pred_over_true_min']:.3f}"
+            for k in ks
+        ]
+        kinds = ", ".join(per[k]["model"] for k in ks if k >= 20)
+        lines.append(f"| {dev} | {metric} | " + " | ".join(cells) + f" | {kinds} |")
+    lines.append("")
+    for key, title in (("local_cpu", "file (e)"), ("local_cpu_profiled", "profiled (g)")):
+        cpu = res.get(key)
+        if cpu and cpu.get("floor"):
+            cells = ", ".join(
+                f"k={r['k']}: {r['min_pred_over_min_measured']:.3f} / "
+                f"{r['min_pred_over_true_min']:.3f} ({r['model']}, {r['below_floor']} below)"
+                for r in cpu["floor"]
+            )
+            lines += [
+                f"Local CPU, {title} (true minimum: over its measured architectures): {cells}.",
+                "",
+            ]
+    return lines
 
 
 def _local_markdown(cpu: dict[str, Any] | None, title: str) -> list[str]:
@@ -557,6 +682,7 @@ def run(
     res["energy"] = energy(d, seeds, ks)
     res["ablation"] = ablation(d)
     res["ceiling"] = ceiling(d)
+    res["floor"] = floor_check(d, FLOOR_KS if not quick else (0, ks[-1]))
     res["local_cpu"] = local_cpu()
     res["local_cpu_profiled"] = (
         None if quick or not measure_local else local_cpu_profiled(measure_local)

@@ -18,14 +18,20 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline.spaces.base import Architecture, ArchitectureError, ModelConfig, SearchSpace
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: (target node, source node) of each of the six edges, in string order.
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 
+_OFA_RE = re.compile(r"^r\d+\|d")
 _NODE_RE = re.compile(r"^\|(?:[a-z0-9_]+~\d\|)+$")
 _EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+def _looks_like_ofa(text: str) -> bool:
+    return bool(_OFA_RE.match(text))
 
 
 def live_edges(arch: Sequence[int]) -> tuple[bool, ...]:
@@ -51,7 +57,7 @@ REDUCTIONS: tuple[str, ...] = ("residual", "pool")
 
 
 def check_config(config: ModelConfig) -> None:
-    """Raise ``ValueError`` for a skeleton the NB201 network cannot run.
+    """Raise ``InvalidInputError`` (a ``ValueError``) for a skeleton the NB201 network cannot run.
 
     The two residual reductions add a stride-2 3x3 conv (output ``ceil(s/2)``) to a 2x2 average
     pool (output ``floor(s/2)``): both agree only on even sizes, so ``input_size`` must be a
@@ -59,12 +65,17 @@ def check_config(config: ModelConfig) -> None:
     ``residual`` (the benchmark's block) or ``pool`` (its shortcut alone: 2x2 average pooling
     and a 1x1 convolution).
     """
+    if not isinstance(config, ModelConfig):
+        raise InvalidInputError(
+            f"nb201 needs a ModelConfig, got {type(config).__name__}; build it with "
+            "get_space('nb201').make_config(...)"
+        )
     if config.reduction not in REDUCTIONS:
-        raise ValueError(
+        raise InvalidInputError(
             f"nb201: unknown reduction {config.reduction!r}; use one of {', '.join(REDUCTIONS)}"
         )
     if config.input_size % 4:
-        raise ValueError(
+        raise InvalidInputError(
             f"nb201: input_size {config.input_size} cannot pass the two stride-2 residual "
             "reductions (each needs an even size); use a multiple of 4, e.g. 32"
         )
@@ -74,6 +85,8 @@ class NB201(SearchSpace):
     """The NAS-Bench-201 cell search space."""
 
     name = "nb201"
+    enumerable = True
+    example = _EXAMPLE
 
     @property
     def decisions(self) -> tuple[str, ...]:
@@ -83,6 +96,12 @@ class NB201(SearchSpace):
     def options(self) -> tuple[tuple[str, ...], ...]:
         return (OPS,) * len(EDGES)
 
+    def check_config(self, config: ModelConfig) -> None:
+        check_config(config)
+
+    def small_model_config(self) -> ModelConfig:
+        return ModelConfig(channels=8, cells_per_stage=1)
+
     # ----- strings ------------------------------------------------------------------
     def parse(self, text: str) -> Architecture:
         if not isinstance(text, str):
@@ -90,6 +109,11 @@ class NB201(SearchSpace):
                 f"nb201: expected an architecture string, got {type(text).__name__}"
             )
         s = text.strip()
+        if _looks_like_ofa(s):
+            raise ArchitectureError(
+                f"nb201: {text!r} is an OFA MobileNetV3 string (r<res>|d...|k...|e...), not an "
+                f"NB201 cell; use --space ofa_mbv3 for it, or give an NB201 string like {_EXAMPLE}"
+            )
         nodes = s.split("+")
         if len(nodes) != 3 or not all(_NODE_RE.match(n) for n in nodes):
             raise ArchitectureError(
@@ -191,3 +215,47 @@ class NB201(SearchSpace):
             total += per_cell * cfg.cells_per_stage
         total += ch * cfg.num_classes
         return total / 1e6
+
+    # ----- cost features and supernet ---------------------------------------------------
+    @property
+    def cost_feature_names(self) -> tuple[str, ...]:
+        return ("macs_m", "params_m")
+
+    def cost_features(self, arch: Sequence[int], config: ModelConfig | None = None) -> np.ndarray:
+        """MACs (millions, one input) and trainable parameters (millions) of the pruned network."""
+        cfg = config or self.default_model_config()
+        check_config(cfg)
+        return np.array([self.flops(arch, cfg), self.params(arch, cfg) / 1e6], dtype=np.float32)
+
+    def params(self, arch: Sequence[int], config: ModelConfig | None = None) -> int:
+        """Trainable parameters of ``build_model(arch, config)`` (convs, BN affine, classifier)."""
+        cfg = config or self.default_model_config()
+        used = live_edges(self.validate(arch))
+        ch = cfg.channels
+        total = cfg.in_channels * ch * 9 + 2 * ch  # stem conv + BN
+        for stage in range(3):
+            if stage:
+                c_in, ch = ch, ch * 2
+                if cfg.reduction == "residual":
+                    total += 9 * c_in * ch + 2 * ch + 9 * ch * ch + 2 * ch  # conv a, conv b
+                total += c_in * ch  # 1x1 shortcut
+            per_cell = 0
+            for op, on in zip(self.validate(arch), used, strict=False):
+                if on and op == 2:
+                    per_cell += ch * ch + 2 * ch
+                elif on and op == 3:
+                    per_cell += 9 * ch * ch + 2 * ch
+            total += per_cell * cfg.cells_per_stage
+        return total + 2 * ch + ch * cfg.num_classes + cfg.num_classes  # head BN, classifier
+
+    @property
+    def supports_supernet(self) -> bool:
+        return True
+
+    def build_supernet(self, config: ModelConfig | None = None, seed: int = 0):
+        """:class:`~hilnas.pipeline.supernet.NB201Supernet`; ``forward(x, one_hot (6, 5))``."""
+        from hilnas.pipeline.supernet import NB201Supernet
+
+        cfg = config or self.default_model_config()
+        check_config(cfg)
+        return NB201Supernet(cfg, seed=seed)

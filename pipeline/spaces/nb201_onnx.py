@@ -45,8 +45,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline.spaces.base import ModelConfig
 from hilnas.pipeline.spaces.nb201 import EDGES, OPS, check_config, live_edges
+from hilnas.pipeline.spaces.onnx_graph import GraphWriter as _Graph
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -66,51 +68,6 @@ OUTPUT_NAME = "logits"
 #: (kernel, stride, padding, count_include_pad) of the pools, as nb201_torch builds them.
 _CELL_POOL = (3, 1, 1, False)
 _SHORTCUT_POOL = (2, 2, 0, True)
-
-
-class _Graph:
-    """Writes nodes and initializers straight into a ``GraphProto`` (no intermediate copies)."""
-
-    def __init__(self, proto) -> None:
-        from onnx import TensorProto, helper
-
-        self._helper = helper
-        self._float = TensorProto.FLOAT
-        self.proto = proto
-        self._attrs: dict[tuple[str, Any], Any] = {}
-        self._zero: str | None = None
-
-    def const(self, name: str, array: np.ndarray) -> str:
-        arr = np.asarray(array, dtype="<f4")  # tobytes() writes C order whatever the layout
-        t = self.proto.initializer.add()
-        t.name = name
-        t.data_type = self._float
-        t.dims.extend(arr.shape)
-        t.raw_data = arr.tobytes()
-        return name
-
-    def node(
-        self, op: str, inputs: list[str], name: str, output: str | None = None, **attrs
-    ) -> str:
-        out = output or f"{name}:out"
-        n = self.proto.node.add()
-        n.op_type = op
-        n.name = name
-        n.input.extend(inputs)
-        n.output.append(out)
-        for key in sorted(attrs):
-            value = attrs[key]
-            cache_key = (key, tuple(value) if isinstance(value, list) else value)
-            attr = self._attrs.get(cache_key)
-            if attr is None:
-                attr = self._attrs[cache_key] = self._helper.make_attribute(key, value)
-            n.attribute.append(attr)
-        return out
-
-    def zero(self) -> str:
-        if self._zero is None:
-            self._zero = self.const("zero", np.zeros((), dtype=np.float32))
-        return self._zero
 
 
 # ----- parameter sources ---------------------------------------------------------------------
@@ -382,12 +339,14 @@ def build_onnx(
     cfg = config or space.default_model_config()
     check_config(cfg)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise InvalidInputError(
+            f"batch_size must be a positive integer, got {batch_size!r}; pass e.g. 1"
+        )
     max_opset = onnx.defs.onnx_opset_version()
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= max_opset:
-        raise ValueError(
+        raise InvalidInputError(
             f"opset must be an integer in {MIN_OPSET}..{max_opset} (onnx {onnx.__version__}), "
-            f"got {opset!r}"
+            f"got {opset!r}; pass one in that range"
         )
     src = ReplaySource() if model is None else ModuleSource(model)
 

@@ -50,3 +50,9 @@ def run_cli(args: list[str], capsys, env: dict[str, str] | None = None) -> tuple
                 os.environ[k] = v
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(scope="session")
+def cli_main():
+    """``run_cli`` itself, for module-scoped set-up (pass any object with ``readouterr``)."""
+    return run_cli

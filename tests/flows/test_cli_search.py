@@ -158,9 +158,9 @@ def test_bad_search_requests_are_explained(hilnas_home):
     assert "unknown objective" in user_error(invoke("search", "--objectives", "error,flops"))
     assert "mode must be" in user_error(invoke("search", "--mode", "evolution"))
     assert "no search has been run" in user_error(invoke("front", "--device", "pixel3"))
-    assert "supernet_error must be one of" in user_error(
+    assert "--supernet-error must be one of" in user_error(
         invoke("search", "--mode", "supernet", "--supernet-error", "exact")
     )
-    assert "supernet_epochs must be an integer >= 1" in user_error(
+    assert "--supernet-epochs=0 is out of range" in user_error(
         invoke("search", "--mode", "supernet", "--supernet-epochs", "0")
     )

@@ -58,8 +58,11 @@ def test_bad_values_name_the_key(tmp_path, text, key, words):
 def test_syntax_error_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "archs = = 5\n"))
-    with pytest.raises(ConfigError, match="cannot read config file"):
+    with pytest.raises(ConfigError, match="does not exist") as e:
         load_config(tmp_path / "missing.toml")
+    assert isinstance(e.value, LookupError)  # a NotFoundError
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path)  # a directory
 
 
 def test_flags_alone_are_validated():
@@ -69,6 +72,31 @@ def test_flags_alone_are_validated():
     ]
     with pytest.raises(ConfigError, match="'points'"):
         resolve_config(None, {"points": 1})
+
+
+@pytest.mark.parametrize(
+    "text, key, expected",
+    [
+        ("reps = true\n", "reps", "valid integer"),
+        ('onnx = "yes"\n', "onnx", "valid boolean"),
+        ('warmup = "3"\n', "warmup", "valid integer"),
+        ("reference_devices = 0\n", "reference_devices", "valid boolean"),
+        ("batch_size = 2.0\n", "batch_size", "valid integer"),
+    ],
+)
+def test_toml_values_are_not_coerced(tmp_path, text, key, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert f"bad value for {key!r}" in msg and expected in msg and str(path) in msg
+    assert "; got " in msg  # the value read
+
+
+def test_sizes_have_upper_bounds():
+    for key, value in [("reps", 10**12), ("warmup", 10**9), ("seed", 2**40), ("epochs", 10**7)]:
+        with pytest.raises(ConfigError, match=f"'{key}'.*less than or equal"):
+            resolve_config(None, {key: value})
 
 
 def test_hilnas_run_rejects_a_bad_config_file(tmp_path, hilnas_cli):
@@ -90,7 +118,7 @@ def test_search_table_is_checked_against_the_search_settings(tmp_path):
         load_config(write(tmp_path, "[search]\naccuracy_query = 20\n"))
     with pytest.raises(ConfigError, match="search.epochs is set by the top-level key"):
         load_config(write(tmp_path, "[search]\nepochs = 2\n"))
-    with pytest.raises(ConfigError, match="accuracy_queries must be an integer >= 2"):
+    with pytest.raises(ConfigError, match="accuracy_queries=1 is out of range"):
         load_config(write(tmp_path, "[search]\naccuracy_queries = 1\n"))
 
 

@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from hilnas.devices.errors import PreconditionError, ResourceError
 from hilnas.pipeline import export as export_mod
 from hilnas.pipeline.export import (
     DIRECT,
@@ -412,8 +413,11 @@ def test_unwritable_cache_file(space, exporter, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(export_mod.tempfile, "mkstemp", full)
-    with pytest.raises(ExportError, match="cannot write .*No space left on device"):
+    with pytest.raises(ExportError, match="cannot write .*No space left on device") as info:
         exporter.export(space, ARCH, config=SMALL)
+    assert isinstance(info.value, ResourceError)  # exit code 2, and nothing recorded as failed
+    assert str(exporter.cache_dir) in str(info.value)
+    assert "free disk space, then rerun the same command" in str(info.value)
 
 
 def test_missing_torch_gives_install_hint(space, exporter, monkeypatch):
@@ -427,8 +431,9 @@ def test_missing_torch_gives_install_hint(space, exporter, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_torch)
-    with pytest.raises(ExportError, match=r"pip install 'hilnas\[search\]'"):
+    with pytest.raises(ExportError, match=r'pip install "hilnas\[search\]"') as info:
         exporter.export(space, ARCH, config=SMALL)
+    assert isinstance(info.value, PreconditionError)  # a missing extra, exit code 2
 
 
 def test_import_without_torch_or_onnx():

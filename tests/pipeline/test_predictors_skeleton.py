@@ -36,7 +36,7 @@ def test_all_skip_prediction_is_bounded_below_by_the_skeleton(tmp_path):
         skip = np.asarray([sp.parse(ALL_SKIP)])
         measured = {tuple(c) for c in emb.support_codes.tolist()}
         assert tuple(skip[0]) not in measured  # a real prediction, not a lookup
-        bound = P.SKELETON_SHARE * float(emb.raw.min())
+        bound = P.FLOOR_SHARE * float(emb.measured.min())
         meta = P.load_meta_predictor("latency_ms", source="shipped").predict_codes(skip, emb)
         assert meta[0] >= bound > 0
         report = PD.fit_store_targets(store)
@@ -44,7 +44,7 @@ def test_all_skip_prediction_is_bounded_below_by_the_skeleton(tmp_path):
         dev = PD.load_device_predictor(emb)
         assert dev is not None and dev.kind == row["chosen"]
         pred = dev.predict_codes(skip)
-        assert pred[0] >= PD.skeleton_floor(emb.raw) > 0
+        assert pred[0] >= emb.floor > 0
         # every architecture of the space is predicted positive, disconnected ones included
         space = dev.predict_codes(np.asarray(sp.reference_architectures()))
         assert np.all(space > 0)

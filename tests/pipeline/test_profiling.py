@@ -5,7 +5,8 @@ A tiny model (C=4, N=1, 8x8 input), warm-up 1 and 3 repetitions keep each run we
 second; most of a run is the profiler worker's start. Failures are produced for real: a cache
 entry that is not ONNX, a per-model timeout that no model can meet, a directory squatting on
 the path the exporter must write, a real SIGINT (Ctrl-C) in the middle of a run. Nothing is
-patched.
+patched, except where one test makes ``onnx`` unimportable (``sys.modules``) to simulate an
+install without the ``search`` extra.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from hilnas.devices import get_device
 from hilnas.devices.base import DeviceNotFoundError
+from hilnas.devices.errors import InvalidInputError, PreconditionError
 from hilnas.pipeline.export import OnnxExporter, file_sha256
 from hilnas.pipeline.profiling import ProgressEvent, plan_architectures, profile_device
 from hilnas.pipeline.spaces import ArchitectureError, ModelConfig, get_space
@@ -240,6 +242,43 @@ def test_force_remeasures_and_replaces(store, exporter):
     assert all(r.export_cached for r in report.rows)  # measured again, not exported again
 
 
+def test_force_never_replaces_a_good_measurement_with_a_failure(store, exporter, profilers):
+    """A forced re-measurement of a cache entry that has since become unloadable fails for
+    real (ONNX Runtime rejects it); the ok row is kept and the failed attempt recorded."""
+    one = {"archs": 0, "references": False, "include": [SPACE.format(REFS[0])]}
+    first = run(store, exporter, profilers, **one)
+    (good,) = store.measurements()
+    assert first.measured == 1 and good.status.value == "ok"
+    path = corrupt_cache_entry(exporter, REFS[0])
+    forced = run(store, exporter, profilers, force=True, **one)
+    assert (forced.kept, forced.failed, forced.measured) == (1, 0, 0)
+    (row,) = forced.rows
+    assert row.outcome == "kept" and row.status == "ok" and path in row.error
+    assert row.latency_ms_median == good.measurement.latency_ms_median  # the kept values
+    assert store.measurements() == [good]
+    (attempt,) = store.attempts()
+    assert attempt["status"] == "failed" and attempt["measurement_id"] == good.id
+
+
+def test_in_memory_url_is_refused_before_measuring(exporter, profilers):
+    with pytest.raises(InvalidInputError, match="in-memory.*lose them on exit"):
+        profile_device(
+            "cpu", archs=0, store="sqlite://", exporter=exporter, profiler_factory=profilers
+        )
+    assert profilers.made == [] and list(exporter.cache_dir.iterdir()) == []
+
+
+def test_missing_exporter_packages_are_a_precondition(tmp_path, monkeypatch, profilers):
+    """Simulated: the ``search`` extra is absent (``onnx`` cannot be imported)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    db = tmp_path / "never.db"
+    with pytest.raises(PreconditionError, match=r'pip install "hilnas\[search\]".*hilnas agent'):
+        profile_device("cpu", archs=0, store=f"sqlite:///{db}", profiler_factory=profilers)
+    assert not db.exists() and profilers.made == []
+
+
 def test_export_failure_is_reported_not_stored(store, exporter):
     """A directory where the exporter must write the ONNX file makes that export fail."""
     bad = SPACE.format(REFS[4])
@@ -296,10 +335,20 @@ def test_profile_records_provenance(store, exporter, cpu):
     "kwargs, exc, match",
     [
         ({"device_id": "tpu9"}, DeviceNotFoundError, "hilnas devices list"),
-        ({"reps": 0}, ValueError, "--reps 1"),
+        ({"reps": 0}, ValueError, "--reps from 1"),
+        ({"reps": 10**12}, InvalidInputError, "--reps from 1 to 1,000,000"),
+        ({"reps": 10**23}, InvalidInputError, "--reps from 1"),
+        ({"threads": 100_000}, InvalidInputError, "logical CPUs"),
+        ({"timeout_s": float("inf")}, InvalidInputError, "--timeout"),
+        ({"timeout_s": float("nan")}, InvalidInputError, "--timeout"),
+        ({"timeout_s": -1.0}, InvalidInputError, "--timeout"),
+        ({"warmup": 10**9}, InvalidInputError, "--warmup"),
+        ({"archs": 10**6}, InvalidInputError, "--archs from 0"),
+        ({"batch_size": 0}, InvalidInputError, "--batch-size"),
+        ({"reps": True}, InvalidInputError, "integer"),
         ({"warmup": -1}, ValueError, "warmup"),
         ({"archs": -2}, ValueError, "archs"),
-        ({"space": "mobilenet9"}, ValueError, "available: nb201"),
+        ({"space": "mobilenet9"}, ValueError, "one of: .*nb201"),
         ({"include": ["|nor_conv_3x3~0|+|oops|"]}, ArchitectureError, "malformed"),
         ({"include": [99999]}, ArchitectureError, "index"),
     ],

@@ -81,8 +81,15 @@ def test_objectives_are_parsed_with_aliases_and_checked():
         ({"sampler": "gumbel"}, "sampler must be"),
         ({"scalarization": "pbi"}, "scalarization must be"),
         ({"lr": -1.0}, "lr must be a positive"),
-        ({"epochs": 0}, "epochs must be a positive"),
-        ({"accuracy_queries": 1}, "accuracy_queries must be an integer >= 2"),
+        ({"epochs": 0}, "epochs=0 is out of range"),
+        ({"accuracy_queries": 1}, "accuracy_queries=1 is out of range; set accuracy_queries"),
+        ({"hidden": 10**9}, "hidden=1000000000 is out of range"),
+        ({"epochs": True}, "epochs must be an integer, got True"),
+        ({"channels": 100_000}, "channels=100000 is out of range"),
+        ({"data_limit": 10**12}, "data_limit=1000000000000 is out of range"),
+        ({"threads": 100_000}, "threads=100000 is out of range"),
+        ({"mgda": "yes"}, "mgda must be true or false"),
+        ({"accuracy_column": "imagenet_top5"}, "accuracy_column 'imagenet_top5' is not in"),
         ({"initial_queries": 300}, "exceeds accuracy_queries"),
         ({"train_targets": ()}, "train_targets is empty"),
         ({"train_targets": ("a", "a")}, "repeat"),
@@ -184,6 +191,57 @@ def test_refinement_is_optional_and_marked(trained):
     assert refined
 
 
+def _hv(points, lo, hi) -> float:
+    values = np.array([[p.objectives["error"], p.objectives["latency_ms"]] for p in points])
+    return mo.hypervolume(mo.normalize(values, lo, hi), [1.1, 1.1])
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 10])
+def test_a_sweep_returns_at_most_the_points_asked_for_and_keeps_the_front_quality(trained, k):
+    everything = trained.front("gold_6240", points=k, non_dominated=False)
+    capped = trained.front("gold_6240", points=k)
+    plain = trained.front("gold_6240", points=k, refine=False)
+    assert 1 <= len(capped) <= k and len(plain) <= k
+    values = np.array([[p.objectives["error"], p.objectives["latency_ms"]] for p in capped])
+    assert mo.pareto_mask(values).all()
+    # the refinement's extra candidates are used to choose the k: on the front they form, the
+    # k chosen cover at least as much as the hypernetwork's own choices without refinement
+    allv = np.array([[p.objectives["error"], p.objectives["latency_ms"]] for p in everything])
+    front = allv[mo.pareto_mask(allv)]
+    lo, hi = front.min(0), front.max(0)
+    assert _hv(capped, lo, hi) >= _hv(plain, lo, hi) - 1e-9
+
+
+def test_spread_subset_is_the_subset_of_largest_hypervolume():
+    import itertools
+
+    from hilnas.pipeline.search import spread_subset
+
+    rng = np.random.default_rng(0)
+    x = np.sort(rng.random(12))
+    front = np.stack([x, 1.0 - np.sqrt(x)], axis=1)  # mutually non-dominated, concave
+    for k in (1, 2, 3, 5):
+        pick = spread_subset(front, k)
+        assert len(pick) == k and len(set(pick)) == k
+        norm = (front - front.min(0)) / (front.max(0) - front.min(0))
+        best = max(
+            mo.hypervolume(norm[list(c)], [1.1, 1.1]) for c in itertools.combinations(range(12), k)
+        )
+        assert mo.hypervolume(norm[pick], [1.1, 1.1]) == pytest.approx(best)
+    assert list(spread_subset(front, 50)) == list(range(12))
+    # large requests take the greedy choice: within 2% of the exact one here
+    from hilnas.pipeline.search import _best_hypervolume_subset_2d, _greedy_hypervolume_subset_2d
+
+    x = np.sort(rng.random(60))
+    big = np.stack([x, 1.0 - np.sqrt(x)], axis=1)
+    for k in (3, 10, 30):
+        greedy = mo.hypervolume(big[_greedy_hypervolume_subset_2d(big, k, 1.1)], [1.1, 1.1])
+        exact = mo.hypervolume(big[_best_hypervolume_subset_2d(big, k, 1.1)], [1.1, 1.1])
+        assert exact * 0.98 <= greedy <= exact + 1e-12
+    three = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0], [0.5, 0.5, 0.0], [0.34, 0.33, 0.33]])
+    assert set(spread_subset(three, 4)) >= {0, 1, 2}
+
+
 @pytest.mark.parametrize(
     "pref, fragment",
     [
@@ -200,8 +258,12 @@ def test_bad_preferences_are_refused_not_renormalised(trained, pref, fragment):
 def test_front_arguments_are_checked(trained):
     with pytest.raises(SearchError, match="either points"):
         trained.front("pixel3", points=5, preference=[0.5, 0.5])
-    with pytest.raises(SearchError, match="positive integer"):
+    with pytest.raises(SearchError, match="points=0 is out of range"):
         trained.front("pixel3", points=0)
+    with pytest.raises(SearchError, match="points=100000000 is out of range"):
+        trained.front("pixel3", points=100_000_000)
+    with pytest.raises(SearchError, match="points must be an integer"):
+        trained.front("pixel3", points=True)
     with pytest.raises(LookupError, match="no_such_device"):
         trained.front("no_such_device", points=5)
 

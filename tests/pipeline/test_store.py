@@ -13,8 +13,10 @@ from datetime import timezone
 
 import pytest
 from hilnas.devices.base import DeviceInfo, DeviceKind, DeviceNotFoundError
+from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline.spaces import get_space
 from hilnas.pipeline.store import (
+    SCHEMA_VERSION,
     AddResult,
     MeasurementKey,
     MeasurementStore,
@@ -171,7 +173,7 @@ def test_fresh_store_has_marker_and_reopens(db_url):
     with MeasurementStore(db_url) as s:
         meta = s.meta()
         assert meta["app"] == "hilnas"
-        assert s.schema_version == 1
+        assert s.schema_version == SCHEMA_VERSION == 2
     with MeasurementStore(db_url) as s:  # reopening an existing store changes nothing
         assert s.meta() == meta
 
@@ -600,10 +602,17 @@ def test_external_import_validates_every_row_first(store, bad_row, match):
 
 def test_external_name_rules(store):
     store.upsert_device(device())
-    with pytest.raises(ValueError, match="letters"):
+    with pytest.raises(ValueError, match="configuration key"):
         store.import_external_device("has/slash", [(REFS[0], 1.0)])
-    with pytest.raises(StoreError, match="choose another name"):
+    with pytest.raises(ValueError, match="letters"):
+        store.import_external_device("has space", [(REFS[0], 1.0)])
+    # a local id (stored or not) is refused before the store is asked
+    with pytest.raises(InvalidInputError, match="local device.*choose another name"):
         store.import_external_device("cpu-0badc0de", [(REFS[0], 1.0)])
+    # a measured device's id that does not look like a local one is still refused by the store
+    store.upsert_device(device("bench_box", aliases=()))
+    with pytest.raises(StoreError, match="choose another name"):
+        store.import_external_device("bench_box", [(REFS[0], 1.0)])
 
 
 def test_read_external_csv(tmp_path):
