@@ -168,7 +168,14 @@ def _lazy_store(db: str | None, device: str):
 
     if db is None and any(device in reference_targets(m) for m in ("latency_ms", "energy_mj")):
         return None
-    return _open_store(db, read_only=True)
+    from hilnas.pipeline.store import StoreNotFoundError
+
+    try:
+        return _open_store(db, read_only=True)
+    except StoreNotFoundError:
+        if db is not None:
+            raise
+        return None  # no store yet: only the reference devices are known (the error says so)
 
 
 # ----------------------------------------------------------------------------------------------
