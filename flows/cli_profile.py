@@ -86,15 +86,94 @@ def _pct(x: float | None) -> str:
 # ----------------------------------------------------------------------------------------------
 # hilnas profile
 # ----------------------------------------------------------------------------------------------
+#: Friendly options of ``hilnas profile`` and the configuration field each one sets; an option
+#: is accepted only for a space whose configuration has that field.
+CONFIG_ALIASES: dict[str, str] = {
+    "--channels": "channels",
+    "--cells": "cells_per_stage",
+    "--phase": "phase",
+    "--seq-len": "seq_len",
+    "--vocab": "vocab_size",
+    "--context": "context_length",
+}
+
+
+def _workload_settings(
+    sp: Any, aliases: dict[str, object | None], config_set: list[str]
+) -> dict[str, object]:
+    """Configuration fields from the friendly options and ``--config-set KEY=VALUE``.
+
+    Refuses (one line, exit 2) an option of another space, a malformed or repeated KEY=VALUE,
+    and NB201's model sizes beyond their bounds.
+    """
+    from hilnas.pipeline.profiling import config_fields
+
+    fields = config_fields(sp)
+    own = [opt for opt, name in CONFIG_ALIASES.items() if name in fields]
+    menu = (
+        f"{', '.join(own) + ', or ' if own else ''}--config-set KEY=VALUE with KEY one of "
+        f"{', '.join(fields)}"
+    )
+    out: dict[str, object] = {}
+    for opt, value in aliases.items():
+        if value is None:
+            continue
+        if CONFIG_ALIASES[opt] not in fields:
+            raise cli_common.UserError(
+                f"{opt} is not an option of the space {sp.name}; its workload options: {menu}"
+            )
+        out[CONFIG_ALIASES[opt]] = value
+    for item in config_set:
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key:
+            raise cli_common.UserError(
+                f"--config-set {item!r} is not KEY=VALUE; e.g. --config-set "
+                f"{next(iter(fields))}=VALUE (KEY one of {', '.join(fields)})"
+            )
+        if key not in fields:
+            raise cli_common.UserError(
+                f"{key} is not a setting of the space {sp.name}; its workload options: {menu}"
+            )
+        if key in out:
+            raise cli_common.UserError(
+                f"{key} is given twice (an option and --config-set, or two --config-set); "
+                "give it once"
+            )
+        out[key] = value
+    bounds = {"channels": ("--channels", MAX_CHANNELS), "cells_per_stage": ("--cells", MAX_CELLS)}
+    base = sp.default_model_config()
+    for key, (opt, most) in bounds.items():
+        if key in out and key in fields:
+            value = out[key]
+            if isinstance(value, str):
+                value = value.strip()
+                value = int(value) if value.lstrip("-").isdigit() else value
+            out[key] = check_number(
+                opt,
+                value,
+                low=1,
+                high=most,
+                fix=f"use {opt} from 1 to {most} (the space's default is {getattr(base, key)})",
+            )
+    return out
+
+
 def profile_command(
     device: str = typer.Option(
         ..., "--device", "-d", help="Local device id or alias (see `hilnas devices list`)."
     ),
-    archs: int = typer.Option(
-        50, "--archs", help="Architectures sampled besides the 10 reference ones."
+    archs: int | None = typer.Option(
+        None,
+        "--archs",
+        help="Architectures sampled besides the 10 reference ones (default 50; gpt_s: 20).",
     ),
-    reps: int = typer.Option(30, "--reps", help="Timed repetitions per architecture (>= 1)."),
-    warmup: int = typer.Option(5, "--warmup", help="Untimed warm-up runs per architecture."),
+    reps: int | None = typer.Option(
+        None, "--reps", help="Timed repetitions per architecture (default 30; gpt_s: 20)."
+    ),
+    warmup: int | None = typer.Option(
+        None, "--warmup", help="Untimed warm-up runs per architecture (default 5; gpt_s: 3)."
+    ),
     space: str = typer.Option("nb201", "--space", help="Search space."),
     seed: int = typer.Option(0, "--seed", help="Seed of the architecture sample."),
     threads: int = typer.Option(
@@ -111,106 +190,142 @@ def profile_command(
         False, "--retry-failed", help="Measure again architectures stored as failed."
     ),
     channels: int | None = typer.Option(
-        None, "--channels", help="Model width C (default: the space's)."
+        None, "--channels", help="nb201: model width C (default: the space's)."
     ),
     cells: int | None = typer.Option(
-        None, "--cells", help="Cells per stage N (default: the space's)."
+        None, "--cells", help="nb201: cells per stage N (default: the space's)."
+    ),
+    phase: str | None = typer.Option(
+        None,
+        "--phase",
+        help="gpt_s: prefill (the whole prompt), decode (one token against a cache of "
+        "--seq-len tokens) or both (the default: two rows per architecture).",
+    ),
+    seq_len: int | None = typer.Option(
+        None, "--seq-len", help="gpt_s: prompt length, or cache length of a decode (default 128)."
+    ),
+    vocab: int | None = typer.Option(
+        None, "--vocab", help="gpt_s: vocabulary size (default GPT-2's 50257)."
+    ),
+    context: int | None = typer.Option(
+        None, "--context", help="gpt_s: context length of the model (default 1024)."
+    ),
+    config_set: list[str] = typer.Option(
+        [],
+        "--config-set",
+        help="Set any field of the space's model configuration, KEY=VALUE (repeatable; an "
+        "unknown KEY is refused with the space's list; e.g. all_logits=true for gpt_s, "
+        "width_mult=1.0 for ofa_mbv3, input_size=64 for nb201).",
     ),
     timeout: float = typer.Option(
         120.0, "--timeout", help="Seconds one model may take before it counts as hung."
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print the report as JSON instead of tables."
+        False,
+        "--json",
+        help="Print the report as JSON instead of tables (a list of reports when several "
+        "workloads are measured, e.g. gpt_s's two phases).",
     ),
     db: str | None = typer.Option(None, "--db", help=DB_OPTION_HELP),
 ) -> None:
     """Measure the 10 reference architectures plus --archs sampled ones on a local device.
 
     Resumable: what is already stored is skipped, so rerun the same command after an
-    interruption.
+    interruption. The workload options (--channels/--cells for nb201, --phase, --seq-len,
+    --vocab, --context for gpt_s, --config-set for any field) are part of every measurement's
+    key: gpt_s's prefill and decode of one architecture are two rows. By default gpt_s is
+    measured in both phases. The summary reports the ONNX disk use per subnet; the cache is
+    bounded by HILNAS_ONNX_CACHE_MB (default 4096; least recently used entries are evicted).
     """
-    from hilnas.pipeline.profiling import profile_device
+    from hilnas.pipeline.profiling import profile_device, workload_configs
     from hilnas.pipeline.spaces import get_space
 
     # every bound (reps, warm-up, timeout, threads, batch size, archs) is checked by
-    # profile_device before a worker starts or the store is opened
+    # profile_device before a worker starts or the store is opened; the workload here
     include: list[str | int] = [int(a) if a.strip().isdigit() else a for a in arch]
-    model_config = None
-    if channels is not None or cells is not None:
-        import dataclasses
-
-        base = get_space(space).default_model_config()
-        changes = {}
-        if channels is not None:
-            changes["channels"] = check_number(
-                "--channels",
-                channels,
-                low=1,
-                high=MAX_CHANNELS,
-                fix=f"use --channels from 1 to {MAX_CHANNELS} (the space's default is "
-                f"{base.channels})",
-            )
-        if cells is not None:
-            changes["cells_per_stage"] = check_number(
-                "--cells",
-                cells,
-                low=1,
-                high=MAX_CELLS,
-                fix=f"use --cells from 1 to {MAX_CELLS} (the space's default is "
-                f"{base.cells_per_stage})",
-            )
-        model_config = dataclasses.replace(base, **changes)
+    sp = get_space(space)
+    settings = _workload_settings(
+        sp,
+        {
+            "--channels": channels,
+            "--cells": cells,
+            "--phase": phase,
+            "--seq-len": seq_len,
+            "--vocab": vocab,
+            "--context": context,
+        },
+        config_set,
+    )
+    configs = workload_configs(sp, settings)
+    if settings or len(configs) > 1:
+        model_configs: list[Any] = configs
+    else:
+        model_configs = [None]  # the space's default, exactly as before
     progress = _ProgressBar(enabled=not as_json)
+    reports = []
     try:
         with progress:
-            # the store is opened by profile_device once every input has been validated
-            report = profile_device(
-                device,
-                archs=archs,
-                reps=reps,
-                warmup=warmup,
-                seed=seed,
-                space=space,
-                threads=threads,
-                batch_size=batch_size,
-                force=force,
-                retry_failed=retry_failed,
-                store=db,
-                progress=progress,
-                include=include,
-                model_config=model_config,
-                timeout_s=timeout,
-            )
+            for cfg in model_configs:
+                progress.label = "measuring" if cfg is None else f"measuring {cfg.key()}"
+                # the store is opened by profile_device once every input has been validated
+                reports.append(
+                    profile_device(
+                        device,
+                        archs=archs,
+                        reps=reps,
+                        warmup=warmup,
+                        seed=seed,
+                        space=space,
+                        threads=threads,
+                        batch_size=batch_size,
+                        force=force,
+                        retry_failed=retry_failed,
+                        store=db,
+                        progress=progress,
+                        include=include,
+                        model_config=cfg,
+                        timeout_s=timeout,
+                    )
+                )
     except KeyboardInterrupt:
         raise cli_common.Interrupted(progress.interrupted_message()) from None
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        payload = [r.to_dict() for r in reports]
+        typer.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
     else:
-        print_report(report)
-    stored_failed = sum(1 for r in report.rows if r.outcome == "failed" and r.status is not None)
-    unstored = report.failed - stored_failed
-    if report.kept:
-        cli_common.err_console.print(
-            f"{report.kept} re-measurement(s) failed; the earlier ok measurements were kept "
-            "(the failed attempts are recorded beside them)",
-            markup=False,
-            highlight=False,
+        for report in reports:
+            print_report(report)
+    failed = kept = 0
+    for report in reports:
+        stored_failed = sum(
+            1 for r in report.rows if r.outcome == "failed" and r.status is not None
         )
-    if stored_failed:
-        cli_common.err_console.print(
-            f"{stored_failed} architecture(s) failed (see the table); failed measurements are "
-            "stored and not retried unless you pass --retry-failed",
-            markup=False,
-            highlight=False,
-        )
-    if unstored:
-        cli_common.err_console.print(
-            f"{unstored} architecture(s) could not be exported (see the table); nothing was "
-            "stored for them, the next run tries them again",
-            markup=False,
-            highlight=False,
-        )
-    if report.failed or report.kept:
+        unstored = report.failed - stored_failed
+        where = f" ({report.model_config_key})" if len(reports) > 1 else ""
+        if report.kept:
+            cli_common.err_console.print(
+                f"{report.kept} re-measurement(s) failed{where}; the earlier ok measurements "
+                "were kept (the failed attempts are recorded beside them)",
+                markup=False,
+                highlight=False,
+            )
+        if stored_failed:
+            cli_common.err_console.print(
+                f"{stored_failed} architecture(s) failed{where} (see the table); failed "
+                "measurements are stored and not retried unless you pass --retry-failed",
+                markup=False,
+                highlight=False,
+            )
+        if unstored:
+            cli_common.err_console.print(
+                f"{unstored} architecture(s) could not be exported{where} (see the table); "
+                "nothing was stored for them, the next run tries them again",
+                markup=False,
+                highlight=False,
+            )
+        failed += report.failed
+        kept += report.kept
+    if failed or kept:
         raise typer.Exit(code=1)
 
 
@@ -232,8 +347,9 @@ class _ProgressBar:
         )
         self.task: Any = None
         self.started = False
-        self.already = 0  # already stored when the run began
+        self.already = 0  # already stored when the run began (summed over workloads)
         self.new = 0  # stored by this run (ok or failed)
+        self.label = "measuring"  # the task's description (the workload, when several)
 
     def interrupted_message(self) -> str:
         """What Ctrl-C leaves behind: every finished measurement is committed."""
@@ -262,7 +378,7 @@ class _ProgressBar:
         if event.kind == "wait":
             self.bar.console.print(f"[yellow]{event.message}[/]")
         elif event.kind == "plan":
-            self.already = event.skipped
+            self.already += event.skipped
             if not self.started:
                 self.bar.start()
                 self.started = True
@@ -270,7 +386,7 @@ class _ProgressBar:
                 self.bar.console.print(
                     f"{event.skipped} architecture(s) already stored; measuring {event.total}"
                 )
-            self.task = self.bar.add_task("measuring", total=event.total, status="")
+            self.task = self.bar.add_task(self.label, total=event.total, status="")
         elif event.kind == "start" and self.task is not None:
             self.bar.update(self.task, status=f"#{event.done + 1}")
         elif event.kind == "done" and self.task is not None:
@@ -350,6 +466,15 @@ def print_report(report: Any) -> None:
         f"median {_pct(stats['median_cv'])} %, max {_pct(stats['max_cv'])} %",
     )
     summary.add_row("energy", report.energy_status)
+    if report.onnx_cache_bytes is not None:
+        per = report.onnx_mb_per_subnet
+        bound = report.onnx_cache_bound_bytes
+        summary.add_row(
+            "onnx disk",
+            f"{_fmt(per, '.2f')} MB per subnet (model + sidecar); cache "
+            f"{report.onnx_cache_bytes / 2**20:.1f} MB"
+            + (f" of a {bound / 2**20:.0f} MB bound (HILNAS_ONNX_CACHE_MB)" if bound else ""),
+        )
     summary.add_row(
         "time",
         f"wall {report.wall_s:.1f} s = export {report.export_s:.1f} s + sessions "

@@ -17,6 +17,15 @@ A space's direct builder (``space.build_onnx``) is used when it returns a model 
 otherwise ``torch.onnx.export(..., dynamo=False)`` traces ``space.build_model`` (0.2-1.5 s).
 Every new export is validated with ``onnx.checker.check_model``.
 
+The cache has a size bound (``HILNAS_ONNX_CACHE_MB``, default :data:`DEFAULT_CACHE_MB`; ``0``
+disables it): after every write that takes the cache over the bound, the least recently used
+entries are evicted (model and sidecar together, the sidecar first so an entry is never a
+half-hit) until it fits again. "Used" is the sidecar's modification time, which a cache hit
+refreshes (``noatime`` mounts make file access times useless). The entry just written is never
+evicted, nor is a model whose sidecar is not yet written (its export may be in flight) unless
+it is older than the stale-temp age. A GPT-S subnet is ~0.1 MB (weights computed in the
+graph), an OFA MobileNetV3 subnet 10-30 MB; profiling thus never leaves gigabytes behind.
+
 torch and onnx are imported only when a model has to be built, so :func:`load_exported` and
 :func:`read_sidecar` work on a measurement agent without them.
 """
@@ -64,6 +73,11 @@ TORCH = "torch.onnx.export"
 
 SIDECAR_FORMAT = 1
 _STALE_TEMP_S = 600.0
+
+#: Size bound of the ONNX cache in MB unless ``HILNAS_ONNX_CACHE_MB`` says otherwise.
+DEFAULT_CACHE_MB = 4096.0
+CACHE_MB_ENV = "HILNAS_ONNX_CACHE_MB"
+_MAX_CACHE_MB = 1e9  # a petabyte: anything larger is a typo
 
 
 class ExportError(HilnasError, RuntimeError):
@@ -298,19 +312,140 @@ def _is_disk_full(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
+# ----- the size bound -------------------------------------------------------------------------
+
+
+def cache_bound_mb(value: str | float | None = None) -> float | None:
+    """The cache bound in MB: ``value``, else ``$HILNAS_ONNX_CACHE_MB``, else the default.
+
+    ``0`` means no bound (None). A value that is not a number >= 0 raises
+    :class:`ExportInputError` naming the variable and the fix.
+    """
+    raw: str | float | None = value if value is not None else os.environ.get(CACHE_MB_ENV)
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return DEFAULT_CACHE_MB
+    fix = (
+        f"set {CACHE_MB_ENV} to a size in MB from 0 (no bound) to {_MAX_CACHE_MB:g}, e.g. "
+        f"{DEFAULT_CACHE_MB:g}, or unset it"
+    )
+    try:
+        mb = float(raw)
+    except (TypeError, ValueError):
+        raise ExportInputError(f"{CACHE_MB_ENV}={raw!r} is not a number; {fix}") from None
+    if not (mb == mb and 0 <= mb <= _MAX_CACHE_MB):  # NaN fails the first test
+        raise ExportInputError(f"{CACHE_MB_ENV}={raw!r} is out of range; {fix}")
+    return None if mb == 0 else mb
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One key's files in the cache: its last use (sidecar mtime) and bytes on disk."""
+
+    key: str
+    used_at: float
+    size_bytes: int
+    files: tuple[Path, ...]  # the sidecar first: removing it turns the entry into a miss
+
+
+def _cache_entries(cache_dir: Path) -> list[CacheEntry]:
+    """Every entry under ``cache_dir`` (temp files and in-flight writes left out)."""
+    by_key: dict[str, dict[str, os.stat_result]] = {}
+    paths: dict[str, dict[str, Path]] = {}
+    try:
+        shards = [d for d in os.scandir(cache_dir) if d.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+    for shard in shards:
+        try:
+            items = list(os.scandir(shard.path))
+        except OSError:
+            continue
+        for item in items:
+            name = item.name
+            if name.startswith(".") or not item.is_file(follow_symlinks=False):
+                continue  # temp files of a writer: _remove_stale_temps owns them
+            stem, dot, suffix = name.rpartition(".")
+            if not dot or suffix not in ("onnx", "json"):
+                continue
+            try:
+                st = item.stat(follow_symlinks=False)
+            except OSError:
+                continue  # removed meanwhile
+            by_key.setdefault(stem, {})[suffix] = st
+            paths.setdefault(stem, {})[suffix] = Path(item.path)
+    now = time.time()
+    out = []
+    for key, stats in by_key.items():
+        if "json" in stats:
+            used = stats["json"].st_mtime
+        elif now - stats["onnx"].st_mtime > _STALE_TEMP_S:
+            used = stats["onnx"].st_mtime  # an export killed before its sidecar: an orphan
+        else:
+            continue  # the sidecar may be on its way: never evict a write in flight
+        files = tuple(paths[key][s] for s in ("json", "onnx") if s in paths[key])
+        out.append(CacheEntry(key, used, sum(s.st_size for s in stats.values()), files))
+    return out
+
+
+def cache_size_bytes(cache_dir: Path | str) -> int:
+    """Bytes held by the cache's entries (models and sidecars)."""
+    return sum(e.size_bytes for e in _cache_entries(Path(cache_dir)))
+
+
+def evict_lru(cache_dir: Path | str, max_bytes: int, *, keep: Iterable[str] = ()) -> list[str]:
+    """Evict least recently used entries until the cache holds at most ``max_bytes``.
+
+    The keys in ``keep`` are never evicted (the entry just written), so the cache may stay over
+    the bound when they alone exceed it. Returns the evicted keys, oldest first.
+    """
+    protected = set(keep)
+    entries = _cache_entries(Path(cache_dir))
+    total = sum(e.size_bytes for e in entries)
+    evicted: list[str] = []
+    for entry in sorted(entries, key=lambda e: (e.used_at, e.key)):
+        if total <= max_bytes:
+            break
+        if entry.key in protected:
+            continue
+        for f in entry.files:
+            try:
+                f.unlink()
+            except FileNotFoundError:
+                pass  # another process evicted it first
+            except OSError as exc:
+                log.warning("cannot evict %s from the ONNX cache: %s", f, exc)
+                break
+        else:
+            total -= entry.size_bytes
+            evicted.append(entry.key)
+    if evicted:
+        log.info("ONNX cache over its bound: evicted %d least recently used entries", len(evicted))
+    return evicted
+
+
 # ----- the exporter -----------------------------------------------------------------------------
 
 
 class OnnxExporter:
     """Exports subnets to a content-addressed ONNX cache (see the module docstring).
 
-    ``cache_dir`` defaults to ``home_dir()/"onnx"`` (``HILNAS_HOME``).
+    ``cache_dir`` defaults to ``home_dir()/"onnx"`` (``HILNAS_HOME``). ``max_mb`` bounds the
+    cache (LRU eviction after a write); None takes ``HILNAS_ONNX_CACHE_MB`` or the default,
+    ``0`` disables the bound.
     """
 
-    def __init__(self, *, cache_dir: Path | str | None = None, opset: int = 17):
+    def __init__(
+        self,
+        *,
+        cache_dir: Path | str | None = None,
+        opset: int = 17,
+        max_mb: float | None = None,
+    ):
         if not isinstance(opset, int) or opset < 7:
             raise InvalidInputError(f"opset must be an integer >= 7, got {opset!r}")
         self.opset = opset
+        bound = cache_bound_mb(max_mb)  # checked before the cache directory is created
+        self.max_bytes: int | None = None if bound is None else int(bound * 1024 * 1024)
         if cache_dir is None:
             from hilnas.pipeline.home import subdir
 
@@ -328,6 +463,16 @@ class OnnxExporter:
 
     def __repr__(self) -> str:
         return f"OnnxExporter(cache_dir={str(self.cache_dir)!r}, opset={self.opset})"
+
+    def cache_size_bytes(self) -> int:
+        """Bytes the cache's entries hold now."""
+        return cache_size_bytes(self.cache_dir)
+
+    def evict(self, *, keep: Iterable[str] = ()) -> list[str]:
+        """Apply the size bound now (see :func:`evict_lru`); a no-op without a bound."""
+        if self.max_bytes is None:
+            return []
+        return evict_lru(self.cache_dir, self.max_bytes, keep=keep)
 
     # ----- addressing --------------------------------------------------------------------
     def key(
@@ -368,6 +513,10 @@ class OnnxExporter:
                 "ONNX cache entry %s has a sidecar of key %s; exporting again", key, hit.key
             )
             return None
+        try:  # the sidecar's mtime is the entry's last use (LRU eviction)
+            os.utime(_sidecar_path(path))
+        except OSError:
+            pass  # a read-only cache still serves hits
         return hit
 
     # ----- exporting ---------------------------------------------------------------------
@@ -469,6 +618,7 @@ class OnnxExporter:
                 "(cache_dir / HILNAS_HOME) at a writable directory"
             ) from exc
         log.debug("exported %s -> %s in %.1f ms (%s)", what, path.name, export_s * 1e3, exporter)
+        self.evict(keep=(key,))
         return ExportedModel(
             path, key, digest, False, time.perf_counter() - t0, exporter, self.opset
         )
@@ -542,8 +692,14 @@ __all__ = [
     "EXPORTER_ID",
     "TORCH",
     "ExportError",
+    "CACHE_MB_ENV",
+    "DEFAULT_CACHE_MB",
+    "CacheEntry",
     "ExportedModel",
     "OnnxExporter",
+    "cache_bound_mb",
+    "cache_size_bytes",
+    "evict_lru",
     "export_key",
     "file_sha256",
     "load_exported",

@@ -20,6 +20,13 @@ packages the exporter and the profiler need (:class:`PreconditionError` naming t
 that the store is not an in-memory database that would throw the results away. An export failure is not stored (it says
 nothing about the device) and is retried on the next run.
 
+Workloads: a space's configuration fields (NB201's channels and cells, GPT-S's phase, seq_len,
+vocab_size, context_length) are settable from strings by :func:`workload_configs`, which also
+expands a *sweep* (GPT-S: ``phase`` over prefill and decode unless one is chosen). Each
+configuration is one :func:`profile_device` call; its ``config.key()`` is part of every
+measurement key, so prefill and decode of one architecture are two rows. Per-space defaults of
+the plan size, repetitions and warm-up are in :data:`SPACE_PROFILE_DEFAULTS`.
+
 Only one hilnas process measures a given device at a time (an advisory file lock under
 ``HILNAS_HOME/locks``), so concurrent runs do not disturb each other's timings.
 """
@@ -65,6 +72,117 @@ MAX_BATCH_SIZE = 4096
 MAX_OPSET = 25
 
 
+@dataclass(frozen=True, slots=True)
+class SpaceProfileDefaults:
+    """What ``hilnas profile --space S`` measures when the user does not say.
+
+    ``sweep``: a configuration field and the values a run covers by default (one
+    :func:`profile_device` call each), unless the user sets that field to one value.
+    """
+
+    archs: int = DEFAULT_ARCHS
+    reps: int = DEFAULT_REPS
+    warmup: int = DEFAULT_WARMUP
+    sweep: tuple[str, tuple[str, ...]] | None = None
+
+
+#: Per-space defaults. GPT-S: 10 references + 20 sampled subnets in both phases (60 models),
+#: 3 warm-up runs and 20 repetitions: measured 4.0 min wall on 2 cores shared with other jobs
+#: (load ~4; prefill 180 s of which 113 s timed runs and 40 s session creation, decode 59 s of
+#: which 38 s session creation), about half that on idle cores. Session creation folds the
+#: in-graph weights (0.3-4 s per model); a prefill of 128 tokens runs 20-220 ms idle, a decode
+#: step 5-40 ms, so 20 repetitions cost less than creating the sessions. NB201 and OFA keep
+#: the project-wide defaults.
+SPACE_PROFILE_DEFAULTS: dict[str, SpaceProfileDefaults] = {
+    "gpt_s": SpaceProfileDefaults(
+        archs=20, reps=20, warmup=3, sweep=("phase", ("prefill", "decode"))
+    ),
+}
+
+#: Values of a swept field that ask for every value of the sweep (``--phase both``).
+SWEEP_ALL = ("both", "all")
+
+
+def profile_defaults(space: str) -> SpaceProfileDefaults:
+    """The profiling defaults of a space (the project-wide ones unless it has its own)."""
+    return SPACE_PROFILE_DEFAULTS.get(str(space).lower(), SpaceProfileDefaults())
+
+
+def config_fields(space: SearchSpace) -> dict[str, type]:
+    """The settable fields of a space's configuration and their types (from the defaults)."""
+    base = space.default_model_config()
+    return {f.name: type(getattr(base, f.name)) for f in dataclasses.fields(base)}  # type: ignore[arg-type]
+
+
+def _convert(space: SearchSpace, name: str, value: object, kind: type) -> object:
+    """A field's value from a string (``--config-set KEY=VALUE``); other values pass through."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    what = f"{space.name} setting {name}={value!r}"
+    if kind is bool:
+        low = text.lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        raise InvalidInputError(f"{what} is not a boolean; use {name}=true or {name}=false")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise InvalidInputError(f"{what} is not an integer; give a whole number") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise InvalidInputError(f"{what} is not a number; give a number") from None
+    return text
+
+
+def workload_configs(space: SearchSpace, settings: dict[str, object] | None = None) -> list[Any]:
+    """The configurations a profiling run measures, each validated by ``space.make_config``.
+
+    ``settings`` maps configuration fields to values (strings are converted to the field's
+    type). A field the space does not have raises :class:`InvalidInputError` listing the
+    space's fields. The space's sweep (:data:`SPACE_PROFILE_DEFAULTS`) is expanded unless the
+    swept field is set to one value; setting it to ``both``/``all`` expands it too.
+    """
+    fields = config_fields(space)
+    given = dict(settings or {})
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        raise InvalidInputError(
+            f"{space.name} has no workload setting {', '.join(unknown)}; its settings are "
+            f"{', '.join(fields)} (e.g. --config-set {next(iter(fields))}=VALUE)"
+        )
+    values = {k: _convert(space, k, v, fields[k]) for k, v in given.items()}
+    sweep = profile_defaults(space.name).sweep
+    variants: list[dict[str, object]] = [values]
+    if sweep is not None:
+        name, choices = sweep
+        chosen = values.get(name)
+        if chosen is None or (isinstance(chosen, str) and chosen.lower() in SWEEP_ALL):
+            variants = [{**values, name: c} for c in choices]
+        elif chosen not in choices:
+            raise InvalidInputError(
+                f"unknown {space.name} {name} {chosen!r}; use one of "
+                f"{', '.join(map(str, choices))} or {SWEEP_ALL[0]} (every one)"
+            )
+    configs = []
+    for fields_of_one in variants:
+        try:
+            configs.append(space.make_config(**fields_of_one))
+        except UserError:
+            raise
+        except (TypeError, ValueError) as exc:  # a field of the wrong kind
+            raise InvalidInputError(
+                f"{space.name} settings {fields_of_one} are invalid ({exc}); see the space's "
+                "settings in `hilnas profile --help`"
+            ) from exc
+    return configs
+
+
 class ProfilingDependencyError(PreconditionError, RuntimeError):
     """The exporter's libraries are missing (the ``search`` extra is not installed)."""
 
@@ -101,6 +219,7 @@ class ProfileRow:
     error: str | None = None
     export_s: float = 0.0  # this run's wall time in the exporter (cache hits are ~0)
     export_cached: bool | None = None
+    onnx_bytes: int | None = None  # the exported model and its sidecar on disk
     session_create_s: float = 0.0
     warmup_s: float | None = None  # untimed warm-up runs, when the profiler reports them
     timed_s: float = 0.0
@@ -159,7 +278,15 @@ class ProfileReport:
     measure_wall_s: float = 0.0
     store_s: float = 0.0
     wall_s: float = 0.0
+    onnx_cache_bytes: int | None = None  # the whole ONNX cache after the run
+    onnx_cache_bound_bytes: int | None = None  # its size bound (None: unbounded)
     rows: list[ProfileRow] = field(default_factory=list)
+
+    @property
+    def onnx_mb_per_subnet(self) -> float | None:
+        """Mean disk use of one exported subnet (model + sidecar) of this run, in MB."""
+        sizes = [r.onnx_bytes for r in self.rows if r.onnx_bytes is not None]
+        return sum(sizes) / len(sizes) / 2**20 if sizes else None
 
     @property
     def ok_rows(self) -> list[ProfileRow]:
@@ -216,6 +343,7 @@ class ProfileReport:
         d = {k: v for k, v in asdict(self).items() if k != "rows"}
         d.update(
             stored_ok=self.stored_ok,
+            onnx_mb_per_subnet=self.onnx_mb_per_subnet,
             overhead_ratio=self.overhead_ratio,
             energy_status=self.energy_status,
             latency_stats=self.latency_stats(),
@@ -306,9 +434,9 @@ def device_lock(device_id: str, on_wait: Callable[[], None] | None = None) -> It
 def profile_device(
     device_id: str,
     *,
-    archs: int = DEFAULT_ARCHS,
-    reps: int = DEFAULT_REPS,
-    warmup: int = DEFAULT_WARMUP,
+    archs: int | None = None,
+    reps: int | None = None,
+    warmup: int | None = None,
     seed: int = 0,
     space: str = "nb201",
     threads: int = 1,
@@ -333,7 +461,8 @@ def profile_device(
     inputs were validated (bad input never creates or touches a store). ``include``: extra
     architectures (strings, indices or codes). ``exporter`` (an ``OnnxExporter``) and
     ``profiler_factory`` (called like ``OrtProfiler(device, config, settings)``) can be
-    injected. ``references=False`` drops the reference architectures (benchmarks only: a
+    injected. ``archs``, ``reps`` and ``warmup`` default to the space's
+    (:func:`profile_defaults`). ``references=False`` drops the reference architectures (benchmarks only: a
     device profiled so has no hardware embedding). All inputs are validated before anything is
     written: ``ValueError`` (bad numbers, unknown space, malformed architecture),
     ``DeviceNotFoundError``, :class:`StoreError`.
@@ -341,8 +470,12 @@ def profile_device(
     t_start = time.perf_counter()
     # ---- validate everything before touching the store --------------------------------------
     # reps, warm-up and timeout are bounded by ProfileSettings (one place for every caller)
+    sp = get_space(space)  # UnknownSpaceError listing the known spaces
+    defaults = profile_defaults(sp.name)  # None: the space's default (SPACE_PROFILE_DEFAULTS)
+    archs = defaults.archs if archs is None else archs
+    reps = defaults.reps if reps is None else reps
+    warmup = defaults.warmup if warmup is None else warmup
     settings = ProfileSettings(warmup=warmup, repetitions=reps, timeout_s=timeout_s)
-    sp = get_space(space)  # ValueError listing the known spaces
     cpus = os.cpu_count() or 1
     check_number(
         "threads (--threads)",
@@ -371,6 +504,7 @@ def profile_device(
     check_number("opset", opset, low=7, high=MAX_OPSET, fix=f"use an opset from 7 to {MAX_OPSET}")
     check_number("seed (--seed)", seed, low=0, high=2**32 - 1, fix="use --seed from 0 to 2**32-1")
     cfg = model_config or sp.default_model_config()
+    sp.check_config(cfg)  # InvalidInputError for another space's configuration
     # ArchitectureError for bad strings
     plan = plan_architectures(sp, archs, seed, include, references=references)
 
@@ -388,6 +522,9 @@ def profile_device(
         from hilnas.pipeline.export import require_export_stack
 
         require_export_stack()
+        from hilnas.pipeline.export import cache_bound_mb
+
+        cache_bound_mb()  # a bad HILNAS_ONNX_CACHE_MB is refused before the store is opened
     if profiler_factory is None:
         _require_profiler_stack()
 
@@ -536,6 +673,9 @@ def _run(
                             "done", i + 1, len(todo), skipped=report.skipped, arch=arch, row=row
                         )
                     )
+            if hasattr(exp, "cache_size_bytes"):  # an injected exporter may have no cache
+                report.onnx_cache_bytes = exp.cache_size_bytes()
+                report.onnx_cache_bound_bytes = getattr(exp, "max_bytes", None)
     report.rows = [rows[code] for code, _ in plan]
     report.wall_s = time.perf_counter() - t_start
     return report
@@ -600,6 +740,7 @@ def _measure_one(
             wall_s=time.perf_counter() - t0,
         )
     t1 = time.perf_counter()
+    onnx_bytes = _entry_bytes(Path(exported.path))
     m: Measurement = profiler.measure(Path(exported.path))
     if m.status is not MeasurementStatus.OK and not (m.error or "").strip():
         # a failure row must say what went wrong, even when the runtime said nothing
@@ -652,6 +793,7 @@ def _measure_one(
         error=m.error,
         export_s=t1 - t0,
         export_cached=getattr(exported, "cached", None),
+        onnx_bytes=onnx_bytes,
         session_create_s=float(m.session_create_s or 0.0),
         warmup_s=float(warmup_s) if isinstance(warmup_s, (int, float)) else None,
         timed_s=float(m.timed_s or 0.0),
@@ -659,6 +801,18 @@ def _measure_one(
         store_s=time.perf_counter() - t2,
         wall_s=time.perf_counter() - t0,
     )
+
+
+def _entry_bytes(path: Path) -> int | None:
+    """Bytes of an exported model and its sidecar (None when the file is not on disk)."""
+    total = 0
+    for p in (path, path.with_suffix(".json")):
+        try:
+            total += p.stat().st_size
+        except OSError:
+            if p == path:
+                return None
+    return total
 
 
 def _stored_row(
@@ -696,7 +850,12 @@ __all__ = [
     "ProfileRow",
     "ProfilingError",
     "ProgressEvent",
+    "SPACE_PROFILE_DEFAULTS",
+    "SpaceProfileDefaults",
+    "config_fields",
     "device_lock",
     "plan_architectures",
+    "profile_defaults",
     "profile_device",
+    "workload_configs",
 ]

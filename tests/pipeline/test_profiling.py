@@ -427,3 +427,98 @@ def test_benchmark_runs_end_to_end(tmp_path, cpu):
     assert set(result["latency_ms_median"]["warm_a"]) == set(result["latency_ms_median"]["cold"])
     md = (out / "profiling.md").read_text()
     assert "| cold | 3 |" in md and "Spearman" in md and cpu.id in md
+
+
+# ----- workloads: a space's configuration from strings, GPT-S's two phases ---------------------
+GPT = get_space("gpt_s")
+GPT_SMALL = (
+    '{"embed":192,"layers":10,"mlp_ratio":[2,2,2,2,2,2,2,2,2,2],'
+    '"heads":[4,4,4,4,4,4,4,4,4,4],"bias":false}'
+)
+GPT_TINY = {"vocab_size": "256", "context_length": "64", "seq_len": "8"}
+
+
+def test_workload_configs_sweep_gpt_phases_and_convert_strings():
+    from hilnas.pipeline.profiling import workload_configs
+
+    both = workload_configs(GPT, GPT_TINY)
+    assert [c.phase for c in both] == ["prefill", "decode"]
+    assert {(c.vocab_size, c.context_length, c.seq_len) for c in both} == {(256, 64, 8)}
+    assert [c.phase for c in workload_configs(GPT, {**GPT_TINY, "phase": "both"})] == [
+        "prefill",
+        "decode",
+    ]
+    (one,) = workload_configs(GPT, {**GPT_TINY, "phase": "decode", "all_logits": "false"})
+    assert one.phase == "decode" and one.all_logits is False
+    assert workload_configs(SPACE, {"channels": "4"})[0].channels == 4  # NB201: no sweep
+    for bad, match in (
+        ({"phase": "generate"}, "use one of prefill, decode or both"),
+        ({"seq_len": "65", "context_length": "64"}, "seq_len"),
+        ({"seq_len": "eight"}, "not an integer"),
+        ({"channels": "4"}, "its settings are vocab_size"),
+        ({"all_logits": "maybe"}, "all_logits=true"),
+    ):
+        with pytest.raises(InvalidInputError, match=match) as info:
+            workload_configs(GPT, bad)
+        assert "\n" not in str(info.value)
+
+
+def test_prefill_and_decode_of_one_gpt_arch_are_two_rows(cpu, store, tmp_path):
+    from hilnas.pipeline.profiling import workload_configs
+
+    exporter = OnnxExporter(cache_dir=tmp_path / "onnx")
+    reports = [
+        profile_device(
+            "cpu",
+            space="gpt_s",
+            archs=0,
+            reps=2,
+            warmup=1,
+            include=[GPT_SMALL],
+            references=False,
+            model_config=cfg,
+            store=store,
+            exporter=exporter,
+        )
+        for cfg in workload_configs(GPT, GPT_TINY)
+    ]
+    assert [r.model_config_key for r in reports] == [
+        "gpt-v256-ctx64-prefill-s8",
+        "gpt-v256-ctx64-decode-s8",
+    ]
+    rows = store.measurements(device_id=cpu.id, space="gpt_s", status="ok")
+    assert len(rows) == 2
+    assert {r.key.model_config_key for r in rows} == {r.model_config_key for r in reports}
+    assert {r.key.arch for r in rows} == {GPT.format(GPT.parse(GPT_SMALL))}
+    for report in reports:
+        (row,) = report.rows
+        assert row.outcome == "measured" and row.latency_ms_median > 0
+        # the direct builder computes the weights in the graph: a small file whatever the model
+        assert 0 < row.onnx_bytes < 1_000_000
+        assert report.onnx_mb_per_subnet == pytest.approx(row.onnx_bytes / 2**20)
+        assert report.onnx_cache_bytes >= row.onnx_bytes
+    # rerunning both phases measures nothing again
+    again = profile_device(
+        "cpu",
+        space="gpt_s",
+        archs=0,
+        reps=2,
+        warmup=1,
+        include=[GPT_SMALL],
+        references=False,
+        model_config=workload_configs(GPT, {**GPT_TINY, "phase": "decode"})[0],
+        store=store,
+        exporter=exporter,
+    )
+    assert again.measured == 0 and again.skipped == 1
+
+
+def test_gpt_defaults_are_the_space_profile_defaults():
+    from hilnas.pipeline.profiling import DEFAULT_REPS, profile_defaults
+
+    gpt = profile_defaults("gpt_s")
+    assert (gpt.archs, gpt.reps, gpt.warmup) == (20, 20, 3)
+    assert gpt.sweep == ("phase", ("prefill", "decode"))
+    assert (
+        profile_defaults("nb201").reps == DEFAULT_REPS and profile_defaults("nb201").sweep is None
+    )
