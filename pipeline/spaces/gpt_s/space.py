@@ -23,6 +23,7 @@ contract's ``batch_size``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -328,16 +329,14 @@ class GPTSpace(SearchSpace):
         return self.decode(arch).to_json()
 
     def reference_architectures(self) -> list[Architecture]:
-        """Ten fixed architectures spread over model size (provisional choice).
+        """Ten measured architectures spread over model size.
 
-        The 10th, 20th, ..., 100th percentiles of HW-GPT-Bench's parameter count over 1,000
-        architectures sampled with seed 0: no device's measurements enter the choice.
+        The 0th, 11th, ..., 100th percentile rows by parameter count (``params_m``) of
+        HW-GPT-Bench's 10,000 measured architectures (``load_measured()``): they have real
+        latencies and energies on the 10 reference devices, and no device's measurements enter
+        the choice (it is decided by size alone, before any device is looked at).
         """
-        pool = self.sample(1000, seed=0)
-        params = np.array([count_params_hwgpt(self.decode(a)) for a in pool])
-        order = np.argsort(params, kind="stable")
-        picks = np.linspace(0, len(pool) - 1, 10).round().astype(int)
-        return [pool[int(order[p])] for p in picks]
+        return [tuple(int(v) for v in c) for c in _reference_codes(self)]
 
     def params_hwgpt(self, arch: Sequence[int]) -> int:
         """HW-GPT-Bench's parameter count of an architecture (see :func:`count_params_hwgpt`)."""
@@ -455,3 +454,14 @@ def _choice(name: str, value: object, choices: tuple[int, ...]) -> int:
             f"gpt_s: {name} must be one of {', '.join(map(str, choices))}, got {value!r}"
         )
     return choices.index(value)
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_codes(space: GPTSpace) -> tuple[tuple[int, ...], ...]:
+    from hilnas.pipeline.spaces.gpt_s.measured import load_measured
+
+    codes = [tuple(int(v) for v in c) for c in load_measured().arch_codes]
+    params = space.cost_features_batch(codes)[:, space.cost_feature_names.index("params_m")]
+    order = np.argsort(params, kind="stable")
+    picks = np.linspace(0, len(codes) - 1, 10).round().astype(int)
+    return tuple(codes[int(order[p])] for p in picks)
