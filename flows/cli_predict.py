@@ -110,13 +110,21 @@ def predict_command(
         "--model",
         help="auto (a per-device model from `hilnas fit` when current, else the meta-predictor) or meta.",
     ),
+    space: str = typer.Option(
+        "nb201",
+        "--space",
+        help="Search space. Spaces other than nb201 need --archs and predict for their "
+        "reference devices (`hilnas space show SPACE`).",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Predict latency (ms) and, where an energy model exists, energy (mJ) for a target."""
     import numpy as np
     from hilnas.pipeline import predictors_io as pio
     from hilnas.pipeline import refdata
+    from hilnas.pipeline.spaces import get_space
 
+    space = get_space(space).name  # an unknown space is refused before anything else
     if metric not in METRIC_CHOICES:
         raise InvalidInputError(
             f"--metric must be one of {', '.join(METRIC_CHOICES)}, got {metric!r}"
@@ -127,6 +135,9 @@ def predict_command(
         cli_common.existing_file(archs, "--archs")
     if out is not None:
         cli_common.check_output_file(out, "--out")
+    if space != "nb201":
+        _predict_other_space(space, device, archs, out, metric)
+        return
     codes = (
         np.asarray(pio.read_arch_list(archs), dtype=np.int64)
         if archs is not None
@@ -159,6 +170,48 @@ def predict_command(
     where = f" to {out}" if out else ""
     cli_common.err_console.print(
         f"predicted {cols} of {len(codes)} architectures for {device!r}{where}"
+    )
+
+
+def _predict_other_space(
+    space: str, device: str, archs: Path | None, out: Path | None, metric: str
+) -> None:
+    """``hilnas predict --space S`` for a space other than NB201: the space-generic
+    cross-device predictor (:mod:`hilnas.pipeline.predictors_space`) on the space's reference
+    devices. It is trained on first use (tens of seconds) and cached under HILNAS_HOME/models."""
+    import numpy as np
+    from hilnas.pipeline import predictors_io as pio
+    from hilnas.pipeline import predictors_space as PS
+    from hilnas.pipeline.home import HomeError, home_dir
+
+    if archs is None:
+        raise InvalidInputError(
+            f"{space} is too large to predict whole; pass --archs FILE with one {space} "
+            "architecture string per line"
+        )
+    codes = np.asarray(pio.read_arch_list(archs, space), dtype=np.int64)
+    metrics = PS.METRICS if metric == "all" else (metric,)
+    try:
+        cache: Path | None = home_dir() / "models" / "spaces"
+    except HomeError:
+        cache = None  # a read-only home: train in memory, save nothing
+    preds: dict[str, np.ndarray] = {}
+    for m in metrics:
+        try:
+            model = PS.default_predictor(space, m, cache_dir=cache)
+        except NotFoundError:
+            if metric != "all":
+                raise
+            continue  # e.g. no energy table for this space
+        preds[m] = model.predict([tuple(c) for c in codes], device)
+    if not preds:
+        raise NotFoundError(f"no {space} predictor for {metric}")
+    text = pio.write_predictions_csv(out, codes, preds, space)
+    if text is not None:
+        sys.stdout.write(text)
+    where = f" to {out}" if out else ""
+    cli_common.err_console.print(
+        f"predicted {', '.join(preds)} of {len(codes)} {space} architectures for {device!r}{where}"
     )
 
 

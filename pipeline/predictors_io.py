@@ -209,12 +209,13 @@ def import_device(
     return table
 
 
-def read_arch_list(path: str | os.PathLike[str]) -> list[tuple[int, ...]]:
+def read_arch_list(path: str | os.PathLike[str], space: str = "nb201") -> list[tuple[int, ...]]:
     """Architectures from a file: a CSV with an ``arch`` column, or one architecture per line
-    (NB201 strings or official indices). Every bad line is reported at once."""
+    (the space's strings, or indices in an enumerable space). Every bad line is reported at
+    once."""
     from hilnas.pipeline.spaces import get_space
 
-    sp = get_space("nb201")
+    sp = get_space(space)
     p = Path(path)
     if not p.is_file():
         raise PredictorError(f"{p} does not exist or is not a file")
@@ -237,7 +238,7 @@ def read_arch_list(path: str | os.PathLike[str]) -> list[tuple[int, ...]]:
     out, problems = [], []
     for lineno, s in items:
         try:
-            out.append(sp.coerce(int(s)) if s.isdigit() else sp.parse(s))
+            out.append(sp.coerce(int(s)) if s.isdigit() and sp.enumerable else sp.parse(s))
         except (ValueError, IndexError) as exc:
             problems.append(f"line {lineno}: {exc}")
     if problems:
@@ -287,12 +288,15 @@ def predict_target(
 
 
 def write_predictions_csv(
-    path: str | os.PathLike[str] | None, codes: np.ndarray, predictions: dict[str, np.ndarray]
+    path: str | os.PathLike[str] | None,
+    codes: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    space: str = "nb201",
 ) -> str | None:
     """Write ``arch,latency_ms[,energy_mj]``; returns the text when ``path`` is None."""
     from hilnas.pipeline.spaces import get_space
 
-    sp = get_space("nb201")
+    sp = get_space(space)
     cols = [m for m in METRICS if m in predictions]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
