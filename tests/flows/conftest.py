@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,20 @@ def run_cli(args: list[str], capsys, env: dict[str, str] | None = None) -> tuple
 def cli_main():
     """``run_cli`` itself, for module-scoped set-up (pass any object with ``readouterr``)."""
     return run_cli
+
+
+def reference_csv(path: Path, device: str = "raspi4", scale: float = 1.3) -> Path:
+    """A device CSV (arch, latency_ms): NB201's 10 reference architectures with ``device``'s
+    reference latencies times ``scale`` (an imported device that is not a reference one)."""
+    from hilnas.pipeline import refdata
+    from hilnas.pipeline.spaces import get_space
+
+    ref = refdata.load_nb201()
+    sp = get_space("nb201")
+    lat = ref.latency(device)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["arch", "latency_ms"])
+        for i in ref.reference_indices:
+            w.writerow([sp.format(ref.arch_codes[i]), f"{lat[i] * scale:.6g}"])
+    return path

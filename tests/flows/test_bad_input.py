@@ -11,7 +11,6 @@ in the same home. A table covers the cases the issue tracker recorded; hypothesi
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import sqlite3
@@ -22,10 +21,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from hilnas.pipeline import refdata
 from hilnas.pipeline.spaces import get_space
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from .conftest import reference_csv
 
 SPACE = get_space("nb201")
 SMALL = ["--channels", "4", "--cells", "1", "--warmup", "1", "--reps", "3"]
@@ -55,17 +55,6 @@ def store_digest(home: Path) -> tuple[int, str]:
         return rows, h.hexdigest()
     finally:
         conn.close()
-
-
-def reference_csv(path: Path, device: str = "raspi4", scale: float = 1.3) -> Path:
-    ref = refdata.load_nb201()
-    lat = ref.latency(device)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["arch", "latency_ms"])
-        for i in ref.reference_indices:
-            w.writerow([SPACE.format(ref.arch_codes[i]), f"{lat[i] * scale:.6g}"])
-    return path
 
 
 @pytest.fixture(scope="module")

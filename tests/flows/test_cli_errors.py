@@ -9,7 +9,6 @@ search are real (SQLite, safetensors), made once for the module.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import subprocess
@@ -21,10 +20,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from hilnas.pipeline import refdata
-from hilnas.pipeline.spaces import get_space
 
-from .conftest import run_cli
+from .conftest import reference_csv, run_cli
 
 TINY_SEARCH = {
     "train_targets": ("1080ti_1", "pixel3"),
@@ -39,18 +36,6 @@ TINY_SEARCH = {
 }
 
 
-def _reference_csv(path: Path, device: str = "raspi4", scale: float = 1.3) -> Path:
-    ref = refdata.load_nb201()
-    sp = get_space("nb201")
-    lat = ref.latency(device)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["arch", "latency_ms"])
-        for i in ref.reference_indices:
-            w.writerow([sp.format(ref.arch_codes[i]), f"{lat[i] * scale:.6g}"])
-    return path
-
-
 @pytest.fixture(scope="module")
 def module_home(tmp_path_factory):
     """A home with a store (one imported device) and one tiny saved search."""
@@ -63,7 +48,7 @@ def module_home(tmp_path_factory):
 
         store = MeasurementStore()
         try:
-            import_device("my_board", _reference_csv(home / "board.csv"), store)
+            import_device("my_board", reference_csv(home / "board.csv"), store)
         finally:
             store.close()
         run = run_search(SearchConfig(**TINY_SEARCH))

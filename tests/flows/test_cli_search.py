@@ -3,7 +3,6 @@ device imported afterwards from its 10 reference latencies, its front (table, JS
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
@@ -13,9 +12,9 @@ pytest.importorskip("safetensors")
 
 from hilnas.flows.cli import app
 from hilnas.flows.cli_common import UserError
-from hilnas.pipeline import refdata
-from hilnas.pipeline.spaces import get_space
 from typer.testing import CliRunner
+
+from .conftest import reference_csv
 
 runner = CliRunner()
 
@@ -36,18 +35,6 @@ def user_error(result) -> str:
     assert result.exit_code != 0, result.output
     assert isinstance(result.exception, UserError), (result.exception, result.output)
     return str(result.exception)
-
-
-def ten_reference_latencies(path, device="raspi4", scale=1.25):
-    ref = refdata.load_nb201()
-    sp = get_space("nb201")
-    lat = ref.latency(device)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["arch", "latency_ms"])
-        for i in ref.reference_indices:
-            w.writerow([sp.format(ref.arch_codes[i]), f"{lat[i] * scale:.6g}"])
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +85,7 @@ def _run_search():
 
 
 def test_search_then_front_for_a_device_imported_afterwards(searched, tmp_path):
-    src = ten_reference_latencies(tmp_path / "board.csv")
+    src = reference_csv(tmp_path / "board.csv", scale=1.25)
     assert invoke("devices", "import", "my_board", "--measurements", str(src)).exit_code == 0
     out = tmp_path / "front"
     res = invoke("front", "--device", "my_board", "--points", "12", "--json", "--out", str(out))
