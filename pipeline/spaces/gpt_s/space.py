@@ -336,7 +336,7 @@ class GPTSpace(SearchSpace):
         latencies and energies on the 10 reference devices, and no device's measurements enter
         the choice (it is decided by size alone, before any device is looked at).
         """
-        return [tuple(int(v) for v in c) for c in _reference_codes(self)]
+        return [tuple(int(v) for v in c) for c in _reference_codes()]
 
     def params_hwgpt(self, arch: Sequence[int]) -> int:
         """HW-GPT-Bench's parameter count of an architecture (see :func:`count_params_hwgpt`)."""
@@ -456,10 +456,13 @@ def _choice(name: str, value: object, choices: tuple[int, ...]) -> int:
     return choices.index(value)
 
 
-@functools.lru_cache(maxsize=1)
-def _reference_codes(space: GPTSpace) -> tuple[tuple[int, ...], ...]:
+@functools.cache
+def _reference_codes() -> tuple[tuple[int, ...], ...]:
+    """Computed once per process (every ``get_space`` call makes a new instance, so the cache
+    must not be keyed on it); parameter counts do not depend on the model configuration."""
     from hilnas.pipeline.spaces.gpt_s.measured import load_measured
 
+    space = GPTSpace()
     codes = [tuple(int(v) for v in c) for c in load_measured().arch_codes]
     params = space.cost_features_batch(codes)[:, space.cost_feature_names.index("params_m")]
     order = np.argsort(params, kind="stable")
