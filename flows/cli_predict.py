@@ -163,14 +163,7 @@ def predict_command(
             f"no prediction for {device!r}; profile it (`hilnas profile --device ...`) or import "
             "its measurements (`hilnas devices import`)"
         )
-    text = pio.write_predictions_csv(out, codes, preds)
-    if text is not None:
-        sys.stdout.write(text)
-    cols = ", ".join(preds)
-    where = f" to {out}" if out else ""
-    cli_common.err_console.print(
-        f"predicted {cols} of {len(codes)} architectures for {device!r}{where}"
-    )
+    _write_predictions(out, codes, preds, device)
 
 
 def _predict_other_space(
@@ -206,12 +199,22 @@ def _predict_other_space(
         preds[m] = model.predict([tuple(c) for c in codes], device)
     if not preds:
         raise NotFoundError(f"no {space} predictor for {metric}")
+    _write_predictions(out, codes, preds, device, space)
+
+
+def _write_predictions(
+    out: Path | None, codes: Any, preds: dict[str, Any], device: str, space: str = "nb201"
+) -> None:
+    """The predictions as CSV (to ``out`` or standard output) and one summary line."""
+    from hilnas.pipeline import predictors_io as pio
+
     text = pio.write_predictions_csv(out, codes, preds, space)
     if text is not None:
         sys.stdout.write(text)
+    what = "architectures" if space == "nb201" else f"{space} architectures"
     where = f" to {out}" if out else ""
     cli_common.err_console.print(
-        f"predicted {', '.join(preds)} of {len(codes)} {space} architectures for {device!r}{where}"
+        f"predicted {', '.join(preds)} of {len(codes)} {what} for {device!r}{where}"
     )
 
 
