@@ -71,6 +71,22 @@ def register(app: typer.Typer) -> None:
             None, "--onnx/--no-onnx", help="Export the chosen subnets to ONNX (default: yes)."
         ),
         run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory."),
+        space: str = typer.Option(
+            "nb201",
+            "--space",
+            help="Search space: nb201 (default), ofa_mbv3 or gpt_s (`hilnas space list`).",
+        ),
+        quality: str | None = typer.Option(
+            None,
+            "--quality",
+            help="Spaces other than nb201: surrogate (gpt_s) or supernet (ofa_mbv3, gpt_s).",
+        ),
+        queries: int | None = typer.Option(
+            None, "--queries", help="Spaces other than nb201: quality queries in total [300]."
+        ),
+        steps: int | None = typer.Option(
+            None, "--steps", help="Spaces other than nb201: hypernetwork steps [600]."
+        ),
     ) -> None:
         import os
 
@@ -80,6 +96,52 @@ def register(app: typer.Typer) -> None:
         # than Prefect's 20 s on a busy 2-core machine.
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        from hilnas.pipeline.spaces import get_space
+
+        space = get_space(space).name
+        if space != "nb201":
+            nb201_only = {
+                "--config": config is not None,
+                "--mode": mode is not None,
+                "--epochs": epochs is not None,
+                "--batch-size": batch_size is not None,
+            }
+            given = [k for k, v in nb201_only.items() if v]
+            if given:
+                raise UserError(
+                    f"{', '.join(given)} belong(s) to the nb201 main job; for --space {space} "
+                    "use --quality, --queries, --steps and the profiling flags"
+                )
+            result = run_space_job(
+                {
+                    k: v
+                    for k, v in {
+                        "space": space,
+                        "devices": [d.strip() for d in devices.split(",")] if devices else None,
+                        "archs": archs,
+                        "reps": reps,
+                        "warmup": warmup,
+                        "threads": threads,
+                        "seed": seed,
+                        "objectives": objectives,
+                        "quality": quality,
+                        "queries": queries,
+                        "steps": steps,
+                        "points": points,
+                        "reference_devices": reference_devices,
+                        "onnx": onnx,
+                        "run_dir": str(run_dir) if run_dir else None,
+                    }.items()
+                    if v is not None
+                }
+            )
+            print_summary(result)
+            return
+        if quality is not None or queries is not None or steps is not None:
+            raise UserError(
+                "--quality, --queries and --steps are for spaces other than nb201; the nb201 "
+                "main job takes --mode, --epochs and a [search] table in --config"
+            )
         from hilnas.flows.config import ConfigError, resolve_config
 
         overrides: dict[str, Any] = {
@@ -133,6 +195,43 @@ def run_main_job(cfg: Any) -> dict[str, Any]:
         raise
 
 
+def run_space_job(values: dict[str, Any]) -> dict[str, Any]:
+    """``hilnas run --space S`` (S not nb201): validate, then run the space's flow."""
+    from hilnas.flows import jobs
+    from hilnas.flows.server import PrefectSetupError, check_api
+    from hilnas.flows.space_flows import SpaceRunConfig, space_pipeline_flow
+    from pydantic import ValidationError
+
+    try:
+        cfg = SpaceRunConfig.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise UserError(
+            f"bad value for --{key.replace('_', '-')}: {err['msg']}; got {err.get('input')!r}"
+        ) from None
+    try:
+        check_api()
+    except PrefectSetupError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        run_dir = jobs.new_run_dir(cfg.run_dir)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create the run directory ({exc}); pass a writable --run-dir"
+        ) from None
+    console.print(
+        f"[bold]hilnas run --space {cfg.space}[/]: run directory {run_dir}", highlight=False
+    )
+    params = cfg.model_copy(update={"run_dir": run_dir}).model_dump(mode="json")
+    try:
+        return space_pipeline_flow(config=params)
+    except Exception as exc:
+        if _is_user_fault(exc):
+            raise UserError(f"{exc} (run directory: {run_dir})") from None
+        raise
+
+
 def _is_user_fault(exc: Exception) -> bool:
     """A fault the user can fix (a :class:`UserError`: bad input, a missing device, an
     unusable store); anything else raised by the flow is a bug and keeps its type."""
@@ -150,7 +249,10 @@ def print_summary(result: dict[str, Any]) -> None:
     table = Table(title="Pareto fronts", show_lines=False)
     table.add_column("device")
     table.add_column("points", justify="right")
-    table.add_column("min error %", justify="right")
+    quality = "perplexity" if result.get("space") == "gpt_s" else "error"
+    table.add_column(
+        "min perplexity" if quality == "perplexity" else "min error %", justify="right"
+    )
     table.add_column("min latency ms", justify="right")
     table.add_column("min energy mJ", justify="right")
     table.add_column("ONNX", justify="right")
@@ -160,7 +262,7 @@ def print_summary(result: dict[str, Any]) -> None:
         table.add_row(
             f["target"],
             str(f.get("points", 0)),
-            _fmt(best.get("error")),
+            _fmt(best.get(quality)),
             _fmt(best.get("latency_ms")),
             _fmt(best.get("energy_mj")),
             str(f.get("onnx", 0)),

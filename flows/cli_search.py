@@ -75,8 +75,22 @@ def search_command(
         "--mode",
         help="surrogate (NB201 accuracy table, seconds per step) or supernet (trains on --dataset).",
     ),
-    objectives: str = typer.Option(
-        "error,latency", "--objectives", help="Comma-separated: error, latency, energy."
+    objectives: str | None = typer.Option(
+        None,
+        "--objectives",
+        help="Comma-separated. nb201: error, latency, energy [error,latency]; ofa_mbv3: error, "
+        "latency_ms; gpt_s: perplexity, latency_ms, energy_mj [quality,latency_ms].",
+    ),
+    space: str = typer.Option("nb201", "--space", help="Search space (`hilnas space list`)."),
+    quality: str | None = typer.Option(
+        None,
+        "--quality",
+        help="Spaces other than nb201: where the quality objective comes from: surrogate "
+        "(gpt_s: HW-GPT-Bench's perplexity surrogate) or supernet (trained here on offline "
+        "data; ofa_mbv3's only mode).",
+    ),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Spaces other than nb201: hypernetwork steps [600]."
     ),
     devices: list[str] = typer.Option(
         [],
@@ -90,8 +104,11 @@ def search_command(
         help="Hypernetwork epochs of 100 steps [20] (supernet mode, direct error: passes over the data [20]).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of everything random in the search."),
-    queries: int = typer.Option(
-        200, "--queries", help="Surrogate mode: true accuracies read in total."
+    queries: int | None = typer.Option(
+        None,
+        "--queries",
+        help="Quality-oracle queries in total for all devices (nb201 surrogate mode: true "
+        "accuracies read [200]; other spaces [300]).",
     ),
     dataset: str = typer.Option("digits", "--dataset", help="Supernet mode: digits or cifar10."),
     data_dir: Path | None = typer.Option(
@@ -123,6 +140,41 @@ def search_command(
     as_json: bool = typer.Option(False, "--json", help="Print the saved run's summary as JSON."),
 ) -> None:
     """Train the MetaHypernetwork once for every device and preference, and save it."""
+    from hilnas.pipeline.spaces import get_space
+
+    space = get_space(space).name  # an unknown space is refused before anything else
+    if space != "nb201":
+        from hilnas.flows import cli_spacesearch
+
+        cli_spacesearch.run_search(
+            space=space,
+            objectives=objectives,
+            devices=_split(devices),
+            quality=quality,
+            queries=300 if queries is None else queries,
+            steps=steps,
+            seed=seed,
+            threads=threads,
+            db=db,
+            as_json=as_json,
+            nb201_options={
+                "--mode": mode != "surrogate",
+                "--epochs": epochs is not None,
+                "--dataset": dataset != "digits",
+                "--data-dir": data_dir is not None,
+                "--data-limit": data_limit is not None,
+                "--supernet-error": supernet_error != "surrogate",
+                "--supernet-epochs": supernet_epochs != 30,
+                "--sampler": sampler != "reinmax",
+                "--scalarization": scalarization != "tchebycheff",
+            },
+        )
+        return
+    if quality is not None or steps is not None:
+        raise InvalidInputError(
+            "--quality and --steps are for spaces other than nb201; the NB201 search takes "
+            "--mode and --epochs"
+        )
     from hilnas.pipeline.search import SearchConfig, SearchError, TrainedSearch, run_search
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -133,10 +185,10 @@ def search_command(
         )
     kwargs: dict[str, Any] = {
         "mode": mode,
-        "objectives": objectives,
+        "objectives": objectives or "error,latency",
         "epochs": epochs,
         "seed": seed,
-        "accuracy_queries": queries,
+        "accuracy_queries": 200 if queries is None else queries,
         "dataset": dataset,
         "data_dir": str(data_dir) if data_dir else None,
         "sampler": sampler,
@@ -218,6 +270,12 @@ def front_command(
     export_onnx: bool = typer.Option(
         False, "--export-onnx", help="Also export the architectures to ONNX (into --out/onnx)."
     ),
+    space: str | None = typer.Option(
+        None,
+        "--space",
+        help="Search space of the front (default: the saved search's; with no --search, the "
+        "latest search of that space).",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """The architectures the trained hypernetwork picks for a device (no retraining)."""
@@ -249,6 +307,25 @@ def front_command(
                 f"--preference {preference!r} is not a comma-separated list of numbers, "
                 "e.g. 0.3,0.7 (one weight per objective of the search, summing to 1)"
             )
+    from hilnas.flows import cli_spacesearch
+
+    if space is not None:
+        from hilnas.pipeline.spaces import get_space
+
+        space = get_space(space).name
+    other = cli_spacesearch.load(space, search)
+    if other is not None:
+        cli_spacesearch.front(
+            other,
+            device=device,
+            points=points,
+            preference=pref,
+            out=out,
+            export_onnx=export_onnx,
+            db=db,
+            as_json=as_json,
+        )
+        return
     trained = TrainedSearch.load(search)
     store = _store(db, _needs_store([device]), read_only=True)
     try:

@@ -51,12 +51,20 @@ __all__ = [
 
 #: Objectives known to hilnas, all minimised.
 OBJECTIVES: tuple[str, ...] = ("error", "latency_ms", "energy_mj")
-OBJECTIVE_UNITS: dict[str, str] = {"error": "%", "latency_ms": "ms", "energy_mj": "mJ"}
+OBJECTIVE_UNITS: dict[str, str] = {
+    "error": "%",
+    "latency_ms": "ms",
+    "energy_mj": "mJ",
+    "perplexity": "",
+}
 OBJECTIVE_LABELS: dict[str, str] = {
     "error": "error (%)",
+    "perplexity": "perplexity",
     "latency_ms": "latency (ms)",
     "energy_mj": "energy (mJ)",
 }
+#: Quality objectives (drawn on the y axis of a front plot).
+_QUALITY = ("error", "perplexity")
 #: Architectures at or above this error (%) are dropped before normalising and scoring.
 ERROR_CUTOFF = 90.0
 FRONT_SCHEMA = "hilnas.front/1"
@@ -392,10 +400,12 @@ def plot_front_png(
     )
 
     if len(objs) == 2:
-        pairs = [(1, 0) if objs[0] == "error" else (0, 1)]
+        pairs = [(1, 0) if objs[0] in _QUALITY else (0, 1)]
     else:
         pairs = [(j, i) for i in range(len(objs)) for j in range(i + 1, len(objs))]
-        pairs = [(a, b) if objs[b] == "error" or objs[a] != "error" else (b, a) for a, b in pairs]
+        pairs = [
+            (a, b) if objs[b] in _QUALITY or objs[a] not in _QUALITY else (b, a) for a, b in pairs
+        ]
     ncols = len(pairs)
     fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.2), squeeze=False)
     sc = None
@@ -432,6 +442,7 @@ def plot_front_png(
                 label=points_label,
                 zorder=3,
             )
+        ax.ticklabel_format(axis="both", style="sci", scilimits=(-3, 4), useMathText=True)
         ax.set_xlabel(_label(objs[xi]))
         ax.set_ylabel(_label(objs[yi]))
         ax.grid(True, alpha=0.3)

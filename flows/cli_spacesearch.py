@@ -1,0 +1,247 @@
+"""``hilnas search --space S`` and ``hilnas front --space S`` for spaces beyond NB201.
+
+The commands themselves live in :mod:`hilnas.flows.cli_search`; for ``--space`` other than
+nb201 they hand over to the functions here, which drive :mod:`hilnas.pipeline.spacesearch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import typer
+from hilnas.devices.errors import InvalidInputError, PreconditionError
+from hilnas.flows import cli_common
+from rich.table import Table
+
+#: Options of ``hilnas search`` that only the NB201 search has (refused for other spaces).
+NB201_ONLY = (
+    "--mode",
+    "--epochs",
+    "--dataset",
+    "--data-dir",
+    "--data-limit",
+    "--supernet-error",
+    "--supernet-epochs",
+    "--sampler",
+    "--scalarization",
+)
+
+
+def _store(db: str | None, names: list[str], space: str, metrics: tuple[str, ...], read_only: bool):
+    """The store, when a name is not a reference device of the space (or --db was given)."""
+    from hilnas.pipeline.spacesearch.targets import reference_targets
+
+    refs = set(reference_targets(space, metrics))
+    if db is None and all(n in refs for n in names):
+        return None
+    from hilnas.pipeline.store import MeasurementStore
+
+    return MeasurementStore(db, read_only=read_only)
+
+
+def run_search(
+    *,
+    space: str,
+    objectives: str | None,
+    devices: list[str],
+    quality: str | None,
+    queries: int,
+    steps: int | None,
+    seed: int,
+    threads: int | None,
+    db: str | None,
+    as_json: bool,
+    nb201_options: dict[str, bool],
+) -> None:
+    from hilnas.pipeline.spacesearch.search import (
+        SpaceSearchConfig,
+        SpaceSearchModel,
+        run_space_search,
+    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    given = [flag for flag, was_given in nb201_options.items() if was_given]
+    if given:
+        raise InvalidInputError(
+            f"{', '.join(given)} belong(s) to the NB201 search; for --space {space} use "
+            "--quality, --queries, --steps, --objectives, --devices"
+        )
+    kwargs: dict[str, Any] = {"space": space, "seed": seed, "queries": queries, "threads": threads}
+    if objectives:
+        kwargs["objectives"] = objectives
+    if quality:
+        kwargs["quality"] = quality
+    if steps is not None:
+        kwargs["steps"] = steps
+    if devices:
+        kwargs["targets"] = tuple(devices)
+    cfg = SpaceSearchConfig(**kwargs)
+    store = _store(db, list(cfg.targets), cfg.space, cfg.hardware, read_only=False)
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=cli_common.err_console,
+            transient=as_json,
+        ) as bar:
+            tasks: dict[str, Any] = {}
+
+            def on_progress(stage: str, done: int, total: int, note: str = "") -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total, note="")
+                bar.update(tasks[stage], completed=done, total=total, note=note)
+
+            path = run_space_search(cfg, store=store, progress=on_progress)
+    finally:
+        if store is not None:
+            store.close()
+    summary = SpaceSearchModel.load(path).describe()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    cli_common.console.print(
+        f"saved search [bold]{summary['run_id']}[/] ({space}, {summary['mode']}, "
+        f"{', '.join(summary['objectives'])}; {len(summary['train_targets'])} training targets; "
+        f"{summary['queries_used']} quality queries; {summary['wall_s']:.0f} s) to {path}\n"
+        f"fronts: `hilnas front --space {space} --device NAME` (any device with its "
+        "reference measurements)"
+    )
+
+
+def load(space: str | None, search: str | None):
+    """The saved search to read a front from: ``search`` (or the space's latest), checked to
+    be of ``space``; a saved NB201 search asked about another space is a clear error."""
+    from hilnas.pipeline.search import SETTINGS_FILE, SearchMismatchError, resolve_run
+    from hilnas.pipeline.spacesearch.search import (
+        FORMAT,
+        SpaceSearchModel,
+        latest_space_run,
+    )
+
+    path = (
+        resolve_run(search)
+        if search is not None or space in (None, "nb201")
+        else latest_space_run(space)
+    )
+    try:
+        settings = json.loads((path / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        settings = {}
+    is_space = isinstance(settings, dict) and settings.get("format") == FORMAT
+    saved_space = settings.get("space", "nb201") if isinstance(settings, dict) else "nb201"
+    if space is not None and saved_space != space:
+        raise SearchMismatchError(
+            f"the saved search {path.name} is a {saved_space} search, not {space}; run "
+            f"`hilnas search --space {space}` or pass --search with a {space} run"
+        )
+    return SpaceSearchModel.load(path) if is_space else None
+
+
+def front(
+    trained: Any,
+    *,
+    device: str,
+    points: int | None,
+    preference: list[float] | None,
+    out: Path | None,
+    export_onnx: bool,
+    db: str | None,
+    as_json: bool,
+) -> None:
+    from hilnas.pipeline import fronts
+
+    space = trained.cfg.space
+    names = [t.name for t in trained.targets]
+    store = None if device in names else _store(db, [device], space, trained.cfg.hardware, True)
+    try:
+        pts = trained.front(device, points=points, preference=preference, store=store)
+    finally:
+        if store is not None:
+            store.close()
+    objectives = trained.objectives
+    meta = {"search": trained.describe(), "points": points, "preference": preference}
+    written: list[Path] = []
+    if out is not None:
+        try:
+            written.append(
+                fronts.write_front_json(out / "front.json", device, objectives, pts, meta)
+            )
+            written.append(
+                fronts.plot_front_png(
+                    out / "front.png",
+                    device,
+                    objectives,
+                    pts,
+                    points_label="predicted",
+                    title=f"{space} front on {device} ({len(pts)} points, predicted)",
+                )
+            )
+            if export_onnx:
+                written += export(trained.space, pts, out / "onnx")
+        except OSError as exc:
+            raise PreconditionError(
+                f"cannot write into --out {str(out)!r} ({exc.strerror or exc}); pass a "
+                "writable directory"
+            ) from None
+    if as_json:
+        doc = {
+            "device": device,
+            "space": space,
+            "objectives": list(objectives),
+            "units": {o: fronts.OBJECTIVE_UNITS.get(o, "") for o in objectives},
+            "search": meta["search"],
+            "points": fronts.point_records(pts, objectives),
+            "files": [str(p) for p in written],
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    table = Table(
+        title=f"{space} front on {device} ({len(pts)} architectures; search "
+        f"{trained.path.name if trained.path else '-'})"
+    )
+    table.add_column("#", justify="right")
+    table.add_column("architecture", overflow="fold")
+    table.add_column("preference")
+    for o in objectives:
+        table.add_column(fronts.OBJECTIVE_LABELS.get(o, o), justify="right")
+    for i, p in enumerate(pts):
+        pref = "-" if p.preference is None else ",".join(f"{v:.2f}" for v in p.preference)
+        cells = []
+        for o in objectives:
+            note = (
+                " (queried)"
+                if o == trained.cfg.quality_objective and p.quality_source == "queried"
+                else ""
+            )
+            cells.append(f"{p.objectives[o]:.2f}{note}")
+        table.add_row(str(i), p.arch, pref, *cells)
+    cli_common.console.print(table)
+    for path in written:
+        cli_common.console.print(f"wrote {path}")
+
+
+def export(space: Any, pts: list[Any], folder: Path) -> list[Path]:
+    """ONNX files of a front's architectures at the space's default workload."""
+    from hilnas.pipeline.export import OnnxExporter
+
+    exporter = OnnxExporter()
+    config = space.default_model_config()
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for rank, p in enumerate(pts):
+        code = space.parse(p.arch)
+        model = exporter.export(space, code, config=config)
+        tag = hashlib.sha256(p.arch.encode()).hexdigest()[:10]
+        target = folder / f"{rank:02d}-{space.name}-{tag}.onnx"
+        tmp = target.with_suffix(".onnx.tmp")
+        shutil.copyfile(model.path, tmp)
+        tmp.replace(target)
+        out.append(target)
+    return out

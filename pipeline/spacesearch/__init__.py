@@ -1,0 +1,1 @@
+"""Search beyond NB201: the MetaHypernetwork, baselines and oracle problems for any registered space."""

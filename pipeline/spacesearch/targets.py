@@ -1,0 +1,219 @@
+"""Objectives and targets of a search beyond NB201: what can be minimised, and on which device.
+
+A *target* is a device known by its values on the space's reference architectures (its
+hardware embedding), one vector per hardware metric:
+
+- a **reference device** of the space's shipped table (OFA: HELP's 9 GPU configurations,
+  latency only; GPT-S: HW-GPT-Bench's 10 devices, latency and energy);
+- a device of the **measurement store**: a configuration profiled with ``hilnas profile --space
+  S`` (its reference architectures are measured first) or a device imported with ``hilnas
+  devices import NAME --space S --csv FILE``;
+- explicit values (``SpaceTarget.from_values``), e.g. from another tool.
+
+The quality objective belongs to the space (:data:`QUALITY`: ``error`` for ``ofa_mbv3``,
+``perplexity`` for ``gpt_s``); hardware objectives are ``latency_ms`` and ``energy_mj``.
+Every problem is a one-line :class:`~hilnas.devices.errors.UserError` naming the fix, raised
+before anything is trained or written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hilnas.devices.errors import InvalidInputError, NotFoundError
+from hilnas.pipeline.spaces import get_space
+
+#: The quality objective of each space the space search handles (minimised).
+QUALITY: dict[str, str] = {"ofa_mbv3": "error", "gpt_s": "perplexity"}
+HARDWARE: tuple[str, ...] = ("latency_ms", "energy_mj")
+UNITS: dict[str, str] = {"error": "%", "perplexity": "", "latency_ms": "ms", "energy_mj": "mJ"}
+_ALIASES = {"latency": "latency_ms", "energy": "energy_mj", "ppl": "perplexity", "err": "error"}
+
+__all__ = [
+    "HARDWARE",
+    "QUALITY",
+    "SpaceTarget",
+    "check_space",
+    "parse_objectives",
+    "reference_targets",
+    "resolve_target",
+]
+
+
+def check_space(space: str) -> str:
+    """The space's registered name if the space search handles it, else a clear error."""
+    name = get_space(space).name
+    if name not in QUALITY:
+        raise InvalidInputError(
+            f"space {name!r} is searched by the NB201 search (`hilnas search` without --space); "
+            f"the space search handles {', '.join(QUALITY)}"
+        )
+    return name
+
+
+def parse_objectives(space: str, value: str | Sequence[str]) -> tuple[str, ...]:
+    """Objectives (a sequence or ``"perplexity,latency_ms"``) for ``space``: its quality
+    objective and/or ``latency_ms`` / ``energy_mj`` (aliases latency, energy), at least two,
+    no repeats, at least one hardware objective."""
+    space = check_space(space)
+    items = value.split(",") if isinstance(value, str) else list(value)
+    objs = tuple(_ALIASES.get(str(o).strip(), str(o).strip()) for o in items if str(o).strip())
+    known = (QUALITY[space], *HARDWARE)
+    unknown = [o for o in objs if o not in known]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown objective(s) {', '.join(map(repr, unknown))} for {space}; choose from "
+            f"{', '.join(known)}"
+        )
+    if len(set(objs)) != len(objs):
+        raise InvalidInputError(f"objectives {', '.join(objs)} repeat a name; give each once")
+    if len(objs) < 2:
+        raise InvalidInputError(
+            f"need at least two objectives, got {', '.join(objs) or 'none'}; e.g. "
+            f"--objectives {QUALITY[space]},latency_ms"
+        )
+    if not any(o in HARDWARE for o in objs):
+        raise InvalidInputError(
+            f"objectives {', '.join(objs)} have no hardware cost; add latency_ms or energy_mj"
+        )
+    return objs
+
+
+def _table_devices(space: str, metric: str) -> tuple[str, ...]:
+    from hilnas.pipeline.predictors_space import shipped_table
+
+    try:
+        return shipped_table(space, metric).devices
+    except NotFoundError:
+        return ()
+
+
+def reference_targets(space: str, metrics: Sequence[str]) -> list[str]:
+    """The reference devices of ``space`` that have every one of ``metrics``, in table order."""
+    space = check_space(space)
+    lists = [_table_devices(space, m) for m in metrics]
+    if not lists:
+        return []
+    return [d for d in lists[0] if all(d in other for other in lists[1:])]
+
+
+@dataclass(frozen=True)
+class SpaceTarget:
+    """A device by its values on the space's reference architectures, per hardware metric."""
+
+    name: str
+    source: str  # "reference", "store" or "values"
+    reference: Mapping[str, tuple[float, ...]]
+
+    @classmethod
+    def from_values(
+        cls, space: str, name: str, values: Mapping[str, Sequence[float]]
+    ) -> SpaceTarget:
+        """A target from explicit values in the order of ``space``'s reference architectures."""
+        n = len(get_space(space).reference_strings())
+        ref: dict[str, tuple[float, ...]] = {}
+        for metric, vals in values.items():
+            if metric not in HARDWARE:
+                raise InvalidInputError(f"unknown hardware metric {metric!r}; use {HARDWARE}")
+            arr = np.asarray(vals, dtype=np.float64).reshape(-1)
+            if len(arr) != n or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+                raise InvalidInputError(
+                    f"{name}: {metric} needs {n} finite values > 0, one per {space} reference "
+                    f"architecture (`hilnas space show {space}` lists them), got {len(arr)}"
+                )
+            ref[metric] = tuple(float(v) for v in arr)
+        return cls(name=name, source="values", reference=ref)
+
+    def values(self, metric: str) -> np.ndarray:
+        if metric not in self.reference:
+            raise NotFoundError(
+                f"target {self.name!r} has no {metric} on the reference architectures; "
+                f"it has {', '.join(self.reference) or 'nothing'}"
+            )
+        return np.asarray(self.reference[metric], dtype=np.float64)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "reference": {m: list(v) for m, v in self.reference.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SpaceTarget:
+        return cls(
+            name=str(data["name"]),
+            source=str(data["source"]),
+            reference={str(m): tuple(float(x) for x in v) for m, v in data["reference"].items()},
+        )
+
+
+def _store_values(space: str, name: str, metric: str, store: Any) -> tuple[float, ...]:
+    refs = get_space(space).reference_strings()
+    table = (
+        store.latency_table(name, space)
+        if metric == "latency_ms"
+        else store.energy_table(name, space)
+    )
+    missing = [r for r in refs if r not in table]
+    if missing:
+        measured = sum(r in table for r in refs)
+        raise NotFoundError(
+            f"target {name!r} has {metric} for {measured} of the {len(refs)} {space} reference "
+            f"architectures (first missing: {missing[0]}); measure them with `hilnas profile "
+            f"--space {space} --device ...` or import them (`hilnas space show {space} --json` "
+            "lists all)"
+        )
+    values = tuple(float(table[r]) for r in refs)
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        raise InvalidInputError(
+            f"target {name!r} has non-positive {metric} reference values; remeasure them"
+        )
+    return values
+
+
+def resolve_target(space: str, name: str, metrics: Sequence[str], store: Any = None) -> SpaceTarget:
+    """The target ``name`` with its reference values for every metric of ``metrics``.
+
+    Reference devices come from the shipped table; any other name is looked up in ``store``
+    (a configuration key, a device id with one configuration, or an imported device).
+    """
+    space = check_space(space)
+    from hilnas.pipeline.predictors_space import shipped_table
+
+    tables = {m: _table_devices(space, m) for m in metrics}
+    if store is None:
+        absent = [m for m, devs in tables.items() if not devs]
+        if absent:
+            with_all = reference_targets(space, [m for m in HARDWARE if _table_devices(space, m)])
+            raise NotFoundError(
+                f"no {space} reference device has {', '.join(absent)} (the shipped table has "
+                f"{', '.join(m for m in HARDWARE if m not in absent) or 'nothing'}, for "
+                f"{len(with_all)} devices); for {', '.join(absent)} pass a profiled or imported "
+                "device that measured it (--db), or drop that objective"
+            )
+    if all(name in devs for devs in tables.values()):
+        ref = {
+            m: tuple(float(v) for v in shipped_table(space, m).reference_values(name))
+            for m in metrics
+        }
+        return SpaceTarget(name=name, source="reference", reference=ref)
+    if any(name in devs for devs in tables.values()):
+        lacking = [m for m, devs in tables.items() if name not in devs]
+        have = reference_targets(space, metrics)
+        raise NotFoundError(
+            f"reference device {name!r} of {space} has no {', '.join(lacking)}; targets with "
+            f"{', '.join(metrics)}: {', '.join(have) if have else 'none among the references'}"
+        )
+    if store is None:
+        known = sorted({d for devs in tables.values() for d in devs})
+        raise NotFoundError(
+            f"{name!r} is not a {space} reference device ({', '.join(known) or 'none'}); for a "
+            "profiled or imported device pass the store (--db)"
+        )
+    resolved = store.resolve_target(name)
+    ref = {m: _store_values(space, resolved, m, store) for m in metrics}
+    return SpaceTarget(name=resolved, source="store", reference=ref)
