@@ -44,6 +44,9 @@ def import_device_command(
     ),
     csv_path: Path | None = typer.Option(None, "--csv", help="Same as --measurements."),
     replace: bool = typer.Option(False, "--replace", help="Replace earlier data of this name."),
+    space: str = typer.Option(
+        "nb201", "--space", help="Search space of the architectures in the CSV."
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Register an external device from a CSV of its measurements (all or nothing).
@@ -65,9 +68,12 @@ def import_device_command(
     option = "--measurements" if measurements is not None else "--csv"
     cli_common.existing_file(path, option)
     # everything that can be checked without the store is, before the store is opened
-    check_device_name(name)
+    from hilnas.pipeline.spaces import get_space
+
+    space = get_space(space).name
+    check_device_name(name, space)
     try:
-        read_measurements_csv(path)
+        read_measurements_csv(path, space=space)
     except csv.Error as exc:  # the csv module's own limits (e.g. a field over 128 KiB)
         raise InvalidInputError(
             f"{option} {str(path)!r} is not a CSV hilnas can read ({exc}); write one row per "
@@ -76,13 +82,18 @@ def import_device_command(
     store = _open_store(db)
     try:
         store.require_persistent("`hilnas devices import`")
-        table = import_device(name, path, store, replace=replace)
+        table = import_device(name, path, store, replace=replace, space=space)
     finally:
         store.close()
     extra = " with energy_mj" if table.has_energy else ""
     cli_common.console.print(
-        f"imported {len(table.archs)} measurements{extra} of external device {name!r}; "
-        f"predict it with `hilnas predict --device {name}`"
+        f"imported {len(table.archs)} {space} measurements{extra} of external device "
+        f"{name!r}; "
+        + (
+            f"predict it with `hilnas predict --device {name}`"
+            if space == "nb201"
+            else f"use it with `hilnas front --space {space} --device {name}`"
+        )
     )
 
 
@@ -136,7 +147,7 @@ def predict_command(
     if out is not None:
         cli_common.check_output_file(out, "--out")
     if space != "nb201":
-        _predict_other_space(space, device, archs, out, metric)
+        _predict_other_space(space, device, archs, out, metric, db)
         return
     codes = (
         np.asarray(pio.read_arch_list(archs), dtype=np.int64)
@@ -167,11 +178,13 @@ def predict_command(
 
 
 def _predict_other_space(
-    space: str, device: str, archs: Path | None, out: Path | None, metric: str
+    space: str, device: str, archs: Path | None, out: Path | None, metric: str, db: str | None
 ) -> None:
     """``hilnas predict --space S`` for a space other than NB201: the space-generic
-    cross-device predictor (:mod:`hilnas.pipeline.predictors_space`) on the space's reference
-    devices. It is trained on first use (tens of seconds) and cached under HILNAS_HOME/models."""
+    cross-device predictor (:mod:`hilnas.pipeline.predictors_space`), zero-shot from the
+    device's values on the space's reference architectures: a reference device's from the
+    shipped table, a profiled or imported device's from the store. It is trained on first use
+    (tens of seconds) and cached under HILNAS_HOME/models."""
     import numpy as np
     from hilnas.pipeline import predictors_io as pio
     from hilnas.pipeline import predictors_space as PS
@@ -196,7 +209,20 @@ def _predict_other_space(
             if metric != "all":
                 raise
             continue  # e.g. no energy table for this space
-        preds[m] = model.predict([tuple(c) for c in codes], device)
+        if device in model.devices:
+            reference: Any = device
+        else:
+            from hilnas.pipeline.spacesearch.targets import resolve_target
+            from hilnas.pipeline.store import MeasurementStore
+
+            with MeasurementStore(db, read_only=True) as store:
+                try:
+                    reference = resolve_target(space, device, (m,), store).values(m)
+                except NotFoundError:
+                    if metric != "all" or m == "latency_ms":
+                        raise
+                    continue  # the device has no energy measurements of its references
+        preds[m] = model.predict([tuple(c) for c in codes], reference)
     if not preds:
         raise NotFoundError(f"no {space} predictor for {metric}")
     _write_predictions(out, codes, preds, device, space)

@@ -70,7 +70,9 @@ def run_search(
             f"{', '.join(given)} belong(s) to the NB201 search; for --space {space} use "
             "--quality, --queries, --steps, --objectives, --devices"
         )
-    kwargs: dict[str, Any] = {"space": space, "seed": seed, "queries": queries, "threads": threads}
+    kwargs: dict[str, Any] = {"space": space, "seed": seed, "queries": queries}
+    if threads is not None:
+        kwargs["threads"] = threads
     if objectives:
         kwargs["objectives"] = objectives
     if quality:

@@ -74,8 +74,23 @@ def _number(text: Any, what: str, *, required: bool) -> tuple[float | None, str 
     return v, None
 
 
+def _other_space_hint(raw: str, space: str) -> str:
+    """``"; it is a <space> architecture: pass --space <space>"`` when ``raw`` parses there."""
+    from hilnas.pipeline.spaces import available_spaces, get_space
+
+    for other in available_spaces():
+        if other == space:
+            continue
+        try:
+            get_space(other).parse(raw)
+        except (ValueError, LookupError):
+            continue
+        return f"; these are {other} architectures: pass --space {other}"
+    return ""
+
+
 def parse_measurements_csv(
-    text: str, *, source: str = "CSV", require_references: bool = True
+    text: str, *, source: str = "CSV", require_references: bool = True, space: str = "nb201"
 ) -> DeviceMeasurements:
     """Validate a device CSV (columns ``arch``, ``latency_ms``, optional ``energy_mj``).
 
@@ -86,7 +101,8 @@ def parse_measurements_csv(
     """
     from hilnas.pipeline.spaces import get_space
 
-    sp = get_space("nb201")
+    sp = get_space(space)
+    first_bad: str | None = None
     try:
         reader = csv.DictReader(io.StringIO(text))
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -113,6 +129,8 @@ def parse_measurements_csv(
             arch = sp.format(sp.parse(raw_arch))
         except ValueError as exc:
             problems.append(f"{where}: {exc}" if raw_arch else f"{where}: arch is empty")
+            if raw_arch and first_bad is None:
+                first_bad = raw_arch
             continue
         lat, p1 = _number(row.get("latency_ms"), "latency_ms", required=True)
         en, p2 = (
@@ -137,15 +155,19 @@ def parse_measurements_csv(
             continue
         values[arch] = (lat, en, lineno)
     if problems:
-        raise PredictorError(f"{source} was rejected, nothing was stored: " + _listed(problems))
+        hint = _other_space_hint(first_bad, sp.name) if first_bad else ""
+        raise PredictorError(
+            f"{source} was rejected, nothing was stored: " + _listed(problems) + hint
+        )
     if n_rows == 0:
         raise PredictorError(f"{source} has a header but no measurements")
-    refs = reference_strings()
+    refs = reference_strings() if sp.name == "nb201" else sp.reference_strings()
     if require_references:
         missing = [a for a in refs if a not in values]
         if missing:
             raise MissingReferenceError(
-                f"{source} lacks {len(missing)} of the 10 reference architectures, so the device "
+                f"{source} lacks {len(missing)} of the {len(refs)} {sp.name} reference "
+                "architectures, so the device "
                 f"would have no hardware embedding; nothing was stored. Measure these and add them: "
                 + ", ".join(missing),
                 missing,
@@ -168,7 +190,7 @@ def parse_measurements_csv(
 
 
 def read_measurements_csv(
-    path: str | os.PathLike[str], *, require_references: bool = True
+    path: str | os.PathLike[str], *, require_references: bool = True, space: str = "nb201"
 ) -> DeviceMeasurements:
     p = Path(path)
     if not p.is_file():
@@ -179,18 +201,25 @@ def read_measurements_csv(
         raise PredictorError(f"cannot read {p} ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
         raise PredictorError(f"{p} is not a UTF-8 CSV file ({exc})") from exc
-    return parse_measurements_csv(text, source=str(p), require_references=require_references)
+    return parse_measurements_csv(
+        text, source=str(p), require_references=require_references, space=space
+    )
 
 
-def check_device_name(name: str) -> str:
+def check_device_name(name: str, space: str = "nb201") -> str:
     if not isinstance(name, str) or not name.strip():
         raise PredictorError("an external device needs a name, e.g. jetson_nano")
     name = name.strip()
-    clash = [m for m in METRICS if name in reference_targets(m)]
+    if space == "nb201":
+        clash = any(name in reference_targets(m) for m in METRICS)
+    else:
+        from hilnas.pipeline.spacesearch.targets import reference_targets as space_refs
+
+        clash = any(name in space_refs(space, (m,)) for m in ("latency_ms", "energy_mj"))
     if clash:
         raise PredictorError(
-            f"{name!r} is a reference device of the shipped NB201 data; choose another name for an "
-            "imported device (e.g. add a suffix)"
+            f"{name!r} is a reference device of the shipped {space} data; choose another name "
+            "for an imported device (e.g. add a suffix)"
         )
     return name
 
@@ -201,11 +230,12 @@ def import_device(
     store: MeasurementStore,
     *,
     replace: bool = False,
+    space: str = "nb201",
 ) -> DeviceMeasurements:
-    """Validate a device CSV and store it as an external device (all or nothing)."""
-    name = check_device_name(name)
-    table = read_measurements_csv(path)
-    store.import_external_device(name, table.rows(), space="nb201", source=path, replace=replace)
+    """Validate a device CSV of ``space`` and store it as an external device (all or nothing)."""
+    name = check_device_name(name, space)
+    table = read_measurements_csv(path, space=space)
+    store.import_external_device(name, table.rows(), space=space, source=path, replace=replace)
     return table
 
 

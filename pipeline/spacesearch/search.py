@@ -285,19 +285,29 @@ class SpaceSearchModel:
     # ----- predicted objectives --------------------------------------------------------------
     def predict(self, codes: Sequence[Sequence[int]], target: SpaceTarget) -> np.ndarray:
         """``(n, M)`` predicted objectives (quality: the model, or the queried value)."""
-        from hilnas.pipeline.predictors_space import arch_features
-        from hilnas.pipeline.spacesearch.models import masked_onehot
+        import torch
 
         codes = [tuple(int(v) for v in c) for c in codes]
         out = np.zeros((len(codes), len(self.objectives)))
+        # the masked one-hot is both the quality model's input and the first block of the
+        # predictors' features (predictors_space.arch_features), computed once
+        onehot = self.space.one_hot_batch(codes)[:, self.space.option_mask]
         feats = None
         for j, o in enumerate(self.objectives):
             if o in HARDWARE:
                 if feats is None:
-                    feats = arch_features(self.space, codes)
+                    cost = self.space.cost_features_batch(codes).astype(np.float64)
+                    feats = np.concatenate(
+                        [onehot.astype(np.float64), np.log1p(np.maximum(cost, 0.0))], axis=1
+                    )
                 out[:, j] = self.predictors[o].predict_features(feats, target.values(o))
             else:
-                pred = self.quality.predict(masked_onehot(self.space, codes))
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)  # tiny MLPs: threads only contend
+                try:
+                    pred = self.quality.predict(onehot.astype(np.float32))
+                finally:
+                    torch.set_num_threads(threads)
                 known = np.array([self.queried.get(c, np.nan) for c in codes])
                 out[:, j] = np.where(np.isfinite(known), known, pred)
         return out
@@ -384,17 +394,36 @@ class SpaceSearchModel:
         preference: Sequence[float] | None = None,
         refine: bool = True,
         store: Any = None,
+        objectives: Sequence[str] | None = None,
     ) -> list[SpaceFrontPoint]:
-        """The front for ``target`` (see the module docstring); ``preference`` -> one point."""
+        """The front for ``target`` (see the module docstring); ``preference`` -> one point.
+
+        ``objectives``: a subset (at least two) of the search's objectives: the sweep then puts
+        no weight on the others (a face of the preference simplex), and the front is
+        non-dominated in the subset, so one three-objective search also answers every
+        two-objective question. The points carry every objective of the search.
+        """
         from hilnas.pipeline.search import spread_subset
 
         tgt = self.target(target, store)
         m = len(self.objectives)
+        sub = list(range(m))
+        if objectives is not None:
+            names = parse_objectives(self.cfg.space, objectives)
+            missing = [o for o in names if o not in self.objectives]
+            if missing:
+                raise InvalidInputError(
+                    f"objective(s) {', '.join(missing)} are not in this search "
+                    f"({', '.join(self.objectives)}); run a search with them"
+                )
+            sub = [self.objectives.index(o) for o in names]
         if preference is not None:
             prefs = mo.validate_preference(preference, m)[None, :]
         else:
             k = 100 if points is None else int(points)
-            prefs = mo.uniform_preferences(m, max(24, min(2 * k, 200)))
+            face = mo.uniform_preferences(len(sub), max(24, min(2 * k, 200)))
+            prefs = np.zeros((len(face), m))
+            prefs[:, sub] = face
         chosen = self.architectures(tgt, prefs)
         pref_of: dict[tuple[int, ...], tuple[float, ...]] = {}
         for c, r in zip(chosen, prefs, strict=True):
@@ -408,10 +437,11 @@ class SpaceSearchModel:
         if preference is not None:
             keep = np.arange(len(codes))
         else:
+            W = V[:, sub]
             ok = np.all(np.isfinite(V), axis=1)
-            keep = np.flatnonzero(ok)[mo.pareto_mask(V[ok])] if ok.any() else np.zeros(0, int)
+            keep = np.flatnonzero(ok)[mo.pareto_mask(W[ok])] if ok.any() else np.zeros(0, int)
             if points is not None and len(keep) > points:
-                keep = keep[spread_subset(V[keep], int(points))]
+                keep = keep[spread_subset(W[keep], int(points))]
         q = self.cfg.quality_objective
         out = []
         for i in keep[np.argsort(V[keep, 0], kind="stable")]:

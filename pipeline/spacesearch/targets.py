@@ -214,6 +214,14 @@ def resolve_target(space: str, name: str, metrics: Sequence[str], store: Any = N
             f"{name!r} is not a {space} reference device ({', '.join(known) or 'none'}); for a "
             "profiled or imported device pass the store (--db)"
         )
-    resolved = store.resolve_target(name)
+    from hilnas.pipeline.store import TargetNotFoundError
+
+    try:
+        resolved = store.resolve_target(name)
+    except TargetNotFoundError as exc:
+        known = sorted({d for devs in tables.values() for d in devs})
+        raise TargetNotFoundError(
+            f"{name!r} is not a {space} reference device ({', '.join(known) or 'none'}); {exc}"
+        ) from None
     ref = {m: _store_values(space, resolved, m, store) for m in metrics}
     return SpaceTarget(name=resolved, source="store", reference=ref)
