@@ -55,8 +55,13 @@ def trained():
         "perplexity", lambda c: sur.perplexity(np.asarray(c, dtype=np.int64)), "surrogate"
     )
     cfg = SpaceSearchConfig(
-        space="gpt_s", objectives="perplexity,latency_ms", queries=60, rounds=2, steps=40,
-        pool=400, hidden=64,
+        space="gpt_s",
+        objectives="perplexity,latency_ms",
+        queries=60,
+        rounds=2,
+        steps=40,
+        pool=400,
+        hidden=64,
     )
     model = train_space_search(cfg, targets, {"latency_ms": predictor}, oracle)
     return model, oracle, sur
@@ -176,3 +181,21 @@ def test_explicit_values_are_checked():
         SpaceTarget.from_values("gpt_s", "x", {"latency_ms": [1.0] * 9})
     with pytest.raises(InvalidInputError, match="10 finite values > 0"):
         SpaceTarget.from_values("gpt_s", "x", {"latency_ms": [1.0] * 9 + [-1.0]})
+
+
+def test_supernet_mode_trains_the_gpt_supernet_and_uses_it_as_the_oracle(tmp_path):
+    from hilnas.pipeline.spacesearch.search import default_oracle
+
+    cfg = SpaceSearchConfig(
+        space="gpt_s",
+        quality="supernet",
+        supernet={"steps": 2, "batch_size": 4, "context": 16, "val_tokens": 256, "width_scale": 16},
+    )
+    oracle = default_oracle(cfg)
+    assert oracle.objective == "perplexity" and "Shakespeare" in oracle.source
+    codes = get_space("gpt_s").sample(3, seed=0)
+    ppl = oracle(codes)
+    assert ppl.shape == (3,) and np.all(np.isfinite(ppl)) and np.all(ppl > 1)
+    assert len(oracle.queried) == 3
+    oracle.save(tmp_path / "supernet")
+    assert any((tmp_path / "supernet").iterdir())
