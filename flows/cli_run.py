@@ -170,35 +170,13 @@ def register(app: typer.Typer) -> None:
 
 def run_main_job(cfg: Any) -> dict[str, Any]:
     """Run the pipeline flow for a validated RunConfig; translate known faults to UserError."""
-    from hilnas.flows import jobs
-    from hilnas.flows.server import PrefectSetupError, check_api
-
-    try:
-        check_api()
-    except PrefectSetupError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        run_dir = jobs.new_run_dir(cfg.run_dir)
-    except OSError as exc:
-        raise UserError(
-            f"cannot create the run directory ({exc}); pass a writable --run-dir"
-        ) from None
-    console.print(f"[bold]hilnas run[/]: run directory {run_dir}", highlight=False)
     from hilnas.flows.flows import pipeline_flow
 
-    params = cfg.model_copy(update={"run_dir": run_dir}).model_dump(mode="json")
-    try:
-        return pipeline_flow(config=params)
-    except Exception as exc:
-        if _is_user_fault(exc):
-            raise UserError(f"{exc} (run directory: {run_dir})") from None
-        raise
+    return _run_flow(pipeline_flow, cfg, "hilnas run")
 
 
 def run_space_job(values: dict[str, Any]) -> dict[str, Any]:
     """``hilnas run --space S`` (S not nb201): validate, then run the space's flow."""
-    from hilnas.flows import jobs
-    from hilnas.flows.server import PrefectSetupError, check_api
     from hilnas.flows.space_flows import SpaceRunConfig, space_pipeline_flow
     from pydantic import ValidationError
 
@@ -210,6 +188,14 @@ def run_space_job(values: dict[str, Any]) -> dict[str, Any]:
         raise UserError(
             f"bad value for --{key.replace('_', '-')}: {err['msg']}; got {err.get('input')!r}"
         ) from None
+    return _run_flow(space_pipeline_flow, cfg, f"hilnas run --space {cfg.space}")
+
+
+def _run_flow(flow_fn: Any, cfg: Any, label: str) -> dict[str, Any]:
+    """Check the Prefect API, make the run directory, run ``flow_fn`` on ``cfg`` with it."""
+    from hilnas.flows import jobs
+    from hilnas.flows.server import PrefectSetupError, check_api
+
     try:
         check_api()
     except PrefectSetupError as exc:
@@ -220,12 +206,10 @@ def run_space_job(values: dict[str, Any]) -> dict[str, Any]:
         raise UserError(
             f"cannot create the run directory ({exc}); pass a writable --run-dir"
         ) from None
-    console.print(
-        f"[bold]hilnas run --space {cfg.space}[/]: run directory {run_dir}", highlight=False
-    )
+    console.print(f"[bold]{label}[/]: run directory {run_dir}", highlight=False)
     params = cfg.model_copy(update={"run_dir": run_dir}).model_dump(mode="json")
     try:
-        return space_pipeline_flow(config=params)
+        return flow_fn(config=params)
     except Exception as exc:
         if _is_user_fault(exc):
             raise UserError(f"{exc} (run directory: {run_dir})") from None

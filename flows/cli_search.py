@@ -355,15 +355,7 @@ def front_command(
                 "writable directory"
             ) from None
     if as_json:
-        doc = {
-            "device": device,
-            "objectives": list(objectives),
-            "units": {o: fronts.OBJECTIVE_UNITS.get(o, "") for o in objectives},
-            "search": meta["search"],
-            "points": fronts.point_records(pts, objectives),
-            "files": [str(p) for p in written],
-        }
-        typer.echo(json.dumps(doc, indent=2))
+        echo_front_json(device, objectives, pts, meta["search"], written)
         return
     table = Table(title=f"front on {device} ({len(pts)} architectures; search {trained.path.name})")
     table.add_column("#", justify="right")
@@ -386,6 +378,29 @@ def front_command(
         )
     for path in written:
         cli_common.console.print(f"wrote {path}")
+
+
+def echo_front_json(
+    device: str,
+    objectives: Any,
+    pts: Any,
+    search: dict[str, Any],
+    written: list[Path],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """``hilnas front --json``: the front as one JSON document on standard output."""
+    from hilnas.pipeline import fronts
+
+    doc = {
+        "device": device,
+        **(extra or {}),
+        "objectives": list(objectives),
+        "units": {o: fronts.OBJECTIVE_UNITS.get(o, "") for o in objectives},
+        "search": search,
+        "points": fronts.point_records(pts, objectives),
+        "files": [str(p) for p in written],
+    }
+    typer.echo(json.dumps(doc, indent=2))
 
 
 def _exact_front(trained, device: str):

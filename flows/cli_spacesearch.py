@@ -193,16 +193,9 @@ def front(
                 "writable directory"
             ) from None
     if as_json:
-        doc = {
-            "device": device,
-            "space": space,
-            "objectives": list(objectives),
-            "units": {o: fronts.OBJECTIVE_UNITS.get(o, "") for o in objectives},
-            "search": meta["search"],
-            "points": fronts.point_records(pts, objectives),
-            "files": [str(p) for p in written],
-        }
-        typer.echo(json.dumps(doc, indent=2))
+        from hilnas.flows.cli_search import echo_front_json
+
+        echo_front_json(device, objectives, pts, meta["search"], written, {"space": space})
         return
     table = Table(
         title=f"{space} front on {device} ({len(pts)} architectures; search "

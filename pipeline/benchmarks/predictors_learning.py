@@ -1,0 +1,599 @@
+"""Benchmark of the predictors that keep learning (:mod:`hilnas.pipeline.predictors_learning`).
+
+    python -m hilnas.pipeline.benchmarks.predictors_learning [--quick] [--seeds N] [--out DIR]
+
+NB201 latency over its 27 reference device configurations (HELP / HW-NAS-Bench tables), each
+device left out in turn:
+
+- ``lodo``: the NB201 meta-predictor (:func:`hilnas.pipeline.predictors.train_meta_predictor`,
+  closed form, under a second) retrained on the 26 other configurations;
+- ``lofo``: retrained without the device's whole family (:data:`FAMILIES`).
+
+For each left-out device, the prior is the retrained meta-predictor's zero-shot prediction from
+the device's 10 reference values; K = 0, 10, 20, 50, 100, 200, 1000 further architectures are
+then measured (drawn from a pool, nested: the K = 20 set contains the K = 10 set), ``random``
+(uniform) or ``active`` (:func:`~hilnas.pipeline.predictors_learning.select_next`), and a
+:class:`~hilnas.pipeline.predictors_learning.LearningPredictor` is fit. Reported on a fixed test
+set of 5,000 architectures that are never measured (the same for every K and strategy): Spearman,
+share within +-10 %, coverage of the 80 % intervals, the residual model chosen. The zero-shot
+interval width of a device is the 80 % quantile of the held-out zero-shot log errors of the
+*other* devices of the same split (no data of the device itself). The ceiling: gradient boosting
+on the features fit on 5,000 of the device's own measurements (no prior), tested on the same
+test set.
+
+Also (when not ``--quick``): partial embeddings (2 of 10 references withheld and imputed from the
+training devices, zero-shot quality and coverage with the widened intervals), and the same K
+curve (random only) on ``ofa_mbv3`` (HELP's 9 GPU configurations, leave-one-out, the
+space-generic :class:`~hilnas.pipeline.predictors_space.SpacePredictor` as the prior, test set
+1,000 of the 5,000 subnets) and ``gpt_s`` (HW-GPT-Bench's 10 measured devices, latency); there
+the prior is fit on 1,000 rows outside the test set, its penalty chosen by leave-one-device-out
+once (with the first device held out) and reused.
+
+Results: ``results/predictors_learning.json`` and ``.md`` with the machine load (``uptime``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hilnas.pipeline import predictors as P
+from hilnas.pipeline import predictors_learning as L
+from hilnas.pipeline import refdata
+
+RESULTS = Path(__file__).with_name("results")
+KS: tuple[int, ...] = (0, 10, 20, 50, 100, 200, 1000)
+N_TEST = 5000
+#: Device families of the 27 NB201 latency configurations, labelled from the hardware each
+#: column was measured on (HELP and HW-NAS-Bench): NVIDIA GPUs at batch 1/32/256; Intel Xeon
+#: server CPUs; Android phones; a Raspberry Pi 4 (ARM edge board); and the two simulated
+#: accelerators of HW-NAS-Bench (Eyeriss ASIC, an FPGA), grouped as ``accelerator``.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "gpu": tuple(
+        f"{g}_{b}"
+        for g in ("1080ti", "2080ti", "titan_rtx", "titanx", "titanxp")
+        for b in (1, 32, 256)
+    ),
+    "cpu": ("gold_6226", "gold_6240", "silver_4114", "silver_4210r"),
+    "phone": ("essential_ph_1", "pixel2", "pixel3", "samsung_a50", "samsung_s7"),
+    "edge_board": ("raspi4",),
+    "accelerator": ("eyeriss", "fpga"),
+}
+
+
+def family_of(device: str) -> str:
+    for fam, devs in FAMILIES.items():
+        if device in devs:
+            return fam
+    raise KeyError(device)
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _quality(pred: np.ndarray, true: np.ndarray, lo=None, hi=None) -> dict[str, float]:
+    out = {"spearman": P.spearman(pred, true), "within10": P.within(pred, true)}
+    if lo is not None:
+        out["coverage"] = float(np.mean((true >= lo) & (true <= hi)))
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# NB201
+# ----------------------------------------------------------------------------------------------
+class NB201:
+    def __init__(self, seed: int = 0) -> None:
+        self.ref = refdata.load_nb201()
+        self.codes = self.ref.arch_codes.astype(np.int64)
+        self.refs = np.array(self.ref.reference_indices)
+        rest = np.setdiff1d(np.arange(len(self.codes)), self.refs)
+        perm = np.random.default_rng(seed).permutation(rest)
+        self.test, self.pool = np.sort(perm[:N_TEST]), np.sort(perm[N_TEST:])
+        self.x = L.nb201_features(self.codes)
+        self.devices = self.ref.latency_devices
+
+    def y(self, dev: str) -> np.ndarray:
+        return np.asarray(self.ref.latency(dev), np.float64)
+
+
+def _priors(d: NB201, split: str, devices: Sequence[str]) -> dict[str, np.ndarray]:
+    """Log zero-shot predictions over the space for each device, meta trained without it
+    (``lodo``) or without its family (``lofo``)."""
+    out = {}
+    models: dict[str, P.MetaPredictor] = {}
+    for dev in devices:
+        if split == "lodo":
+            train = [x for x in d.devices if x != dev]
+            key = dev
+        else:
+            key = family_of(dev)
+            train = [x for x in d.devices if family_of(x) != key]
+        if key not in models:
+            models[key] = P.train_meta_predictor("latency_ms", latency_devices=train)
+        emb = P.TargetEmbedding.from_raw(
+            dev, "latency_ms", d.y(dev)[d.refs], source="refdata", network="unpruned"
+        )
+        out[dev] = np.log(models[key].predict_space(emb))
+    return out
+
+
+def _widths(d: NB201, split: str, priors: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per device: 80 % quantile of |log error| of the other devices' held-out zero-shot
+    predictions (other families for lofo) on the test set."""
+    res = {dev: np.abs(np.log(d.y(dev)[d.test]) - lp[d.test]) for dev, lp in priors.items()}
+    out = {}
+    for dev in priors:
+        others = [
+            x for x in res if x != dev and (split == "lodo" or family_of(x) != family_of(dev))
+        ]
+        out[dev] = float(np.quantile(np.concatenate([res[x] for x in others]), L.DEFAULT_LEVEL))
+    return out
+
+
+def k_curve(
+    x: np.ndarray,
+    lp: np.ndarray,
+    y: np.ndarray,
+    codes: np.ndarray,
+    refs: np.ndarray,
+    pool: np.ndarray,
+    test: np.ndarray,
+    *,
+    ks: Sequence[int],
+    strategy: str,
+    seed: int,
+    width: float,
+) -> dict[str, Any]:
+    """Quality on ``test`` after measuring K pool architectures (nested sets) per K."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(pool)
+    measured: list[int] = []
+    out: dict[str, Any] = {}
+    model = None
+    for k in ks:
+        need = k - len(measured)
+        if need > 0:
+            if strategy == "random" or model is None:
+                # random draws extend a fixed permutation; active needs a fitted model (K=0 first)
+                have = set(measured)
+                new = [int(i) for i in order if int(i) not in have][:need]
+            else:
+                cand = np.setdiff1d(pool, measured)
+                pick = L.select_next(
+                    model,
+                    codes[cand],
+                    need,
+                    "active",
+                    seed=seed,
+                    candidate_features=x[cand],
+                    candidate_log_prior=lp[cand],
+                )
+                new = [int(i) for i in cand[pick]]
+            measured += new
+        rows = np.concatenate([refs, np.asarray(measured, dtype=np.int64)])
+        model = L.LearningPredictor(
+            prior=lambda c: None,  # unused: the arrays are precomputed
+            features=lambda c: None,
+            reference_codes=codes[refs],
+            reference_values=y[refs],
+            zero_shot_width=width,
+            seed=seed,
+        ).fit_arrays(x[rows], lp[rows], y[rows])
+        pred, lo, hi = model.interval_arrays(x[test], lp[test])
+        out[str(k)] = {**_quality(pred, y[test], lo, hi), "kind": model.kind}
+    return out
+
+
+def ceiling(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int = 0):
+    """Gradient boosting on the device's own measurements only (log target)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    m = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.1, random_state=seed)
+    m.fit(x[train], np.log(y[train]))
+    return _quality(np.exp(m.predict(x[test])), y[test])
+
+
+def bench_nb201(
+    d: NB201, split: str, devices: Sequence[str], *, ks, strategies, seeds: int
+) -> dict[str, Any]:
+    t0 = time.time()
+    all_priors = _priors(d, split, d.devices)
+    widths = _widths(d, split, all_priors)
+    rows = {}
+    for dev in devices:
+        y = d.y(dev)
+        lp = all_priors[dev]
+        row: dict[str, Any] = {"family": family_of(dev), "zero_shot_width": round(widths[dev], 4)}
+        for strat in strategies:
+            curves = [
+                k_curve(
+                    d.x,
+                    lp,
+                    y,
+                    d.codes,
+                    d.refs,
+                    d.pool,
+                    d.test,
+                    ks=ks,
+                    strategy=strat,
+                    seed=s,
+                    width=widths[dev],
+                )
+                for s in range(seeds)
+            ]
+            row[strat] = _mean_curves(curves)
+        rows[dev] = row
+    return {
+        "split": split,
+        "devices": rows,
+        "mean": _mean_rows(rows, strategies, ks),
+        "zero_shot_all": _zero_shot_all(d, all_priors, widths),
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+def _zero_shot_all(d: NB201, priors, widths) -> dict[str, Any]:
+    """Zero-shot (K = 0) quality of every device of the split (cheap: no fitting)."""
+    out = {}
+    for dev, lp in priors.items():
+        y = d.y(dev)
+        pred = np.maximum(np.exp(lp[d.test]), P.cost_floor(y[d.refs]))
+        w = widths[dev]
+        out[dev] = _quality(pred, y[d.test], pred * np.exp(-w), pred * np.exp(w))
+    fam_means = {
+        fam: round(float(np.mean([out[x]["spearman"] for x in devs if x in out])), 4)
+        for fam, devs in FAMILIES.items()
+    }
+    return {
+        "devices": out,
+        "mean_spearman": round(float(np.mean([q["spearman"] for q in out.values()])), 4),
+        "mean_within10": round(float(np.mean([q["within10"] for q in out.values()])), 4),
+        "mean_coverage": round(float(np.mean([q["coverage"] for q in out.values()])), 4),
+        "family_mean_spearman": fam_means,
+    }
+
+
+def _mean_curves(curves: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for k in curves[0]:
+        out[k] = {
+            q: round(float(np.mean([c[k][q] for c in curves])), 4)
+            for q in ("spearman", "within10", "coverage")
+        }
+        out[k]["kind"] = "/".join(sorted({c[k]["kind"] for c in curves}))
+    return out
+
+
+def _mean_rows(rows, strategies, ks) -> dict[str, Any]:
+    return {
+        s: {
+            str(k): {
+                q: round(float(np.mean([r[s][str(k)][q] for r in rows.values()])), 4)
+                for q in ("spearman", "within10", "coverage")
+            }
+            for k in ks
+        }
+        for s in strategies
+    }
+
+
+def ceilings(d: NB201, devices: Sequence[str]) -> dict[str, Any]:
+    train = np.random.default_rng(1).choice(d.pool, 5000, replace=False)
+    return {dev: ceiling(d.x, d.y(dev), train, d.test) for dev in devices}
+
+
+def partial(d: NB201, devices: Sequence[str], missing: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Zero-shot with ``missing`` of the 10 references withheld and imputed (LODO meta)."""
+    rng = np.random.default_rng(seed)
+    priors = _priors(d, "lodo", d.devices)
+    widths = _widths(d, "lodo", priors)
+    out = {}
+    for dev in devices:
+        y = d.y(dev)
+        drop = sorted(int(i) for i in rng.choice(len(d.refs), missing, replace=False))
+        others = [x for x in d.devices if x != dev]
+        table = np.stack([d.y(x)[d.refs] for x in others])
+        known = {i: float(y[d.refs[i]]) for i in range(len(d.refs)) if i not in drop}
+        imp = L.impute_references(known, table)
+        model = P.train_meta_predictor("latency_ms", latency_devices=others)
+        emb = P.TargetEmbedding.from_raw(dev, "latency_ms", imp.values, network="unpruned")
+        lp = np.log(model.predict_space(emb))
+        pred = np.maximum(np.exp(lp[d.test]), P.cost_floor(list(known.values())))
+        w = widths[dev] + np.log(imp.widening)
+        full = np.exp(priors[dev][d.test])
+        out[dev] = {
+            "dropped": drop,
+            "imputation_rel_error": [
+                round(float(imp.values[i] / y[d.refs[i]] - 1), 4) for i in drop
+            ],
+            "widening": round(imp.widening, 4),
+            "imputed": _quality(pred, y[d.test], pred * np.exp(-w), pred * np.exp(w)),
+            "imputed_unwidened_coverage": _quality(
+                pred, y[d.test], pred * np.exp(-widths[dev]), pred * np.exp(widths[dev])
+            )["coverage"],
+            "full": _quality(full, y[d.test]),
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# other spaces
+# ----------------------------------------------------------------------------------------------
+def bench_space(space: str, *, ks, seeds: int, n_test: int, devices=None) -> dict[str, Any]:
+    """LOO over a space's shipped table; the prior is the SpacePredictor trained without the
+    device (penalty chosen once, on all devices but the first, as the spaces benchmark does)."""
+    from hilnas.pipeline import predictors_space as S
+    from hilnas.pipeline.spaces import get_space
+
+    t0 = time.time()
+    table = S.shipped_table(space, "latency_ms")
+    sp = get_space(space)
+    codes = table.codes
+    x = S.arch_features(sp, [tuple(c) for c in codes])
+    refs = np.asarray(table.reference_rows)
+    ok_all = np.all(np.isfinite(table.values), axis=1)
+    rest = np.setdiff1d(np.flatnonzero(ok_all), refs)
+    perm = np.random.default_rng(0).permutation(rest)
+    test, pool = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    # the meta never sees test rows; 1,000 training rows keep the 9-10 refits to minutes
+    train_rows = np.sort(
+        np.random.default_rng(2).choice(np.setdiff1d(np.arange(len(codes)), test), 1000, False)
+    )
+    first = fit_alpha = None
+    priors = {}
+    for dev in table.devices:
+        others = [x_ for x_ in table.devices if x_ != dev]
+        if first is None:
+            first = S.fit_predictor(table, others, train_rows)
+            fit_alpha = first.alpha
+            m = first
+        else:
+            m = S.fit_predictor(table, others, train_rows, alpha=fit_alpha)
+        priors[dev] = np.log(m.predict_features(x, table.reference_values(dev)))
+    res = {dev: np.abs(np.log(table.column(dev)[test]) - lp[test]) for dev, lp in priors.items()}
+    rows = {}
+    ceil_train = np.random.default_rng(1).choice(pool, min(5000, len(pool)), replace=False)
+    for dev in devices or table.devices:
+        width = float(
+            np.quantile(np.concatenate([res[o] for o in res if o != dev]), L.DEFAULT_LEVEL)
+        )
+        y = table.column(dev)
+        curves = [
+            k_curve(
+                x,
+                priors[dev],
+                y,
+                codes,
+                refs,
+                pool,
+                test,
+                ks=[k for k in ks if k <= len(pool)],
+                strategy="random",
+                seed=s,
+                width=width,
+            )
+            for s in range(seeds)
+        ]
+        rows[dev] = {
+            "zero_shot_width": round(width, 4),
+            "random": _mean_curves(curves),
+            "ceiling": {**ceiling(x, y, ceil_train, test), "n_train": int(len(ceil_train))},
+        }
+    kk = [str(k) for k in ks if k <= len(pool)]
+    return {
+        "space": space,
+        "devices": rows,
+        "alpha": fit_alpha,
+        "n_test": int(len(test)),
+        "mean": {
+            k: {
+                q: round(float(np.mean([r["random"][k][q] for r in rows.values()])), 4)
+                for q in ("spearman", "within10", "coverage")
+            }
+            for k in kk
+        },
+        "mean_ceiling_spearman": round(
+            float(np.mean([r["ceiling"]["spearman"] for r in rows.values()])), 4
+        ),
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = [
+        "# Predictors that keep learning (NB201 latency; other spaces)",
+        "",
+        f"Command: `{res['command']}`  ",
+        f"Machine: {res['machine']}  ",
+        f"Load before: `{res['uptime_before']}`  ",
+        f"Load after: `{res['uptime_after']}`  ",
+        f"Wall time: {res['seconds']} s. {res['note']}",
+        "",
+        "Spearman / share within +-10 % / coverage of the 80 % interval on a fixed test set of "
+        f"{N_TEST} never-measured NB201 architectures, after K measured architectures beyond "
+        "the 10 references; the prior is the meta-predictor retrained without the device "
+        "(lodo) or its family (lofo).",
+        "",
+    ]
+    for split in ("lodo", "lofo"):
+        if split not in res:
+            continue
+        b = res[split]
+        z = b["zero_shot_all"]
+        lines += [
+            f"## {split}: zero-shot over all 27 configurations",
+            "",
+            f"Mean Spearman {z['mean_spearman']:.3f}, within10 {z['mean_within10']:.3f}, "
+            f"coverage {z['mean_coverage']:.3f}. Per family (mean Spearman): "
+            + ", ".join(f"{f} {v:.3f}" for f, v in z["family_mean_spearman"].items()),
+            "",
+            "| device | family | Spearman | within10 | coverage |",
+            "|---|---|---|---|---|",
+        ]
+        for dev, q in z["devices"].items():
+            lines.append(
+                f"| {dev} | {family_of(dev)} | {q['spearman']:.3f} | {q['within10']:.3f} | "
+                f"{q['coverage']:.3f} |"
+            )
+        strategies = [s for s in ("random", "active") if s in b["mean"]]
+        ks = list(next(iter(b["mean"].values())))
+        lines += [
+            "",
+            f"## {split}: K curve ({len(b['devices'])} devices: {', '.join(b['devices'])})",
+            "",
+            "| device | strategy | " + " | ".join(f"K={k}" for k in ks) + " | ceiling |",
+            "|---|---|" + "---|" * (len(ks) + 1),
+        ]
+        for dev, row in b["devices"].items():
+            c = res.get("ceiling", {}).get(dev, {}).get("spearman")
+            for s in strategies:
+                cells = [
+                    f"{row[s][k]['spearman']:.3f} / {row[s][k]['within10']:.2f} / "
+                    f"{row[s][k]['coverage']:.2f} ({row[s][k]['kind']})"
+                    for k in ks
+                ]
+                lines.append(f"| {dev} | {s} | " + " | ".join(cells) + f" | {_fmt(c)} |")
+        for s in strategies:
+            cells = [
+                f"{b['mean'][s][k]['spearman']:.3f} / {b['mean'][s][k]['within10']:.2f} / "
+                f"{b['mean'][s][k]['coverage']:.2f}"
+                for k in ks
+            ]
+            lines.append(f"| **mean** | {s} | " + " | ".join(cells) + " | |")
+        lines.append("")
+    if "partial" in res:
+        lines += [
+            "## Partial embeddings (2 of 10 references withheld and imputed, lodo, zero-shot)",
+            "",
+            "| device | dropped | imputation rel. error | widening | Spearman (full refs) | "
+            "Spearman (imputed) | within10 | coverage (widened) | coverage (not widened) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for dev, p in res["partial"].items():
+            lines.append(
+                f"| {dev} | {p['dropped']} | {p['imputation_rel_error']} | {p['widening']:.3f} |"
+                f" {p['full']['spearman']:.3f} | {p['imputed']['spearman']:.3f} | "
+                f"{p['imputed']['within10']:.3f} | {p['imputed']['coverage']:.3f} | "
+                f"{p['imputed_unwidened_coverage']:.3f} |"
+            )
+        lines.append("")
+    for space in ("ofa_mbv3", "gpt_s"):
+        if space not in res:
+            continue
+        b = res[space]
+        ks = list(b["mean"])
+        lines += [
+            f"## {space}: leave-one-device-out, random measurements ({b['n_test']} test archs)",
+            "",
+            "| device | " + " | ".join(f"K={k}" for k in ks) + " | ceiling |",
+            "|---|" + "---|" * (len(ks) + 1),
+        ]
+        for dev, row in b["devices"].items():
+            cells = [
+                f"{row['random'][k]['spearman']:.3f} / {row['random'][k]['within10']:.2f} / "
+                f"{row['random'][k]['coverage']:.2f} ({row['random'][k]['kind']})"
+                for k in ks
+            ]
+            lines.append(
+                f"| {dev} | " + " | ".join(cells) + f" | {row['ceiling']['spearman']:.3f} |"
+            )
+        cells = [
+            f"{b['mean'][k]['spearman']:.3f} / {b['mean'][k]['within10']:.2f} / "
+            f"{b['mean'][k]['coverage']:.2f}"
+            for k in ks
+        ]
+        lines.append("| **mean** | " + " | ".join(cells) + f" | {b['mean_ceiling_spearman']:.3f} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def run(
+    *,
+    quick: bool = False,
+    seeds: int = 1,
+    lodo_devices: Sequence[str] | None = None,
+    lofo_devices: Sequence[str] | None = None,
+    spaces: bool = True,
+) -> dict[str, Any]:
+    t0 = time.time()
+    before = uptime()
+    d = NB201()
+    test6 = list(refdata.MODNAS_TEST_DEVICES)
+    ks = (0, 10, 50, 100) if quick else KS
+    lodo_devices = list(lodo_devices or (test6[:2] if quick else test6))
+    # lofo K curves on the four test devices outside the GPU family (for a GPU, lofo and lodo
+    # differ least); zero-shot lofo is reported for all 27
+    lofo_devices = list(
+        lofo_devices or (test6[:2] if quick else [x for x in test6 if family_of(x) != "gpu"])
+    )
+    strategies = ("random",) if quick else ("random", "active")
+    res: dict[str, Any] = {"ks": list(ks), "strategies": list(strategies), "seeds": seeds}
+    res["lodo"] = bench_nb201(d, "lodo", lodo_devices, ks=ks, strategies=strategies, seeds=seeds)
+    res["lofo"] = bench_nb201(d, "lofo", lofo_devices, ks=ks, strategies=strategies, seeds=seeds)
+    res["ceiling"] = ceilings(d, sorted(set(lodo_devices) | set(lofo_devices)))
+    if not quick:
+        res["partial"] = partial(d, test6)
+        if spaces:
+            res["ofa_mbv3"] = bench_space("ofa_mbv3", ks=KS, seeds=seeds, n_test=1000)
+            res["gpt_s"] = bench_space("gpt_s", ks=KS, seeds=seeds, n_test=N_TEST)
+    res["seconds"] = round(time.time() - t0, 1)
+    res["uptime_before"], res["uptime_after"] = before, uptime()
+    res["machine"] = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    return res
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 devices, K up to 100, random only")
+    ap.add_argument("--seeds", type=int, default=1, help="random seeds per curve (default 1)")
+    ap.add_argument("--no-spaces", action="store_true", help="skip ofa_mbv3 and gpt_s")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="output folder")
+    a = ap.parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    res = run(quick=a.quick, seeds=a.seeds, spaces=not a.no_spaces)
+    res["command"] = (
+        "python -m hilnas.pipeline.benchmarks.predictors_learning"
+        + (" --quick" if a.quick else "")
+        + (f" --seeds {a.seeds}" if a.seeds != 1 else "")
+        + (" --no-spaces" if a.no_spaces else "")
+    )
+    res["note"] = (
+        "NB201 K curves on the six MODNAS test devices (lodo) and the four of them outside the "
+        "GPU family (lofo); zero-shot on all 27; "
+        f"{a.seeds} seed(s) per curve."
+    )
+    a.out.mkdir(parents=True, exist_ok=True)
+    stem = "predictors_learning_quick" if a.quick else "predictors_learning"
+    (a.out / f"{stem}.json").write_text(json.dumps(res, indent=1) + "\n")
+    (a.out / f"{stem}.md").write_text(markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
