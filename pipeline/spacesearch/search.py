@@ -184,7 +184,7 @@ class QualityOracle:
 
 
 def default_oracle(
-    cfg: SpaceSearchConfig, progress: Callable[[str], None] | None = None
+    cfg: SpaceSearchConfig, progress: Callable[..., None] | None = None
 ) -> QualityOracle:
     """The quality oracle of ``cfg.quality`` for ``cfg.space`` (a supernet is trained here)."""
     if cfg.space == "gpt_s" and cfg.quality == "surrogate":
@@ -199,7 +199,13 @@ def default_oracle(
     if cfg.space == "gpt_s":
         from hilnas.pipeline.spaces.gpt_s.train import GPTTrainSettings, train_gpt_supernet
 
-        gpt = train_gpt_supernet(GPTTrainSettings(**dict(cfg.supernet)))
+        gs = GPTTrainSettings(**dict(cfg.supernet))
+        gpt = train_gpt_supernet(
+            gs,
+            progress=lambda step, steps, loss: _report(
+                progress, "supernet training", step, steps, f"loss {loss:.3f}"
+            ),
+        )
         return QualityOracle(
             "perplexity",
             lambda codes: gpt.perplexity(codes),
@@ -208,7 +214,13 @@ def default_oracle(
         )
     from hilnas.pipeline.spaces.ofa_mbv3.train import OFATrainSettings, train_ofa_supernet
 
-    ofa = train_ofa_supernet(OFATrainSettings(**dict(cfg.supernet)))
+    os_ = OFATrainSettings(**dict(cfg.supernet))
+    ofa = train_ofa_supernet(
+        os_,
+        progress=lambda epoch, loss: _report(
+            progress, "supernet training", epoch, os_.epochs, f"loss {loss:.3f}"
+        ),
+    )
     return QualityOracle(
         "error",
         lambda codes: 100.0 * np.asarray(ofa.error(codes), dtype=np.float64),
@@ -837,7 +849,7 @@ def run_space_search(
         _report(progress, "predictors", 0, 1, m)
         predictors[m] = default_predictor(cfg.space, m, cache_dir=cache)
     oracle = (
-        default_oracle(cfg)
+        default_oracle(cfg, progress)
         if cfg.quality_objective in cfg.objectives
         else QualityOracle(cfg.quality_objective, lambda c: np.full(len(c), math.nan), "none")
     )
