@@ -52,7 +52,9 @@ def import_device_command(
     """Register an external device from a CSV of its measurements (all or nothing).
 
     The CSV needs the 10 reference architectures (their latencies are the device's hardware
-    embedding); every row is checked before anything is stored.
+    embedding); for nb201 at least 6 of them are enough, the missing ones are imputed from the
+    shipped reference devices whenever the device is used (only the measured rows are stored).
+    Every row is checked before anything is stored.
     """
     from hilnas.pipeline.predictors_io import (
         check_device_name,
@@ -73,7 +75,7 @@ def import_device_command(
     space = get_space(space).name
     check_device_name(name, space)
     try:
-        read_measurements_csv(path, space=space)
+        read_measurements_csv(path, space=space, allow_partial=True)
     except csv.Error as exc:  # the csv module's own limits (e.g. a field over 128 KiB)
         raise InvalidInputError(
             f"{option} {str(path)!r} is not a CSV hilnas can read ({exc}); write one row per "
@@ -86,6 +88,18 @@ def import_device_command(
     finally:
         store.close()
     extra = " with energy_mj" if table.has_energy else ""
+    if table.missing_references:
+        from hilnas.pipeline.predictors_io import shipped_reference_table
+
+        n_miss = len(table.missing_references)
+        cli_common.console.print(
+            f"{n_miss} of the 10 reference architectures missing; they are imputed from the "
+            f"{len(shipped_reference_table())} shipped nb201 reference devices when {name!r} is "
+            "used (only the measured rows are stored; predictions carry wider intervals)"
+            + ("; energy_mj cannot be imputed, so it is not predicted" if table.has_energy else ""),
+            markup=False,
+            highlight=False,
+        )
     cli_common.console.print(
         f"imported {len(table.archs)} {space} measurements{extra} of external device "
         f"{name!r}; "
@@ -127,9 +141,22 @@ def predict_command(
         help="Search space. Spaces other than nb201 need --archs and predict for their "
         "reference devices (`hilnas space show SPACE`).",
     ),
+    interval: float = typer.Option(
+        0.8,
+        "--interval",
+        help="nb201: also write METRIC_lo and METRIC_hi, a prediction interval at this level "
+        "(0.5 to 0.99) from a learning predictor fit on the target's measurements; 0 = off.",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Predict latency (ms) and, where an energy model exists, energy (mJ) for a target."""
+    """Predict latency (ms) and, where an energy model exists, energy (mJ) for a target.
+
+    For nb201, ``--interval`` (default 0.8) adds the columns ``latency_ms_lo``,
+    ``latency_ms_hi`` (and ``energy_mj_lo``, ``energy_mj_hi``): split-conformal intervals of a
+    learning predictor (the meta-predictor as prior, a residual model chosen by
+    cross-validation on the target's further measurements), extended where needed to contain
+    the written prediction. Their coverage is a benchmark figure, not a guarantee.
+    """
     import numpy as np
     from hilnas.pipeline import predictors_io as pio
     from hilnas.pipeline import refdata
@@ -142,6 +169,15 @@ def predict_command(
         )
     if model not in ("auto", "meta"):
         raise InvalidInputError(f"--model must be auto or meta, got {model!r}")
+    if interval != 0:
+        check_number(
+            "--interval",
+            interval,
+            low=0.5,
+            high=0.99,
+            integer=False,
+            fix="use --interval from 0.5 to 0.99, or 0 for no interval columns",
+        )
     if archs is not None:
         cli_common.existing_file(archs, "--archs")
     if out is not None:
@@ -166,6 +202,11 @@ def predict_command(
             strict_metrics=strict or ("latency_ms",),
             use_device_models=(model == "auto"),
         )
+        bands = (
+            pio.predict_intervals(device, codes, preds, level=interval, store=store)
+            if preds and interval
+            else {}
+        )
     finally:
         if store is not None:
             store.close()
@@ -174,7 +215,7 @@ def predict_command(
             f"no prediction for {device!r}; profile it (`hilnas profile --device ...`) or import "
             "its measurements (`hilnas devices import`)"
         )
-    _write_predictions(out, codes, preds, device)
+    _write_predictions(out, codes, preds, device, intervals=bands)
 
 
 def _predict_other_space(
@@ -213,9 +254,17 @@ def _predict_other_space(
             reference: Any = device
         else:
             from hilnas.pipeline.spacesearch.targets import resolve_target
-            from hilnas.pipeline.store import MeasurementStore
+            from hilnas.pipeline.store import MeasurementStore, StoreNotFoundError
 
-            with MeasurementStore(db, read_only=True) as store:
+            try:
+                store = MeasurementStore(db, read_only=True)
+            except StoreNotFoundError:
+                raise NotFoundError(
+                    f"{device!r} is not a {space} reference device ({', '.join(model.devices)}) "
+                    f"and there is no store yet; import it with `hilnas devices import "
+                    f"{device} --space {space} --csv FILE` or profile it"
+                ) from None
+            with store:
                 try:
                     reference = resolve_target(space, device, (m,), store).values(m)
                 except NotFoundError:
@@ -229,18 +278,37 @@ def _predict_other_space(
 
 
 def _write_predictions(
-    out: Path | None, codes: Any, preds: dict[str, Any], device: str, space: str = "nb201"
+    out: Path | None,
+    codes: Any,
+    preds: dict[str, Any],
+    device: str,
+    space: str = "nb201",
+    intervals: dict[str, Any] | None = None,
 ) -> None:
     """The predictions as CSV (to ``out`` or standard output) and one summary line."""
     from hilnas.pipeline import predictors_io as pio
 
-    text = pio.write_predictions_csv(out, codes, preds, space)
+    text = pio.write_predictions_csv(out, codes, preds, space, intervals=intervals)
     if text is not None:
         sys.stdout.write(text)
     what = "architectures" if space == "nb201" else f"{space} architectures"
     where = f" to {out}" if out else ""
+    band = ""
+    if intervals:
+        first = next(iter(intervals.values()))
+        band = (
+            f", with {100 * first.level:g}% intervals ("
+            + "; ".join(
+                f"{m}: residual model {b.kind}, {b.n_extra} measurements beyond the references"
+                + (f", {b.imputed} reference(s) imputed" if b.imputed else "")
+                for m, b in intervals.items()
+            )
+            + ")"
+        )
     cli_common.err_console.print(
-        f"predicted {', '.join(preds)} of {len(codes)} {what} for {device!r}{where}"
+        f"predicted {', '.join(preds)} of {len(codes)} {what} for {device!r}{where}{band}",
+        markup=False,
+        highlight=False,
     )
 
 

@@ -176,6 +176,14 @@ def profile_command(
     ),
     space: str = typer.Option("nb201", "--space", help="Search space."),
     seed: int = typer.Option(0, "--seed", help="Seed of the architecture sample."),
+    strategy: str | None = typer.Option(
+        None,
+        "--strategy",
+        help="How the sampled architectures are chosen: active (where a learning predictor fit "
+        "on the stored measurements is least sure, spread over the space; --archs counts the "
+        "non-reference ones already stored) or random (a seeded uniform sample). Default: "
+        "active for nb201 once the device's 10 references are stored, else random.",
+    ),
     threads: int = typer.Option(
         1, "--threads", help="ONNX Runtime intra-op threads (0 = runtime default)."
     ),
@@ -230,6 +238,11 @@ def profile_command(
 ) -> None:
     """Measure the 10 reference architectures plus --archs sampled ones on a local device.
 
+    --strategy active (the nb201 default once the device's references are stored) chooses the
+    sampled ones where a learning predictor fit on the stored measurements is least sure,
+    spread over the space; --archs then counts the non-reference architectures already
+    stored with these settings, so raise it by N to measure N more.
+
     Resumable: what is already stored is skipped, so rerun the same command after an
     interruption. The workload options (--channels/--cells for nb201, --phase, --seq-len,
     --vocab, --context for gpt_s, --config-set for any field) are part of every measurement's
@@ -237,8 +250,13 @@ def profile_command(
     measured in both phases. The summary reports the ONNX disk use per subnet; the cache is
     bounded by HILNAS_ONNX_CACHE_MB (default 4096; least recently used entries are evicted).
     """
-    from hilnas.pipeline.profiling import profile_device, workload_configs
+    from hilnas.pipeline.profiling import STRATEGIES, profile_device, workload_configs
     from hilnas.pipeline.spaces import get_space
+
+    if strategy is not None and strategy not in STRATEGIES:
+        raise cli_common.UserError(
+            f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+        )
 
     # every bound (reps, warm-up, timeout, threads, batch size, archs) is checked by
     # profile_device before a worker starts or the store is opened; the workload here
@@ -285,6 +303,7 @@ def profile_command(
                         include=include,
                         model_config=cfg,
                         timeout_s=timeout,
+                        strategy=strategy,
                     )
                 )
     except KeyboardInterrupt:
@@ -408,7 +427,8 @@ def print_report(report: Any) -> None:
     console = cli_common.console
     table = Table(
         title=f"{report.config_key}  ({report.space}, {report.model_config_key}, "
-        f"warm-up {report.warmup}, {report.repetitions} reps)",
+        f"warm-up {report.warmup}, {report.repetitions} reps, "
+        f"{getattr(report, 'strategy', 'random')} sample)",
         title_justify="left",
     )
     for col, justify in (

@@ -185,7 +185,7 @@ def search_command(
         )
     kwargs: dict[str, Any] = {
         "mode": mode,
-        "objectives": objectives or "error,latency",
+        "objectives": "error,latency" if objectives is None else objectives,
         "epochs": epochs,
         "seed": seed,
         "accuracy_queries": 200 if queries is None else queries,

@@ -420,7 +420,14 @@ def embedding_for(
     # a configuration key (device/ep/threads/batch) was measured by hilnas on its own (pruned)
     # networks; an external device's networks are unknown
     network = "pruned" if "/" in target else "unknown"
-    emb = embedding_from_table(target, metric, table, source="store", network=network)
+    try:
+        emb = embedding_from_table(target, metric, table, source="store", network=network)
+    except MissingReferenceError:
+        # a device on which some references could not run joins with those that did (at
+        # least 6 of 10); the rest are imputed from the shipped devices (predictors_io)
+        from hilnas.pipeline.predictors_io import complete_references
+
+        emb, _ = complete_references(target, metric, table)
     if not with_support:
         emb = TargetEmbedding.from_raw(target, metric, emb.raw, source="store", network=network)
     warning = flat_warning(emb)

@@ -40,6 +40,8 @@ class DeviceMeasurements:
     archs: tuple[str, ...]
     latency_ms: np.ndarray
     energy_mj: tuple[float | None, ...]
+    #: reference architectures the table lacks (imputed when the device is used, never stored)
+    missing_references: tuple[str, ...] = ()
 
     @property
     def has_energy(self) -> bool:
@@ -90,14 +92,22 @@ def _other_space_hint(raw: str, space: str) -> str:
 
 
 def parse_measurements_csv(
-    text: str, *, source: str = "CSV", require_references: bool = True, space: str = "nb201"
+    text: str,
+    *,
+    source: str = "CSV",
+    require_references: bool = True,
+    space: str = "nb201",
+    allow_partial: bool = False,
 ) -> DeviceMeasurements:
     """Validate a device CSV (columns ``arch``, ``latency_ms``, optional ``energy_mj``).
 
     Rejects: missing columns, malformed or unknown architectures, empty/NaN/infinite/non-positive
-    values, an architecture repeated with different values (identical repeats are merged), and
-    (with ``require_references``) a table lacking some of the 10 reference architectures, whose
-    strings the error lists. Energy, when given for any row, must be given for all 10 references.
+    values (a reference architecture's is named as such), an architecture repeated with
+    different values (identical repeats are merged), and (with ``require_references``) a table
+    lacking some of the 10 reference architectures, whose strings the error lists. With
+    ``allow_partial`` (NB201 only) a table with at least :func:`min_known_references` of them
+    passes, its missing ones in ``missing_references`` (:func:`complete_references` imputes
+    them). Energy, when given for any row, must be given for every reference in the table.
     """
     from hilnas.pipeline.spaces import get_space
 
@@ -116,6 +126,8 @@ def parse_measurements_csv(
         )
     reader.fieldnames = header
     with_energy = "energy_mj" in header
+    refs = reference_strings() if sp.name == "nb201" else sp.reference_strings()
+    ref_set = set(refs)
     problems: list[str] = []
     values: dict[str, tuple[float, float | None, int]] = {}
     n_rows = 0
@@ -140,7 +152,8 @@ def parse_measurements_csv(
         )
         bad = [p for p in (p1, p2) if p]
         if bad:
-            problems.append(f"{where} ({arch}): " + ", ".join(bad))
+            what = "reference architecture " if arch in ref_set else ""
+            problems.append(f"{where} ({what}{arch}): " + ", ".join(bad))
             continue
         assert lat is not None
         if arch in values:
@@ -161,10 +174,24 @@ def parse_measurements_csv(
         )
     if n_rows == 0:
         raise PredictorError(f"{source} has a header but no measurements")
-    refs = reference_strings() if sp.name == "nb201" else sp.reference_strings()
+    missing: list[str] = []
     if require_references:
         missing = [a for a in refs if a not in values]
-        if missing:
+        partial_ok = (
+            allow_partial
+            and sp.name == "nb201"
+            and len(refs) - len(missing) >= min_known_references()
+        )
+        if missing and not partial_ok:
+            if allow_partial and sp.name == "nb201":
+                need = min_known_references() - (len(refs) - len(missing))
+                raise MissingReferenceError(
+                    f"{source} has {len(refs) - len(missing)} of the {len(refs)} {sp.name} "
+                    f"reference architectures; at least {min_known_references()} are needed to "
+                    f"impute the rest, nothing was stored. Measure at least {need} more of: "
+                    + ", ".join(missing),
+                    missing,
+                )
             raise MissingReferenceError(
                 f"{source} lacks {len(missing)} of the {len(refs)} {sp.name} reference "
                 "architectures, so the device "
@@ -173,7 +200,7 @@ def parse_measurements_csv(
                 missing,
             )
         if any(v[1] is not None for v in values.values()):
-            missing_e = [a for a in refs if values[a][1] is None]
+            missing_e = [a for a in refs if a in values and values[a][1] is None]
             if missing_e:
                 raise MissingReferenceError(
                     f"{source} gives energy_mj for some architectures but not for {len(missing_e)} "
@@ -186,11 +213,16 @@ def parse_measurements_csv(
         archs=archs,
         latency_ms=np.array([values[a][0] for a in archs], dtype=np.float64),
         energy_mj=tuple(values[a][1] for a in archs),
+        missing_references=tuple(missing),
     )
 
 
 def read_measurements_csv(
-    path: str | os.PathLike[str], *, require_references: bool = True, space: str = "nb201"
+    path: str | os.PathLike[str],
+    *,
+    require_references: bool = True,
+    space: str = "nb201",
+    allow_partial: bool = False,
 ) -> DeviceMeasurements:
     p = Path(path)
     if not p.is_file():
@@ -202,7 +234,11 @@ def read_measurements_csv(
     except UnicodeDecodeError as exc:
         raise PredictorError(f"{p} is not a UTF-8 CSV file ({exc})") from exc
     return parse_measurements_csv(
-        text, source=str(p), require_references=require_references, space=space
+        text,
+        source=str(p),
+        require_references=require_references,
+        space=space,
+        allow_partial=allow_partial,
     )
 
 
@@ -232,11 +268,142 @@ def import_device(
     replace: bool = False,
     space: str = "nb201",
 ) -> DeviceMeasurements:
-    """Validate a device CSV of ``space`` and store it as an external device (all or nothing)."""
+    """Validate a device CSV of ``space`` and store it as an external device (all or nothing).
+
+    An NB201 table may lack some reference architectures when at least
+    :func:`min_known_references` are present (``missing_references`` of the result): only the
+    measured rows are stored; the missing references are imputed whenever the device is used
+    (:func:`complete_references`), never stored.
+    """
     name = check_device_name(name, space)
-    table = read_measurements_csv(path, space=space)
+    table = read_measurements_csv(path, space=space, allow_partial=True)
     store.import_external_device(name, table.rows(), space=space, source=path, replace=replace)
     return table
+
+
+# ----------------------------------------------------------------------------------------------
+# partial reference sets (NB201)
+# ----------------------------------------------------------------------------------------------
+def min_known_references() -> int:
+    """Fewest of NB201's 10 reference architectures a device must have measured to join
+    (``ceil(MIN_KNOWN_SHARE * 10)`` = 6); the rest are imputed."""
+    from hilnas.pipeline.predictors_learning import MIN_KNOWN_SHARE
+
+    return math.ceil(MIN_KNOWN_SHARE * len(reference_strings()) - 1e-9)
+
+
+def shipped_reference_table(metric: str = "latency_ms") -> np.ndarray:
+    """``(devices, 10)`` values of the shipped NB201 reference devices on the 10 reference
+    architectures (ms or mJ): the training devices of the imputation."""
+    from hilnas.pipeline import refdata
+
+    ref = refdata.load_nb201()
+    idx = list(ref.reference_indices)
+    names = reference_targets(metric)
+    get = ref.latency if metric == "latency_ms" else ref.energy
+    return np.stack([np.asarray(get(n), dtype=np.float64)[idx] for n in names])
+
+
+def complete_references(name: str, metric: str, table: dict[str, float]) -> tuple[Any, Any]:
+    """``(embedding, imputed)`` of an NB201 target from its measurements ``table`` (arch
+    string -> value) when it lacks some reference architectures: the missing values imputed by
+    :func:`~hilnas.pipeline.predictors_learning.impute_references` from the shipped reference
+    devices, the other measurements its support set. ``imputed`` is the
+    :class:`~hilnas.pipeline.predictors_learning.ImputedReferences` (its ``widening`` widens
+    the prediction intervals). Raises :class:`MissingReferenceError` naming the references to
+    measure when fewer than :func:`min_known_references` are known, :class:`NoEmbeddingError`
+    when the shipped data cannot impute this metric (energy: too few devices).
+    """
+    from hilnas.devices.errors import InvalidInputError
+    from hilnas.pipeline.predictors import TargetEmbedding, _space
+    from hilnas.pipeline.predictors_learning import impute_references
+
+    sp = _space()
+    refs = reference_strings()
+    canon: dict[str, float] = {}
+    for arch, v in table.items():
+        try:
+            canon[sp.format(sp.parse(arch))] = float(v)
+        except ValueError:
+            continue
+    known = {i: canon[a] for i, a in enumerate(refs) if a in canon}
+    missing = [a for a in refs if a not in canon]
+    if len(known) < min_known_references():
+        raise MissingReferenceError(
+            f"{name!r} has {metric} measurements of only {len(known)} of the {len(refs)} "
+            f"reference architectures, at least {min_known_references()} are needed; measure "
+            f"at least {min_known_references() - len(known)} more of: " + ", ".join(missing),
+            missing,
+        )
+    try:
+        train = shipped_reference_table(metric)
+    except Exception:  # pragma: no cover - a metric without shipped devices
+        train = np.zeros((0, len(refs)))
+    if len(train) < 3:
+        raise NoEmbeddingError(
+            f"no {metric} embedding for {name!r}: it lacks {len(missing)} reference "
+            f"architecture(s) and the shipped data has too few {metric} devices to impute them; "
+            "measure: " + ", ".join(missing)
+        )
+    try:
+        imp = impute_references(known, train, names=refs)
+    except InvalidInputError as exc:
+        raise MissingReferenceError(str(exc), missing) from None
+    ref_set = set(refs)
+    extra = [(a, v) for a, v in canon.items() if a not in ref_set]
+    codes = np.array([sp.parse(a) for a, _ in extra], dtype=np.int64).reshape(-1, 6)
+    values = np.array([v for _, v in extra], dtype=np.float64)
+    network = "pruned" if "/" in name else "unknown"
+    emb = TargetEmbedding.from_raw(
+        name,
+        metric,
+        imp.values,
+        support_codes=codes,
+        support_values=values,
+        source="store",
+        network=network,
+    )
+    return emb, imp
+
+
+def target_embedding(name: str, metric: str, store: MeasurementStore | None = None):
+    """``(embedding, imputed)`` of a target: :func:`~hilnas.pipeline.predictors.embedding_for`,
+    or, for a store target lacking some reference architectures, :func:`complete_references`
+    (``imputed`` is None when nothing was imputed)."""
+    from hilnas.pipeline.predictors import embedding_for
+
+    try:
+        emb = embedding_for(name, metric, store)
+    except MissingReferenceError:
+        emb = None
+    if emb is not None and emb.source != "store":
+        return emb, None
+    own = store is None
+    if own:
+        from hilnas.pipeline.store import MeasurementStore
+
+        store = MeasurementStore(read_only=True)
+    try:
+        target = emb.name if emb is not None else store.resolve_target(name)
+        table = (
+            store.latency_table(target) if metric == "latency_ms" else store.energy_table(target)
+        )
+    finally:
+        if own:
+            store.close()
+    if emb is not None:
+        from hilnas.pipeline.predictors import _space
+
+        sp = _space()
+        have = set()
+        for arch in table:
+            try:
+                have.add(sp.format(sp.parse(arch)))
+            except ValueError:
+                continue
+        if all(a in have for a in reference_strings()):
+            return emb, None
+    return complete_references(target, metric, table)
 
 
 def read_arch_list(path: str | os.PathLike[str], space: str = "nb201") -> list[tuple[int, ...]]:
@@ -290,17 +457,18 @@ def predict_target(
     ``strict_metrics`` (then :class:`NoEmbeddingError`).
 
     A target with a per-device model refit by ``hilnas fit`` on its current measurements uses
-    that model; otherwise the meta-predictor conditioned on all its measurements.
+    that model; otherwise the meta-predictor conditioned on all its measurements. A store
+    target lacking some reference architectures is completed by :func:`complete_references`.
     """
     from hilnas.pipeline import refdata
-    from hilnas.pipeline.predictors import embedding_for, load_meta_predictor
+    from hilnas.pipeline.predictors import load_meta_predictor
 
     if codes is None:
         codes = refdata.load_nb201().arch_codes.astype(np.int64)
     out: dict[str, np.ndarray] = {}
     for metric in metrics:
         try:
-            emb = embedding_for(name, metric, store)
+            emb, _ = target_embedding(name, metric, store)
         except NoEmbeddingError:
             if metric in strict_metrics:
                 raise
@@ -317,22 +485,93 @@ def predict_target(
     return out
 
 
+@dataclass(frozen=True)
+class PredictionIntervals:
+    """Intervals of one metric: ``low``/``high`` (device units) per architecture, at
+    ``level``, from a learning predictor whose residual model is ``kind``, fit on
+    ``n_extra`` measurements beyond the references (``imputed`` of them missing and imputed)."""
+
+    low: np.ndarray
+    high: np.ndarray
+    level: float
+    kind: str
+    n_extra: int
+    imputed: int = 0
+
+
+def predict_intervals(
+    name: str,
+    codes: np.ndarray,
+    points: dict[str, np.ndarray],
+    *,
+    level: float = 0.8,
+    store: MeasurementStore | None = None,
+) -> dict[str, PredictionIntervals]:
+    """NB201 prediction intervals at ``level`` for every metric of ``points`` (the predictions
+    written beside them, ``{metric: values}`` over ``codes``).
+
+    Each comes from a :class:`~hilnas.pipeline.predictors_learning.LearningPredictor` (the
+    shipped meta-predictor as its prior) conditioned on the target's reference values (imputed
+    ones widen it) and fit on its further measurements: its split-conformal interval, extended
+    where needed to contain the written prediction (so ``low <= point <= high`` always; the
+    calibration is the learning predictor's, see :mod:`hilnas.pipeline.predictors_learning`).
+    A metric without an embedding is left out.
+    """
+    from hilnas.pipeline.predictors import load_meta_predictor
+    from hilnas.pipeline.predictors_learning import learning_predictor
+
+    out: dict[str, PredictionIntervals] = {}
+    c = np.asarray(codes, dtype=np.int64)
+    for metric, point in points.items():
+        try:
+            emb, imp = target_embedding(name, metric, store)
+        except NoEmbeddingError:
+            continue
+        model = learning_predictor(
+            "nb201",
+            emb.raw,
+            meta=load_meta_predictor(metric),
+            metric=metric,
+            network=emb.network,
+            level=level,
+            widening=1.0 if imp is None else float(imp.widening),
+        ).fit(emb.support_codes, emb.support_values)
+        _, lo, hi = model.predict_interval(c, level)
+        p = np.asarray(point, dtype=np.float64)
+        out[metric] = PredictionIntervals(
+            low=np.minimum(lo, p),
+            high=np.maximum(hi, p),
+            level=float(level),
+            kind=str(model.kind),
+            n_extra=int(model.n_extra),
+            imputed=0 if imp is None else len(imp.imputed),
+        )
+    return out
+
+
 def write_predictions_csv(
     path: str | os.PathLike[str] | None,
     codes: np.ndarray,
     predictions: dict[str, np.ndarray],
     space: str = "nb201",
+    intervals: dict[str, Any] | None = None,
 ) -> str | None:
-    """Write ``arch,latency_ms[,energy_mj]``; returns the text when ``path`` is None."""
+    """Write ``arch,latency_ms[,energy_mj]``, then ``METRIC_lo,METRIC_hi`` for each metric of
+    ``intervals`` (objects with ``low``/``high`` arrays, e.g. :class:`PredictionIntervals`);
+    returns the text when ``path`` is None."""
     from hilnas.pipeline.spaces import get_space
 
     sp = get_space(space)
     cols = [m for m in METRICS if m in predictions]
+    bands = [m for m in cols if intervals and m in intervals]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["arch", *cols])
+    w.writerow(["arch", *cols, *(f"{m}_{s}" for m in bands for s in ("lo", "hi"))])
     for i, code in enumerate(np.asarray(codes)):
-        w.writerow([sp.format(code), *(f"{predictions[m][i]:.6g}" for m in cols)])
+        band = []
+        for m in bands:
+            band += [f"{intervals[m].low[i]:.6g}", f"{intervals[m].high[i]:.6g}"]
+        w.writerow([sp.format(code), *(f"{predictions[m][i]:.6g}" for m in cols), *band])
     text = buf.getvalue()
     if path is None:
         return text

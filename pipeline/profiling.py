@@ -267,6 +267,7 @@ class ProfileReport:
     seed: int
     store_url: str
     planned: int = 0
+    strategy: str = "random"  # how the sampled part of the plan was chosen (see STRATEGIES)
     measured: int = 0
     failed: int = 0
     skipped: int = 0
@@ -453,6 +454,8 @@ def profile_device(
     exporter: Any | None = None,
     profiler_factory: Callable[..., Any] | None = None,
     references: bool = True,
+    strategy: str | None = None,
+    pool_size: int | None = None,
 ) -> ProfileReport:
     """Measure the plan on a local device and store each result at once (see module docstring).
 
@@ -463,8 +466,10 @@ def profile_device(
     ``profiler_factory`` (called like ``OrtProfiler(device, config, settings)``) can be
     injected. ``archs``, ``reps`` and ``warmup`` default to the space's
     (:func:`profile_defaults`). ``references=False`` drops the reference architectures (benchmarks only: a
-    device profiled so has no hardware embedding). All inputs are validated before anything is
-    written: ``ValueError`` (bad numbers, unknown space, malformed architecture),
+    device profiled so has no hardware embedding). ``strategy`` chooses the sampled part of the
+    plan (:data:`STRATEGIES`; None: :func:`default_strategy`, see :func:`plan_active`);
+    ``pool_size`` is the active strategy's candidate pool (default :data:`ACTIVE_POOL`). All
+    inputs are validated before anything is written: ``ValueError`` (bad numbers, unknown space, malformed architecture),
     ``DeviceNotFoundError``, :class:`StoreError`.
     """
     t_start = time.perf_counter()
@@ -506,6 +511,12 @@ def profile_device(
     cfg = model_config or sp.default_model_config()
     sp.check_config(cfg)  # InvalidInputError for another space's configuration
     # ArchitectureError for bad strings
+    if strategy is not None and strategy not in STRATEGIES:
+        raise InvalidInputError(
+            f"unknown strategy {strategy!r} (--strategy); use one of {', '.join(STRATEGIES)}"
+        )
+    pool_size = ACTIVE_POOL if pool_size is None else pool_size
+    check_number("pool_size", pool_size, low=1, high=10**6, fix="use a pool of 1 to 1,000,000")
     plan = plan_architectures(sp, archs, seed, include, references=references)
 
     from hilnas.devices import default_execution_provider, get_device
@@ -537,7 +548,17 @@ def profile_device(
         st.close()
         raise
     try:
-        return _run(
+        chosen = strategy
+        if references and archs > 0 and strategy != "random":
+            key0 = _key_template(sp, cfg, device, dconf, settings, opset)
+            if strategy is None:
+                chosen = default_strategy(st, sp, key0)
+            if chosen == "active":
+                base = plan_architectures(sp, 0, seed, include, references=references)
+                plan = plan_active(
+                    st, sp, key0, base, archs, seed, pool_size=pool_size, metric="latency_ms"
+                )
+        report = _run(
             st,
             sp,
             cfg,
@@ -554,9 +575,138 @@ def profile_device(
             profiler_factory=profiler_factory,
             t_start=t_start,
         )
+        report.strategy = chosen or "random"
+        return report
     finally:
         if own_store:
             st.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# active selection of the sampled part of the plan
+# ----------------------------------------------------------------------------------------------
+#: Strategies of the sampled part of the plan: ``random`` (a uniform seeded sample) or
+#: ``active`` (chosen by :func:`hilnas.pipeline.predictors_learning.select_next`).
+STRATEGIES: tuple[str, ...] = ("active", "random")
+#: Candidates the active strategy chooses from (a seeded uniform sample of the space).
+ACTIVE_POOL = 2000
+#: Spaces whose default strategy is ``active`` once the references are stored: their prior is
+#: shipped (NB201's meta-predictor); other spaces train one first (tens of seconds), so they
+#: are active only when asked.
+ACTIVE_DEFAULT_SPACES: tuple[str, ...] = ("nb201",)
+
+
+def _key_template(
+    sp: SearchSpace, cfg: ModelConfig, device: Any, dconf: Any, settings: Any, opset: int
+) -> MeasurementKey:
+    """The measurement key of this run with an empty architecture."""
+    return MeasurementKey(
+        space=sp.name,
+        arch="",
+        model_config_key=cfg.key(),
+        opset=opset,
+        device_id=device.id,
+        execution_provider=dconf.execution_provider,
+        threads=dconf.intra_op_threads,
+        batch_size=dconf.batch_size,
+        warmup=settings.warmup,
+        repetitions=settings.repetitions,
+    )
+
+
+def _stored_rows(st: MeasurementStore, key: MeasurementKey) -> dict[str, Any]:
+    """Arch string -> stored record with exactly ``key``'s settings (oldest first)."""
+    out: dict[str, Any] = {}
+    for rec in st.measurements(
+        device_id=key.device_id,
+        config_key=key.config_key,
+        space=key.space,
+        model_config_key=key.model_config_key,
+    ):
+        if rec.key.settings() == key.settings():
+            out[rec.key.arch] = rec
+    return out
+
+
+def _ok_latency(rec: Any) -> float | None:
+    if rec is None:
+        return None
+    v = rec.measurement.latency_ms_median
+    ok = rec.status is MeasurementStatus.OK
+    return float(v) if ok and v is not None and math.isfinite(v) and v > 0 else None
+
+
+def default_strategy(st: MeasurementStore, sp: SearchSpace, key: MeasurementKey) -> str:
+    """``active`` when every reference architecture of ``sp`` has an ok measurement with
+    ``key``'s settings in the store and the space is in :data:`ACTIVE_DEFAULT_SPACES`, else
+    ``random``."""
+    if sp.name not in ACTIVE_DEFAULT_SPACES:
+        return "random"
+    rows = _stored_rows(st, key)
+    refs = [sp.format(r) for r in sp.reference_architectures()]
+    have = all(a in rows and _ok_latency(rows[a]) is not None for a in refs)
+    return "active" if have else "random"
+
+
+def plan_active(
+    st: MeasurementStore,
+    sp: SearchSpace,
+    key: MeasurementKey,
+    plan: list[tuple[tuple[int, ...], bool]],
+    archs: int,
+    seed: int,
+    *,
+    pool_size: int = ACTIVE_POOL,
+    metric: str = "latency_ms",
+) -> list[tuple[tuple[int, ...], bool]]:
+    """The plan with its sampled part chosen actively.
+
+    ``plan`` is :func:`plan_architectures`' with ``archs=0`` (the references, then the
+    included architectures). ``archs`` is the number of
+    non-reference architectures the device should have with ``key``'s settings: those already
+    stored (ok or failed, oldest first, included ones aside) count, so a rerun resumes and a
+    finished run measures nothing more (raise ``archs`` by N to measure N more). The rest are
+    chosen by :func:`~hilnas.pipeline.predictors_learning.select_next` (``"active"``) from a
+    seeded uniform pool of ``max(pool_size, 2 * k)`` unmeasured architectures, using a
+    :class:`~hilnas.pipeline.predictors_learning.LearningPredictor` fit on the ok latencies
+    the store holds. Raises PreconditionError when the references are not all stored ok.
+    """
+    from hilnas.pipeline.predictors_learning import learning_predictor, select_next
+
+    rows = _stored_rows(st, key)
+    refs = [tuple(r) for r in sp.reference_architectures()]
+    ref_strs = [sp.format(r) for r in refs]
+    missing = [a for a, r in zip(ref_strs, refs, strict=True) if _ok_latency(rows.get(a)) is None]
+    if missing:
+        raise PreconditionError(
+            f"the active strategy needs the {len(refs)} reference architectures measured on "
+            f"this device first ({len(missing)} are not); run `hilnas profile` with "
+            "--strategy random (or --archs 0) first"
+        )
+    head = [(c, r) for c, r in plan if r]
+    included = [(c, r) for c, r in plan if not r]
+    taken = {c for c, _ in head} | {c for c, _ in included}
+    earlier = [sp.parse(a) for a in rows if sp.parse(a) not in taken]
+    keep = earlier[:archs]
+    k = archs - len(keep)
+    picks: list[tuple[int, ...]] = []
+    if k > 0:
+        measured = set(taken) | {sp.parse(a) for a in rows}
+        available = sp.size() - len(measured)
+        if k > available:
+            raise InvalidInputError(
+                f"{k} more architectures were asked for but only {available} of {sp.name} are "
+                "not measured yet; ask for fewer (--archs)"
+            )
+        pool = sp.sample(min(max(pool_size, 2 * k), available), seed=seed, exclude=measured)
+        values = [_ok_latency(rows[a]) for a in ref_strs]
+        pred = learning_predictor(sp.name, values, metric=metric, network="pruned", seed=seed)
+        extra = [(sp.parse(a), _ok_latency(r)) for a, r in rows.items() if a not in ref_strs]
+        extra = [(c, v) for c, v in extra if v is not None]
+        pred.fit([c for c, _ in extra], [v for _, v in extra])
+        idx = select_next(pred, pool, k, "active", seed=seed)
+        picks = [tuple(pool[int(i)]) for i in idx]
+    return [*head, *included, *((c, False) for c in [*keep, *picks])]
 
 
 def _run(
@@ -850,10 +1000,14 @@ __all__ = [
     "ProfileRow",
     "ProfilingError",
     "ProgressEvent",
+    "ACTIVE_POOL",
     "SPACE_PROFILE_DEFAULTS",
+    "STRATEGIES",
     "SpaceProfileDefaults",
     "config_fields",
+    "default_strategy",
     "device_lock",
+    "plan_active",
     "plan_architectures",
     "profile_defaults",
     "profile_device",

@@ -235,7 +235,12 @@ def default_oracle(
 @dataclass(frozen=True)
 class SpaceFrontPoint:
     """One architecture of a front (objectives in their units; ``quality_source``: surrogate =
-    the quality model's prediction, queried = the oracle's answer read during the search)."""
+    the quality model's prediction, queried = the oracle's answer read during the search).
+
+    ``preference``: the preference whose argmax (or, ``refined``, whose greedy walk from its
+    argmax) reached it; for a neighbour evaluated on a walk that turned out non-dominated, the
+    weighted-Tchebycheff preference whose optimum its normalised predicted objectives are
+    (:func:`hilnas.pipeline.search.preferences_for`)."""
 
     arch: str
     preference: tuple[float, ...] | None
@@ -362,9 +367,10 @@ class SpaceSearchModel:
 
     def _refine(
         self, start: list[tuple[int, ...]], prefs: np.ndarray, target: SpaceTarget, passes: int = 3
-    ) -> tuple[list[tuple[int, ...]], np.ndarray, list[bool]]:
+    ) -> tuple[list[tuple[int, ...]], np.ndarray, dict[tuple[int, ...], np.ndarray]]:
         """Greedy single-decision walks from ``start`` on the scalarised predicted objectives;
-        returns every architecture evaluated with its objectives and whether it was a move."""
+        returns every architecture evaluated, its objectives, and the architectures a walk
+        moved to with the preference of (the first) such walk."""
         lo, hi = self._bounds(target)
         span = np.where(hi > lo, hi - lo, 1.0)
         seen: dict[tuple[int, ...], np.ndarray] = {}
@@ -380,7 +386,7 @@ class SpaceSearchModel:
             c = np.clip((V - lo) / span, 0.0, None) + 1e-3
             return np.max(np.maximum(r, 1e-12) * c, axis=1)
 
-        moved: set[tuple[int, ...]] = set()
+        moved: dict[tuple[int, ...], np.ndarray] = {}
         values(start)
         for code, r in zip(start, prefs, strict=True):
             cur = code
@@ -394,9 +400,9 @@ class SpaceSearchModel:
                 if best == 0:
                     break
                 cur = cand[best]
-                moved.add(cur)
+                moved.setdefault(cur, r)
         codes = list(seen)
-        return codes, np.stack([seen[c] for c in codes]), [c in moved for c in codes]
+        return codes, np.stack([seen[c] for c in codes]), moved
 
     def front(
         self,
@@ -415,7 +421,7 @@ class SpaceSearchModel:
         non-dominated in the subset, so one three-objective search also answers every
         two-objective question. The points carry every objective of the search.
         """
-        from hilnas.pipeline.search import spread_subset
+        from hilnas.pipeline.search import preferences_for, spread_subset
 
         tgt = self.target(target, store)
         m = len(self.objectives)
@@ -440,12 +446,14 @@ class SpaceSearchModel:
         pref_of: dict[tuple[int, ...], tuple[float, ...]] = {}
         for c, r in zip(chosen, prefs, strict=True):
             pref_of.setdefault(c, tuple(float(x) for x in r))
+        argmax = set(pref_of)
         if refine and preference is None:
-            codes, V, refined = self._refine(chosen, prefs, tgt)
+            codes, V, moved = self._refine(chosen, prefs, tgt)
+            for c, r in moved.items():
+                pref_of.setdefault(c, tuple(float(x) for x in r))
         else:
             codes = list(dict.fromkeys(chosen))
             V = self.predict(codes, tgt)
-            refined = [False] * len(codes)
         if preference is not None:
             keep = np.arange(len(codes))
         else:
@@ -455,16 +463,22 @@ class SpaceSearchModel:
             if points is not None and len(keep) > points:
                 keep = keep[spread_subset(W[keep], int(points))]
         q = self.cfg.quality_objective
+        lo, hi = self._bounds(tgt)
+        aimed = np.zeros((len(codes), m))
+        aimed[:, sub] = preferences_for(
+            np.clip((V[:, sub] - lo[sub]) / np.where(hi > lo, hi - lo, 1.0)[sub], 0.0, None)
+        )
         out = []
         for i in keep[np.argsort(V[keep, 0], kind="stable")]:
             c = codes[i]
+            pref_of.setdefault(c, tuple(float(x) for x in aimed[i]))
             out.append(
                 SpaceFrontPoint(
                     arch=self.space.format(c),
                     preference=pref_of.get(c),
                     objectives={o: float(V[i, j]) for j, o in enumerate(self.objectives)},
                     quality_source="queried" if c in self.queried else "surrogate",
-                    refined=bool(refined[i]) and c not in pref_of,
+                    refined=c not in argmax,
                 )
             )
         if q not in self.objectives:
