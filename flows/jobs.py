@@ -167,6 +167,9 @@ def profile(
         force=force,
         progress=on_progress,
         exporter=exporter,
+        # the artifact location holds the published (random) plan only; active selection
+        # would ask for architectures nobody exported
+        strategy="random" if exporter is not None else None,
     )
     summary = plain({k: v for k, v in report.to_dict().items() if k != "rows"})
     summary["failures"] = [
