@@ -354,7 +354,7 @@ def embedding_from_table(
     )
 
 
-def _resolve_local_alias(name: str, store: MeasurementStore) -> str | None:
+def resolve_local_alias(name: str, store: MeasurementStore) -> str | None:
     """A local device alias (``cpu``, ``gpu0``) -> its target in the store, if it has one."""
     try:
         from hilnas.devices import get_device
@@ -404,7 +404,7 @@ def embedding_for(
     try:
         target = store.resolve_target(name)
     except LookupError as exc:
-        target = _resolve_local_alias(name, store)
+        target = resolve_local_alias(name, store)
         if target is None:
             raise NoEmbeddingError(f"no {metric} embedding for {name!r}: {exc}") from None
     table = store.latency_table(target) if metric == "latency_ms" else store.energy_table(target)

@@ -219,6 +219,12 @@ def resolve_target(space: str, name: str, metrics: Sequence[str], store: Any = N
     try:
         resolved = store.resolve_target(name)
     except TargetNotFoundError as exc:
+        from hilnas.pipeline.predictors import resolve_local_alias
+
+        alias = resolve_local_alias(name, store)  # cpu, gpu0: this machine's devices
+        if alias is not None:
+            ref = {m: _store_values(space, alias, m, store) for m in metrics}
+            return SpaceTarget(name=alias, source="store", reference=ref)
         known = sorted({d for devs in tables.values() for d in devs})
         raise TargetNotFoundError(
             f"{name!r} is not a {space} reference device ({', '.join(known) or 'none'}); {exc}"
