@@ -311,6 +311,20 @@ def _refdata_column(name: str, metric: str) -> np.ndarray:
     return ref.latency(name) if metric == "latency_ms" else ref.energy(name)
 
 
+def canonical_values(table: Mapping[str, float], name: str | None = None) -> dict[str, float]:
+    """``table`` (NB201 arch string -> value) keyed by canonical strings; unparseable
+    architectures are left out (with a warning naming ``name`` when given)."""
+    sp = _space()
+    canon: dict[str, float] = {}
+    for arch, v in table.items():
+        try:
+            canon[sp.format(sp.parse(arch))] = float(v)
+        except ValueError:
+            if name is not None:
+                log.warning("ignoring unparseable architecture %r of %s", arch, name)
+    return canon
+
+
 def embedding_from_table(
     name: str,
     metric: str,
@@ -325,12 +339,7 @@ def embedding_from_table(
     """
     sp = _space()
     refs = reference_strings()
-    canon: dict[str, float] = {}
-    for arch, v in table.items():
-        try:
-            canon[sp.format(sp.parse(arch))] = float(v)
-        except ValueError:
-            log.warning("ignoring unparseable architecture %r of %s", arch, name)
+    canon = canonical_values(table, name)
     missing = [a for a in refs if a not in canon]
     if missing:
         raise MissingReferenceError(

@@ -315,17 +315,12 @@ def complete_references(name: str, metric: str, table: dict[str, float]) -> tupl
     when the shipped data cannot impute this metric (energy: too few devices).
     """
     from hilnas.devices.errors import InvalidInputError
-    from hilnas.pipeline.predictors import TargetEmbedding, _space
+    from hilnas.pipeline.predictors import TargetEmbedding, _space, canonical_values
     from hilnas.pipeline.predictors_learning import impute_references
 
     sp = _space()
     refs = reference_strings()
-    canon: dict[str, float] = {}
-    for arch, v in table.items():
-        try:
-            canon[sp.format(sp.parse(arch))] = float(v)
-        except ValueError:
-            continue
+    canon = canonical_values(table)
     known = {i: canon[a] for i, a in enumerate(refs) if a in canon}
     missing = [a for a in refs if a not in canon]
     if len(known) < min_known_references():

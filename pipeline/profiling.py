@@ -745,19 +745,10 @@ def _run(
         planned=len(plan),
     )
 
+    template = _key_template(sp, cfg, device, dconf, settings, opset)
+
     def key_of(code: tuple[int, ...]) -> MeasurementKey:
-        return MeasurementKey(
-            space=sp.name,
-            arch=sp.format(code),
-            model_config_key=cfg.key(),
-            opset=opset,
-            device_id=device.id,
-            execution_provider=dconf.execution_provider,
-            threads=dconf.intra_op_threads,
-            batch_size=dconf.batch_size,
-            warmup=settings.warmup,
-            repetitions=settings.repetitions,
-        )
+        return dataclasses.replace(template, arch=sp.format(code))
 
     st.upsert_device(device)
     try:
