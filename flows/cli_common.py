@@ -19,6 +19,8 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NoReturn
@@ -178,3 +180,28 @@ __all__ = [
     "one_line",
     "write_traceback",
 ]
+
+
+@contextmanager
+def stage_progress(transient: bool) -> Iterator[Callable[..., None]]:
+    """A progress display on stderr with one bar per stage; yields
+    ``update(stage, done, total, note="")`` (a search's progress callback)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=transient,
+    ) as bar:
+        tasks: dict[str, object] = {}
+
+        def update(stage: str, done: int, total: int, note: str = "") -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, note="")
+            bar.update(tasks[stage], completed=done, total=total, note=note)  # type: ignore[arg-type]
+
+        yield update

@@ -176,7 +176,6 @@ def search_command(
             "--mode and --epochs"
         )
     from hilnas.pipeline.search import SearchConfig, SearchError, TrainedSearch, run_search
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if data_dir is not None and not data_dir.is_dir():
         raise NotFoundError(
@@ -207,23 +206,12 @@ def search_command(
         raise SearchError(_in_flags(str(exc))) from None
     store = _store(db, _needs_store(list(cfg.train_targets)))
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"),
-            TimeElapsedColumn(),
-            console=cli_common.err_console,
-            transient=as_json,
-        ) as bar:
-            tasks: dict[str, Any] = {}
-
-            def on_progress(p) -> None:
-                if p.stage not in tasks:
-                    tasks[p.stage] = bar.add_task(p.stage, total=p.total, note="")
-                bar.update(tasks[p.stage], completed=p.done, total=p.total, note=p.message)
-
-            path = run_search(cfg, store=store, progress=on_progress)
+        with cli_common.stage_progress(as_json) as update:
+            path = run_search(
+                cfg,
+                store=store,
+                progress=lambda p: update(p.stage, p.done, p.total, p.message),
+            )
     finally:
         if store is not None:
             store.close()

@@ -62,7 +62,6 @@ def run_search(
         SpaceSearchModel,
         run_space_search,
     )
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     given = [flag for flag, was_given in nb201_options.items() if was_given]
     if given:
@@ -84,23 +83,8 @@ def run_search(
     cfg = SpaceSearchConfig(**kwargs)
     store = _store(db, list(cfg.targets), cfg.space, cfg.hardware, read_only=False)
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"),
-            TimeElapsedColumn(),
-            console=cli_common.err_console,
-            transient=as_json,
-        ) as bar:
-            tasks: dict[str, Any] = {}
-
-            def on_progress(stage: str, done: int, total: int, note: str = "") -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total, note="")
-                bar.update(tasks[stage], completed=done, total=total, note=note)
-
-            path = run_space_search(cfg, store=store, progress=on_progress)
+        with cli_common.stage_progress(as_json) as update:
+            path = run_space_search(cfg, store=store, progress=update)
     finally:
         if store is not None:
             store.close()
