@@ -219,31 +219,37 @@ def publish_plan(
     progress: Any = None,
 ) -> dict[str, Any]:
     """Export a profiling plan (the reference architectures + ``archs`` sampled with ``seed``,
-    as :func:`profile_device` plans it) and publish every file to the artifact location.
+    as :func:`profile_device` plans it) for every workload of the space (gpt_s: prefill and
+    decode, as an agent's ``jobs.profile`` measures them) and publish every file to the
+    artifact location.
 
     Needs the exporter (torch, onnx); idempotent. Returns counts and the location's URL.
     """
     from hilnas.pipeline.export import OnnxExporter
-    from hilnas.pipeline.profiling import plan_architectures
+    from hilnas.pipeline.profiling import plan_architectures, workload_configs
     from hilnas.pipeline.spaces import get_space
 
     loc = location or ArtifactLocation()
     sp = get_space(space)
-    cfg = sp.default_model_config()
+    configs = workload_configs(sp)
     exporter = OnnxExporter(opset=opset)
     plan = plan_architectures(sp, archs, seed)
-    for i, (code, _ref) in enumerate(plan, start=1):
-        model = exporter.export(sp, code, batch_size=batch_size, config=cfg)
-        loc.publish(
-            model.key,
-            model.path,
-            space=sp.name,
-            arch=sp.format(code),
-            config_key=cfg.key(),
-            batch_size=batch_size,
-            opset=opset,
-            exporter=model.exporter,
-        )
-        if progress is not None:
-            progress(f"published {i}/{len(plan)} {sp.format(code)}")
-    return {"published": len(plan), "location": loc.url, "space": sp.name, "seed": seed}
+    total = len(plan) * len(configs)
+    done = 0
+    for cfg in configs:
+        for code, _ref in plan:
+            model = exporter.export(sp, code, batch_size=batch_size, config=cfg)
+            loc.publish(
+                model.key,
+                model.path,
+                space=sp.name,
+                arch=sp.format(code),
+                config_key=cfg.key(),
+                batch_size=batch_size,
+                opset=opset,
+                exporter=model.exporter,
+            )
+            done += 1
+            if progress is not None:
+                progress(f"published {done}/{total} {sp.format(code)} ({cfg.key()})")
+    return {"published": total, "location": loc.url, "space": sp.name, "seed": seed}

@@ -136,13 +136,20 @@ def profile(
 ) -> dict[str, Any]:
     """Profile one device (10 reference architectures + ``archs`` sampled); resumable.
 
+    Every workload of the space is measured, as ``hilnas profile`` does (gpt_s: prefill and
+    decode, each its own measurement key); a space with one workload measures its default.
     ``artifacts``: take the ONNX files from the artifact location by content hash instead of
     exporting them here (default: in agent mode). Returns a JSON-ready summary of the report
-    (counts, timings, latency statistics; not the per-architecture rows).
+    (counts, timings, latency statistics; not the per-architecture rows); with several
+    workloads the counts and times are summed, ``config_key`` lists every workload's key, and
+    ``workloads`` holds one summary per workload.
     """
-    from hilnas.pipeline.profiling import profile_device
+    from hilnas.pipeline.profiling import profile_device, workload_configs
+    from hilnas.pipeline.spaces import get_space
 
     info = resolve_device(device)
+    configs = workload_configs(get_space(space))  # validates the space before any work
+    model_configs: list[Any] = configs if len(configs) > 1 else [None]
     exporter = None
     if agent_mode() if artifacts is None else artifacts:
         from hilnas.flows.artifacts import ArtifactExporter
@@ -155,27 +162,52 @@ def profile(
             if text:
                 progress(text)
 
-    report = profile_device(
-        info.id,
-        archs=archs,
-        reps=reps,
-        warmup=warmup,
-        seed=seed,
-        space=space,
-        threads=threads,
-        batch_size=batch_size,
-        force=force,
-        progress=on_progress,
-        exporter=exporter,
-        # the artifact location holds the published (random) plan only; active selection
-        # would ask for architectures nobody exported
-        strategy="random" if exporter is not None else None,
-    )
-    summary = plain({k: v for k, v in report.to_dict().items() if k != "rows"})
-    summary["failures"] = [
-        {"arch": r.arch, "error": r.error} for r in report.rows if r.outcome == "failed"
-    ][:10]
-    return summary
+    summaries = []
+    for cfg in model_configs:
+        report = profile_device(
+            info.id,
+            archs=archs,
+            reps=reps,
+            warmup=warmup,
+            seed=seed,
+            space=space,
+            threads=threads,
+            batch_size=batch_size,
+            force=force,
+            progress=on_progress,
+            exporter=exporter,
+            model_config=cfg,
+            # the artifact location holds the published (random) plan only; active selection
+            # would ask for architectures nobody exported
+            strategy="random" if exporter is not None else None,
+        )
+        summary = plain({k: v for k, v in report.to_dict().items() if k != "rows"})
+        summary["failures"] = [
+            {"arch": r.arch, "error": r.error} for r in report.rows if r.outcome == "failed"
+        ][:10]
+        summaries.append(summary)
+    return summaries[0] if len(summaries) == 1 else _combined(summaries)
+
+
+#: Counts and times that add up over the workloads of one profiling job.
+_SUMMED = (
+    "planned", "measured", "failed", "skipped", "kept", "stored_ok", "export_s",
+    "session_create_s", "warmup_s", "timed_s", "measure_wall_s", "store_s", "wall_s",
+)  # fmt: skip
+
+
+def _combined(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary for a job that measured several workloads (see :func:`profile`)."""
+    out = dict(summaries[0])
+    for key in _SUMMED:
+        values = [s.get(key) for s in summaries]
+        if all(isinstance(v, (int, float)) for v in values):
+            out[key] = sum(values)
+    for key in ("config_key", "model_config_key"):  # distinct values, in order
+        out[key] = ", ".join(dict.fromkeys(s[key] for s in summaries))
+    out["failures"] = [f for s in summaries for f in s["failures"]][:10]
+    out["workloads"] = summaries
+    return out
 
 
 def progress_text(device_id: str, event: Any) -> str | None:

@@ -106,3 +106,48 @@ def test_publish_then_profile_without_torch(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "OK 12"
+
+
+@pytest.mark.slow
+def test_agent_profiles_every_gpt_workload_from_artifacts(tmp_path):
+    """gpt_s has two workloads (prefill, decode): publishing exports both, and an agent without
+    torch measures both from the artifact location, each stored under its own measurement key."""
+    from hilnas.flows.artifacts import publish_plan
+
+    art = tmp_path / "art"
+    out = publish_plan(archs=0, seed=0, space="gpt_s", location=ArtifactLocation(art))
+    assert out["published"] == 20  # 10 reference architectures x 2 workloads
+    index = [json.loads(p.read_text()) for p in (art / "index").glob("*.json")]
+    keys = {entry["meta"]["config_key"] for entry in index}
+    assert {k.rsplit("-", 2)[1] for k in keys} == {"prefill", "decode"}
+
+    script = textwrap.dedent(
+        """
+        import sys
+        for name in ("torch", "onnx"):
+            sys.modules[name] = None  # any import of them raises ImportError
+        from hilnas.flows import jobs
+        from hilnas.pipeline.store import MeasurementStore
+        s = jobs.profile("cpu", archs=0, reps=2, warmup=0, space="gpt_s")
+        assert s["measured"] == 20 and s["failed"] == 0, s
+        assert [w["measured"] for w in s["workloads"]] == [10, 10], s["workloads"]
+        phases = sorted(w["model_config_key"].rsplit("-", 2)[1] for w in s["workloads"])
+        assert phases == ["decode", "prefill"], phases
+        with MeasurementStore() as st:
+            rows = st.measurements(space="gpt_s")
+        assert len({r.key.model_config_key for r in rows}) == 2 and len(rows) == 20
+        assert not [m for m in ("torch", "onnx") if sys.modules.get(m) is not None]
+        print("OK", s["measured"])
+        """
+    )
+    env = dict(
+        os.environ,
+        HILNAS_ARTIFACTS=str(art),
+        HILNAS_HOME=str(tmp_path / "agent-home"),
+        HILNAS_AGENT_DEVICE="cpu",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "OK 20"
