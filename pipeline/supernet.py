@@ -1,7 +1,7 @@
 """The NB201 weight-sharing supernet.
 
 One network holds every operation of every edge (the NB201 ops of
-:mod:`hilnas.pipeline.spaces.nb201_torch`); an architecture is passed at call time as a hard
+:mod:`hilnas.pipeline.spaces.nb201.torch_model`); an architecture is passed at call time as a hard
 one-hot ``(6, 5)`` (one row per edge), typically a straight-through sample of the
 hypernetwork's logits. Only the selected operation of each edge runs. The other options enter
 the edge's output as ``w_k * 0`` terms (their one-hot weights, which are zero in value), as in
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline.spaces.base import ModelConfig
 from hilnas.pipeline.spaces.nb201 import EDGES, OPS
-from hilnas.pipeline.spaces.nb201_torch import make_op, make_reduction
+from hilnas.pipeline.spaces.nb201.torch_model import make_op, make_reduction
 from torch import nn
 
 

@@ -11,7 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from hilnas.pipeline.spaces import ModelConfig, get_space
 from hilnas.pipeline.spaces.nb201 import live_edges
-from hilnas.pipeline.spaces.nb201_onnx import build_onnx
+from hilnas.pipeline.spaces.nb201.onnx_builder import build_onnx
 
 ATOL = 1e-4
 RTOL = 1e-4

@@ -1,6 +1,6 @@
 """Direct ONNX construction of the NB201 network, without tracing.
 
-``build_onnx`` writes the ONNX graph of :class:`~hilnas.pipeline.spaces.nb201_torch.NB201Network`
+``build_onnx`` writes the ONNX graph of :class:`~hilnas.pipeline.spaces.nb201.torch_model.NB201Network`
 node by node, so the file is the same network as ``space.build_model(arch, config)`` (same
 deterministic weights) at a fraction of the cost of ``torch.onnx.export`` (milliseconds instead
 of 0.2-1.5 s).
@@ -10,7 +10,7 @@ source* for each layer's tensors, in the order the module constructs them:
 
 - :class:`ModuleSource` reads them from a given module (``build_onnx(..., model=m)``), checking
   that every layer has the type and hyper-parameters the graph assumes (so a change to
-  ``nb201_torch`` fails loudly instead of exporting a different network);
+  ``torch_model`` fails loudly instead of exporting a different network);
 - :class:`ReplaySource` (the default) draws them without building the module: ``NB201Network``
   seeds torch's generator with 0 and initialises each ``Conv2d``/``Linear`` in construction
   order with torch's own ``reset_parameters`` rule; replaying the same draws on a private
@@ -26,7 +26,7 @@ What the graph contains, mirroring the module's ``forward``:
   in float64 and stored as float32;
 - a BN that does not follow a conv (the head's) stays a ``BatchNormalization`` node with the
   running statistics;
-- edges are computed exactly where :func:`~hilnas.pipeline.spaces.nb201.live_edges` says, in edge
+- edges are computed exactly where :func:`~hilnas.pipeline.spaces.nb201.space.live_edges` says, in edge
   order, summed with ``Add`` in the same order as ``DiscreteCell.forward``; ``skip_connect`` is a
   plain rename (no node);
 - a cell whose output node has no live input returns zeros with its input's shape, as
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline.spaces.base import ModelConfig
-from hilnas.pipeline.spaces.nb201 import EDGES, OPS, check_config, live_edges
+from hilnas.pipeline.spaces.nb201.space import EDGES, OPS, check_config, live_edges
 from hilnas.pipeline.spaces.onnx_graph import GraphWriter as _Graph
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,7 +65,7 @@ BN_EPS = 1e-5
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
-#: (kernel, stride, padding, count_include_pad) of the pools, as nb201_torch builds them.
+#: (kernel, stride, padding, count_include_pad) of the pools, as torch_model builds them.
 _CELL_POOL = (3, 1, 1, False)
 _SHORTCUT_POOL = (2, 2, 0, True)
 

@@ -180,14 +180,14 @@ class NB201(SearchSpace):
 
     # ----- models ---------------------------------------------------------------------
     def build_model(self, arch: Sequence[int], config: ModelConfig | None = None):
-        from hilnas.pipeline.spaces.nb201_torch import NB201Network
+        from hilnas.pipeline.spaces.nb201.torch_model import NB201Network
 
         config = config or self.default_model_config()
         check_config(config)
         return NB201Network(self.validate(arch), config).eval()
 
     def build_onnx(self, arch: Sequence[int], config: ModelConfig, batch_size: int, opset: int):
-        from hilnas.pipeline.spaces.nb201_onnx import build_onnx
+        from hilnas.pipeline.spaces.nb201.onnx_builder import build_onnx
 
         return build_onnx(self, self.validate(arch), config, batch_size, opset)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 from hilnas.pipeline.spaces.base import ModelConfig
-from hilnas.pipeline.spaces.nb201 import EDGES, OPS, live_edges
+from hilnas.pipeline.spaces.nb201.space import EDGES, OPS, live_edges
 from torch import nn
 
 
