@@ -71,10 +71,11 @@ def register(app: typer.Typer) -> None:
             None, "--onnx/--no-onnx", help="Export the chosen subnets to ONNX (default: yes)."
         ),
         run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory."),
-        space: str = typer.Option(
-            "nb201",
+        space: str | None = typer.Option(
+            None,
             "--space",
-            help="Search space: nb201 (default), ofa_mbv3 or gpt_s (`hilnas space list`).",
+            help="Search space: nb201 (default), ofa_mbv3 or gpt_s (`hilnas space list`); "
+            "also the key `space` of --config.",
         ),
         quality: str | None = typer.Option(
             None,
@@ -96,12 +97,33 @@ def register(app: typer.Typer) -> None:
         # than Prefect's 20 s on a busy 2-core machine.
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        from hilnas.flows.config import ConfigError, read_config_file
         from hilnas.pipeline.spaces import get_space
 
-        space = get_space(space).name
+        file_values: dict[str, Any] = {}
+        if config is not None:
+            try:
+                file_values = read_config_file(config)
+            except ConfigError as exc:
+                raise UserError(str(exc)) from None
+        in_file = file_values.get("space")
+        if in_file is not None and not isinstance(in_file, str):
+            raise UserError(
+                f"bad value for 'space' in config file {str(config)!r}: {in_file!r} is not a "
+                'space name; use e.g. space = "gpt_s" (`hilnas space list`)'
+            )
+        if (
+            space is not None
+            and in_file is not None
+            and get_space(space).name != get_space(in_file).name
+        ):
+            raise UserError(
+                f"--space {space} contradicts space = {in_file!r} in {str(config)!r}; drop one "
+                "of the two"
+            )
+        space = get_space(space or in_file or "nb201").name
         if space != "nb201":
             nb201_only = {
-                "--config": config is not None,
                 "--mode": mode is not None,
                 "--epochs": epochs is not None,
                 "--batch-size": batch_size is not None,
@@ -112,29 +134,28 @@ def register(app: typer.Typer) -> None:
                     f"{', '.join(given)} belong(s) to the nb201 main job; for --space {space} "
                     "use --quality, --queries, --steps and the profiling flags"
                 )
-            result = run_space_job(
-                {
-                    k: v
-                    for k, v in {
-                        "space": space,
-                        "devices": [d.strip() for d in devices.split(",")] if devices else None,
-                        "archs": archs,
-                        "reps": reps,
-                        "warmup": warmup,
-                        "threads": threads,
-                        "seed": seed,
-                        "objectives": objectives,
-                        "quality": quality,
-                        "queries": queries,
-                        "steps": steps,
-                        "points": points,
-                        "reference_devices": reference_devices,
-                        "onnx": onnx,
-                        "run_dir": str(run_dir) if run_dir else None,
-                    }.items()
-                    if v is not None
-                }
-            )
+            flags = {
+                "devices": [d.strip() for d in devices.split(",")] if devices else None,
+                "archs": archs,
+                "reps": reps,
+                "warmup": warmup,
+                "threads": threads,
+                "seed": seed,
+                "objectives": objectives,
+                "quality": quality,
+                "queries": queries,
+                "steps": steps,
+                "points": points,
+                "reference_devices": reference_devices,
+                "onnx": onnx,
+                "run_dir": str(run_dir) if run_dir else None,
+            }
+            values = {
+                **file_values,
+                **{k: v for k, v in flags.items() if v is not None},
+                "space": space,
+            }
+            result = run_space_job(values, config_file=config)
             print_summary(result)
             return
         if quality is not None or queries is not None or steps is not None:
@@ -142,7 +163,7 @@ def register(app: typer.Typer) -> None:
                 "--quality, --queries and --steps are for spaces other than nb201; the nb201 "
                 "main job takes --mode, --epochs and a [search] table in --config"
             )
-        from hilnas.flows.config import ConfigError, resolve_config
+        from hilnas.flows.config import resolve_config
 
         overrides: dict[str, Any] = {
             "devices": devices,
@@ -175,14 +196,22 @@ def run_main_job(cfg: Any) -> dict[str, Any]:
     return _run_flow(pipeline_flow, cfg, "hilnas run")
 
 
-def run_space_job(values: dict[str, Any]) -> dict[str, Any]:
-    """``hilnas run --space S`` (S not nb201): validate, then run the space's flow."""
+def run_space_job(values: dict[str, Any], config_file: Path | None = None) -> dict[str, Any]:
+    """``hilnas run --space S`` (S not nb201): validate, then run the space's flow.
+
+    ``values``: the settings (a ``config_file``'s keys, with the flags over them)."""
+    from hilnas.flows.config import describe_errors
     from hilnas.flows.space_flows import SpaceRunConfig, space_pipeline_flow
     from pydantic import ValidationError
 
+    if isinstance(values.get("devices"), str):  # as in the nb201 config: "cpu,gpu0"
+        values = {**values, "devices": [d.strip() for d in values["devices"].split(",")]}
     try:
         cfg = SpaceRunConfig.model_validate(values)
     except ValidationError as exc:
+        if config_file is not None:
+            source = f"config file {str(config_file)!r} (flags over it)"
+            raise UserError(describe_errors(exc, source, SpaceRunConfig)) from None
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         raise UserError(

@@ -188,8 +188,9 @@ class RunConfig(BaseModel):
         return value
 
 
-def _describe(exc: ValidationError, source: str) -> str:
-    fields = RunConfig.model_fields
+def describe_errors(exc: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
+    """Key-level messages for a failed validation of ``model`` (default :class:`RunConfig`)."""
+    fields = (model or RunConfig).model_fields
     lines: list[str] = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "search"
@@ -211,11 +212,12 @@ def build_config(values: dict[str, Any], source: str = "settings") -> RunConfig:
     try:
         return RunConfig.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(describe_errors(exc, source)) from None
 
 
-def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a TOML config file, apply ``overrides`` (flags that were given), validate."""
+def read_config_file(path: Path | str) -> dict[str, Any]:
+    """The settings of a TOML config file as a mapping (not validated); a relative
+    ``run_dir`` is made relative to the file. Raises :class:`ConfigError` naming the fix."""
     path = Path(path)
     if not path.exists():
         raise ConfigNotFoundError(
@@ -238,8 +240,14 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Ru
     # Relative run directories in a file are relative to the file, not to the caller's cwd.
     if isinstance(values.get("run_dir"), str) and not Path(values["run_dir"]).is_absolute():
         values["run_dir"] = str(path.parent / values["run_dir"])
+    return values
+
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a TOML config file, apply ``overrides`` (flags that were given), validate."""
+    values = read_config_file(path)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return build_config(values, source=f"config file {str(path)!r}")
+    return build_config(values, source=f"config file {str(Path(path))!r}")
 
 
 def resolve_config(path: Path | str | None, overrides: dict[str, Any]) -> RunConfig:
