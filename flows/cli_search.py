@@ -314,25 +314,32 @@ def front_command(
             as_json=as_json,
         )
         return
+    from hilnas.flows.jobs import front_with_intervals
+
     trained = TrainedSearch.load(search)
+    objectives = tuple(trained.objectives)
     store = _store(db, _needs_store([device]), read_only=True)
     try:
         pts = trained.front(device, points=points, preference=pref, store=store)
+        records, note = front_with_intervals(
+            device, pts, objectives, space=trained.space, store=store
+        )
     finally:
         if store is not None:
             store.close()
-    objectives = trained.objectives
     meta = {"search": trained.describe(), "points": points, "preference": pref}
+    if note:
+        meta["intervals"] = note
     written: list[Path] = []
     if out is not None:
         reference = _exact_front(trained, device)
         try:
             written.append(
-                fronts.write_front_json(out / "front.json", device, objectives, pts, meta)
+                fronts.write_front_json(out / "front.json", device, objectives, records, meta)
             )
             written.append(
                 fronts.plot_front_png(
-                    out / "front.png", device, objectives, pts, reference=reference
+                    out / "front.png", device, objectives, records, reference=reference
                 )
             )
             if export_onnx:
@@ -343,7 +350,8 @@ def front_command(
                 "writable directory"
             ) from None
     if as_json:
-        echo_front_json(device, objectives, pts, meta["search"], written)
+        extra = {"intervals": note} if note else None
+        echo_front_json(device, objectives, records, meta["search"], written, extra)
         return
     table = Table(title=f"front on {device} ({len(pts)} architectures; search {trained.path.name})")
     table.add_column("#", justify="right")
@@ -351,9 +359,15 @@ def front_command(
     table.add_column("preference")
     for o in objectives:
         table.add_column(fronts.OBJECTIVE_LABELS.get(o, o), justify="right")
-    for i, p in enumerate(pts):
+    for i, (p, rec) in enumerate(zip(pts, records, strict=True)):
         err_note = " (queried)" if p.error_source == "queried" else ""
-        cells = [f"{p.objectives[o]:.2f}" + (err_note if o == "error" else "") for o in objectives]
+        bands = rec.get("intervals") or {}
+        cells = [
+            f"{p.objectives[o]:.2f}"
+            + (err_note if o == "error" else "")
+            + (f" [{bands[o][0]:.2f}, {bands[o][1]:.2f}]" if o in bands else "")
+            for o in objectives
+        ]
         pref = "-" if p.preference is None else ",".join(f"{v:.2f}" for v in p.preference)
         table.add_row(str(i), p.arch, pref, *cells)
     cli_common.console.print(table)
@@ -362,6 +376,14 @@ def front_command(
         cli_common.err_console.print(
             f"note: {len(pts)} of the {asked} points asked for: the sweep found only "
             f"{len(pts)} distinct non-dominated architectures for {device}",
+            highlight=False,
+        )
+    for m, n in note.items():
+        cli_common.console.print(
+            f"[{m}]: {100 * n['level']:g} % prediction intervals of the {m} predictor "
+            f"({n['model']} on {n['measured']} measurements beyond the references"
+            + (f"; {n['imputed']} imputed references" if n["imputed"] else "")
+            + ")",
             highlight=False,
         )
     for path in written:

@@ -375,7 +375,7 @@ def write_fronts(
     A target that cannot be served (e.g. no embedding) is reported with its error; the others
     go on.
     """
-    from hilnas.pipeline.fronts import plot_front_png, point_records, write_front_json
+    from hilnas.pipeline.fronts import plot_front_png, write_front_json
     from hilnas.pipeline.search import TrainedSearch
     from hilnas.pipeline.store import MeasurementStore
 
@@ -390,10 +390,16 @@ def write_fronts(
             folder = out_dir / slug(target)
             try:
                 pts = trained.front(target, points=points, store=st)
+                records, note = front_with_intervals(
+                    target, pts, objectives, space=trained.space, store=st
+                )
                 meta = {"search": str(trained.path), "mode": trained.settings.get("mode")}
-                json_path = write_front_json(folder / "front.json", target, objectives, pts, meta)
-                png_path = plot_front_png(folder / "front.png", target, objectives, pts)
-                records = point_records(pts, objectives)
+                if note:
+                    meta["intervals"] = note
+                json_path = write_front_json(
+                    folder / "front.json", target, objectives, records, meta
+                )
+                png_path = plot_front_png(folder / "front.png", target, objectives, records)
                 onnx_paths: list[Path] = []
                 if onnx:
                     if exporter is None:
@@ -411,6 +417,47 @@ def write_fronts(
         if store is None:
             st.close()
     return results
+
+
+#: Level of the prediction intervals a front carries (as ``hilnas predict --interval``).
+FRONT_INTERVAL_LEVEL = 0.8
+
+
+def front_with_intervals(
+    target: str,
+    points: list[Any],
+    objectives: tuple[str, ...],
+    *,
+    space: Any,
+    store: Any = None,
+    level: float = FRONT_INTERVAL_LEVEL,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``(records, note)``: an NB201 front's points with the ``level`` prediction interval of
+    each hardware objective (:func:`hilnas.pipeline.predictors_io.predict_intervals`: the
+    target's learning predictor, its split-conformal calibration) and a note for the front's
+    metadata (level, residual model, measurements it was fit on). Other spaces, and targets
+    without an embedding, get the plain records and an empty note."""
+    from hilnas.pipeline import fronts
+
+    hardware = [o for o in objectives if o in ("latency_ms", "energy_mj")]
+    if space.name != "nb201" or not hardware or not points:
+        return fronts.point_records(points, objectives), {}
+    import numpy as np
+    from hilnas.pipeline import predictors_io as pio
+
+    records = fronts.point_records(points, objectives)
+    codes = np.array([space.parse(r["arch"]) for r in records], dtype=np.int64)
+    values = {
+        o: np.array([r["objectives"][o] for r in records], dtype=np.float64) for o in hardware
+    }
+    bands = pio.predict_intervals(target, codes, values, level=level, store=store)
+    if not bands:
+        return records, {}
+    note = {
+        m: {"level": b.level, "model": b.kind, "measured": b.n_extra, "imputed": b.imputed}
+        for m, b in bands.items()
+    }
+    return fronts.attach_intervals(points, objectives, bands), note
 
 
 def _export_front(

@@ -282,6 +282,53 @@ def point_records(points: Sequence[Any], objectives: Sequence[str]) -> list[dict
     return [_record(p, objs) for p in points]
 
 
+def attach_intervals(
+    points: Sequence[Any], objectives: Sequence[str], intervals: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Front records (:func:`point_records`) with each point's prediction interval.
+
+    ``intervals``: ``{objective: band}``, a band having ``low`` and ``high`` arrays in point
+    order and a ``level`` (e.g. :class:`~hilnas.pipeline.predictors_io.PredictionIntervals`).
+    Each record gains ``"intervals": {objective: [low, high]}`` and ``"interval_level"``; an
+    interval always contains the point's own value (it is widened to it if needed). An
+    objective not among ``objectives`` or a band of the wrong length is an error.
+    """
+    objs = tuple(objectives)
+    records = point_records(points, objs)
+    for metric, band in intervals.items():
+        if metric not in objs:
+            raise InvalidInputError(
+                f"an interval for {metric!r}, which is not an objective of the front {objs}"
+            )
+        low = np.asarray(band.low, dtype=np.float64).reshape(-1)
+        high = np.asarray(band.high, dtype=np.float64).reshape(-1)
+        if len(low) != len(records) or len(high) != len(records):
+            raise InvalidInputError(
+                f"{metric} intervals for {len(low)} points, the front has {len(records)}"
+            )
+        for rec, lo, hi in zip(records, low, high, strict=True):
+            v = rec["objectives"][metric]
+            if v is not None:
+                lo, hi = min(lo, v), max(hi, v)
+            rec.setdefault("intervals", {})[metric] = _plain([lo, hi])
+            rec["interval_level"] = float(band.level)
+    return records
+
+
+def _bands(records: list[dict[str, Any]], objective: str, values: np.ndarray) -> np.ndarray | None:
+    """``(2, n)`` distances below/above each value of ``objective`` (for error bars), or None
+    when no record carries an interval for it."""
+    if not any(objective in (r.get("intervals") or {}) for r in records):
+        return None
+    out = np.zeros((2, len(records)))
+    for i, r in enumerate(records):
+        band = (r.get("intervals") or {}).get(objective)
+        if band and None not in band and np.isfinite(values[i]):
+            out[0, i] = max(values[i] - float(band[0]), 0.0)
+            out[1, i] = max(float(band[1]) - values[i], 0.0)
+    return out
+
+
 def _values(records: list[dict[str, Any]], objectives: tuple[str, ...]) -> np.ndarray:
     return np.array(
         [
@@ -376,7 +423,8 @@ def plot_front_png(
     first component when they carry one; the non-dominated ones are joined by a staircase in the
     2-objective plot. ``reference`` (an (n, M) array of raw objective values, same order as
     ``objectives``) is drawn underneath, e.g. the exact NB201 front; ``points_label`` names the
-    points in the legend (e.g. "predicted" for a search's own estimates).
+    points in the legend (e.g. "predicted" for a search's own estimates). Points carrying
+    ``intervals`` (:func:`attach_intervals`) get error bars on those objectives.
     """
     import matplotlib
 
@@ -410,9 +458,27 @@ def plot_front_png(
     fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.2), squeeze=False)
     sc = None
     for ax, (xi, yi) in zip(axes[0], pairs, strict=False):
+        show_legend = False
         if R is not None and len(R):
             ax.scatter(R[:, xi], R[:, yi], s=8, c="0.75", label=reference_label, zorder=1)
         ok = np.all(np.isfinite(V[:, [xi, yi]]), axis=1)
+        xerr, yerr = _bands(records, objs[xi], V[:, xi]), _bands(records, objs[yi], V[:, yi])
+        if (xerr is not None or yerr is not None) and ok.any():
+            level = next((r["interval_level"] for r in records if "interval_level" in r), None)
+            ax.errorbar(
+                V[ok, xi],
+                V[ok, yi],
+                xerr=None if xerr is None else xerr[:, ok],
+                yerr=None if yerr is None else yerr[:, ok],
+                fmt="none",
+                ecolor="0.45",
+                elinewidth=0.8,
+                capsize=2,
+                alpha=0.8,
+                label=f"{100 * level:g} % prediction interval" if level else "interval",
+                zorder=2,
+            )
+            show_legend = True
         if len(objs) == 2 and ok.any():
             P = V[ok][mo.pareto_mask(V[ok])]
             P = P[np.argsort(P[:, xi])]
@@ -446,7 +512,7 @@ def plot_front_png(
         ax.set_xlabel(_label(objs[xi]))
         ax.set_ylabel(_label(objs[yi]))
         ax.grid(True, alpha=0.3)
-        if R is not None:
+        if R is not None or show_legend:
             ax.legend(loc="upper right", fontsize=8)
     if coloured and sc is not None:
         fig.colorbar(sc, ax=axes[0].tolist(), label=f"preference weight on {objs[0]}")

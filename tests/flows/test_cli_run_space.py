@@ -67,6 +67,8 @@ def test_gpt_main_job_from_a_config_file(hilnas_cli, hilnas_home, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())  # run_dir relative to the file
     assert summary["space"] == "gpt_s"
     (device,) = summary["devices"].values()
-    assert device["measured"] == 20 and device["failed"] == 0  # 10 references x 2 workloads
+    workloads = {w["model_config"].rsplit("-", 2)[1]: w for w in device["workloads"]}
+    assert sorted(workloads) == ["decode", "prefill"]  # both gpt_s workloads, 10 references each
+    assert all(w["measured"] == 10 and w["failed"] == 0 for w in workloads.values())
     (front,) = summary["fronts"]
     assert front["error"] is None and 1 <= front["points"] <= 3

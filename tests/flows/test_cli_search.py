@@ -95,9 +95,22 @@ def test_search_then_front_for_a_device_imported_afterwards(searched, tmp_path):
     assert doc["points"] and doc["search"]["run_id"] == searched["run_id"]
     lat = [p["objectives"]["latency_ms"] for p in doc["points"]]
     assert lat == sorted(lat)
+    # every point carries its 80 % latency interval (zero-shot: no measurements beyond the
+    # references), containing the point; the file keeps it and says how it was obtained
+    assert doc["intervals"]["latency_ms"] == {
+        "level": 0.8, "model": "none", "measured": 0, "imputed": 0
+    }  # fmt: skip
+    for p in doc["points"]:
+        lo, hi = p["intervals"]["latency_ms"]
+        assert 0 < lo <= p["objectives"]["latency_ms"] <= hi and lo < hi
+        assert p["interval_level"] == 0.8
+    saved = json.loads((out / "front.json").read_text())
+    assert saved["metadata"]["intervals"] == doc["intervals"]
+    assert [p["intervals"] for p in saved["points"]] == [p["intervals"] for p in doc["points"]]
     assert (out / "front.json").is_file() and (out / "front.png").stat().st_size > 1000
     table = invoke("front", "--device", "my_board", "--points", "12")
     assert table.exit_code == 0 and "front on my_board" in table.output
+    assert "80 % prediction intervals of the latency_ms predictor" in table.output
 
 
 def test_front_with_one_preference_and_onnx_export(searched, tmp_path):

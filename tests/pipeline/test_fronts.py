@@ -173,3 +173,56 @@ def test_objective_names_lists_and_aliases():
         fronts.check_objectives(("error", "error"))
     with pytest.raises(ValueError, match="at least two"):
         fronts.check_objectives(("error",))
+
+
+@dataclasses.dataclass
+class _Band:
+    low: np.ndarray
+    high: np.ndarray
+    level: float = 0.8
+
+
+def test_attach_intervals_contains_each_point_and_checks_its_input():
+    pts = [
+        {"arch": "a", "objectives": {"error": 10.0, "latency_ms": 2.0}},
+        {"arch": "b", "objectives": {"error": 8.0, "latency_ms": 3.0}},
+    ]
+    recs = fronts.attach_intervals(
+        pts,
+        ("error", "latency_ms"),
+        {"latency_ms": _Band(np.array([1.5, 3.2]), np.array([2.5, 4.0]))},
+    )
+    assert recs[0]["intervals"] == {"latency_ms": [1.5, 2.5]}
+    assert recs[1]["intervals"] == {"latency_ms": [3.0, 4.0]}  # widened to contain 3.0
+    assert all(r["interval_level"] == 0.8 for r in recs) and "error" not in recs[0]["intervals"]
+    with pytest.raises(fronts.InvalidInputError, match="not an objective"):
+        fronts.attach_intervals(pts, ("error", "latency_ms"), {"energy_mj": _Band([1, 2], [2, 3])})
+    with pytest.raises(fronts.InvalidInputError, match="intervals for 1 points, the front has 2"):
+        fronts.attach_intervals(pts, ("error", "latency_ms"), {"latency_ms": _Band([1], [2])})
+
+
+def test_plot_draws_the_intervals_as_error_bars(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    calls = []
+    orig = matplotlib.axes.Axes.errorbar
+
+    def spy(self, x, y, *a, **k):
+        calls.append((np.asarray(x), k.get("xerr"), k.get("yerr"), k.get("label")))
+        return orig(self, x, y, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", spy)
+    pts = [
+        {"arch": "a", "objectives": {"error": 10.0, "latency_ms": 2.0}},
+        {"arch": "b", "objectives": {"error": 8.0, "latency_ms": 3.0}},
+    ]
+    band = _Band(np.array([1.5, 2.0]), np.array([2.5, 4.5]))
+    recs = fronts.attach_intervals(pts, ("error", "latency_ms"), {"latency_ms": band})
+    path = fronts.plot_front_png(tmp_path / "f.png", "d", ("error", "latency_ms"), recs)
+    assert _is_png(path)
+    ((x, xerr, yerr, label),) = calls  # latency is on x
+    assert np.allclose(x, [2.0, 3.0]) and yerr is None and label == "80 % prediction interval"
+    assert np.allclose(xerr, [[0.5, 1.0], [0.5, 1.5]])
+    calls.clear()
+    fronts.plot_front_png(tmp_path / "g.png", "d", ("error", "latency_ms"), pts)
+    assert not calls  # no intervals, no error bars
