@@ -144,14 +144,14 @@ def predict_command(
     interval: float = typer.Option(
         0.8,
         "--interval",
-        help="nb201: also write METRIC_lo and METRIC_hi, a prediction interval at this level "
+        help="Also write METRIC_lo and METRIC_hi, a prediction interval at this level "
         "(0.5 to 0.99) from a learning predictor fit on the target's measurements; 0 = off.",
     ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Predict latency (ms) and, where an energy model exists, energy (mJ) for a target.
 
-    For nb201, ``--interval`` (default 0.8) adds the columns ``latency_ms_lo``,
+    ``--interval`` (default 0.8) adds the columns ``latency_ms_lo``,
     ``latency_ms_hi`` (and ``energy_mj_lo``, ``energy_mj_hi``): split-conformal intervals of a
     learning predictor (the meta-predictor as prior, a residual model chosen by
     cross-validation on the target's further measurements), extended where needed to contain
@@ -183,7 +183,7 @@ def predict_command(
     if out is not None:
         cli_common.check_output_file(out, "--out")
     if space != "nb201":
-        _predict_other_space(space, device, archs, out, metric, db)
+        _predict_other_space(space, device, archs, out, metric, db, interval)
         return
     codes = (
         np.asarray(pio.read_arch_list(archs), dtype=np.int64)
@@ -219,17 +219,30 @@ def predict_command(
 
 
 def _predict_other_space(
-    space: str, device: str, archs: Path | None, out: Path | None, metric: str, db: str | None
+    space: str,
+    device: str,
+    archs: Path | None,
+    out: Path | None,
+    metric: str,
+    db: str | None,
+    interval: float = 0.8,
 ) -> None:
-    """``hilnas predict --space S`` for a space other than NB201: the space-generic
-    cross-device predictor (:mod:`hilnas.pipeline.predictors_space`), zero-shot from the
-    device's values on the space's reference architectures: a reference device's from the
-    shipped table, a profiled or imported device's from the store. It is trained on first use
-    (tens of seconds) and cached under HILNAS_HOME/models."""
+    """``hilnas predict --space S`` for a space other than NB201.
+
+    The prior is the space-generic cross-device predictor
+    (:mod:`hilnas.pipeline.predictors_space`), zero-shot from the device's values on the space's
+    reference architectures: a reference device's from the shipped table, a profiled or
+    imported device's from the store. A store device's further measurements (the space's default
+    workload) then fit a per-device residual model on top of it
+    (:func:`hilnas.pipeline.predictors_learning.learning_predictor`, chosen by cross-validation;
+    the prior alone when nothing beats it), which also gives the ``interval`` columns. The
+    prior is trained on first use (tens of seconds) and cached under HILNAS_HOME/models."""
     import numpy as np
     from hilnas.pipeline import predictors_io as pio
     from hilnas.pipeline import predictors_space as PS
     from hilnas.pipeline.home import HomeError, home_dir
+    from hilnas.pipeline.predictors_learning import learning_predictor
+    from hilnas.pipeline.spaces import get_space
 
     if archs is None:
         raise InvalidInputError(
@@ -242,7 +255,10 @@ def _predict_other_space(
         cache: Path | None = home_dir() / "models" / "spaces"
     except HomeError:
         cache = None  # a read-only home: train in memory, save nothing
+    references = set(get_space(space).reference_strings())
+    sp = get_space(space)
     preds: dict[str, np.ndarray] = {}
+    bands: dict[str, pio.PredictionIntervals] = {}
     for m in metrics:
         try:
             model = PS.default_predictor(space, m, cache_dir=cache)
@@ -250,8 +266,9 @@ def _predict_other_space(
             if metric != "all":
                 raise
             continue  # e.g. no energy table for this space
+        measured: dict[str, float] = {}
         if device in model.devices:
-            reference: Any = device
+            reference = model.reference_values(device)
         else:
             from hilnas.pipeline.spacesearch.targets import resolve_target
             from hilnas.pipeline.store import MeasurementStore, StoreNotFoundError
@@ -266,15 +283,38 @@ def _predict_other_space(
                 ) from None
             with store:
                 try:
-                    reference = resolve_target(space, device, (m,), store).values(m)
+                    target = resolve_target(space, device, (m,), store)
                 except NotFoundError:
                     if metric != "all" or m == "latency_ms":
                         raise
                     continue  # the device has no energy measurements of its references
-        preds[m] = model.predict([tuple(c) for c in codes], reference)
+                reference = target.values(m)
+                table = (
+                    store.latency_table(target.name, space)
+                    if m == "latency_ms"
+                    else store.energy_table(target.name, space)
+                )
+                measured = {a: v for a, v in table.items() if a not in references and v > 0}
+        level = interval if interval else 0.8
+        learner = learning_predictor(space, reference, meta=model, metric=m, level=level)
+        extra = sorted(measured)
+        learner.fit(
+            np.asarray([sp.parse(a) for a in extra], dtype=np.int64).reshape(-1, codes.shape[1]),
+            np.asarray([measured[a] for a in extra], dtype=np.float64),
+        )
+        point, low, high = learner.predict_interval(codes, level)
+        preds[m] = point
+        if interval:
+            bands[m] = pio.PredictionIntervals(
+                low=np.minimum(low, point),
+                high=np.maximum(high, point),
+                level=float(level),
+                kind=str(learner.kind),
+                n_extra=int(learner.n_extra),
+            )
     if not preds:
         raise NotFoundError(f"no {space} predictor for {metric}")
-    _write_predictions(out, codes, preds, device, space)
+    _write_predictions(out, codes, preds, device, space, intervals=bands)
 
 
 def _write_predictions(
