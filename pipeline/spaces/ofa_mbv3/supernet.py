@@ -68,7 +68,17 @@ def _batch_norm(c: int) -> nn.BatchNorm2d:
 
 
 class ElasticMBConv(nn.Module):
-    """One layer slot at its largest (kernel 7, expand 6); runs any kernel/expand of the space."""
+    """One layer slot at its largest (kernel 7, expand 6); runs any kernel/expand of the space.
+
+    ``crop_to_input`` (default off): crop the depthwise kernel to the taps that can reach the
+    input. On an ``H x W`` map with "same" padding only the centre
+    ``min(k, 2H - 1) x min(k, 2W - 1)`` taps ever meet a pixel, the others multiply padding
+    zeros, so the output is the same; on the tiny maps of a reduced-resolution supernet (1x1 ..
+    4x4 in the last stages) oneDNN's 7x7 depthwise kernels are many times slower than the
+    cropped ones (the CPU training of :mod:`.train` turns it on).
+    """
+
+    crop_to_input: bool = False
 
     def __init__(self, c_in: int, c_out: int, stride: int, act: str, se: bool) -> None:
         super().__init__()
@@ -92,9 +102,12 @@ class ElasticMBConv(nn.Module):
     def forward(self, x: torch.Tensor, kernel: int, expand: int) -> torch.Tensor:
         mid = make_divisible(round(self.c_in * expand))
         y = _act(_bn(F.conv2d(x, self.expand.weight[:mid]), self.expand_bn, mid), self.act)
-        crop = (_MAX_K - kernel) // 2
-        w = self.dw.weight[:mid, :, crop : crop + kernel, crop : crop + kernel]
-        y = F.conv2d(y, w, None, self.stride, kernel // 2, groups=mid)
+        kh = kw = kernel
+        if self.crop_to_input:
+            kh, kw = min(kernel, 2 * y.shape[-2] - 1), min(kernel, 2 * y.shape[-1] - 1)
+        ch, cw = (_MAX_K - kh) // 2, (_MAX_K - kw) // 2
+        w = self.dw.weight[:mid, :, ch : ch + kh, cw : cw + kw]
+        y = F.conv2d(y, w, None, self.stride, (kh // 2, kw // 2), groups=mid)
         y = _act(_bn(y, self.dw_bn, mid), self.act)
         if self.se:
             sq = make_divisible(mid // SE_REDUCTION)

@@ -65,12 +65,10 @@ from hilnas.pipeline.spaces.ofa_mbv3.mnist import load_mnist, resize_images
 from hilnas.pipeline.spaces.ofa_mbv3.space import (
     RES_POS,
     RESOLUTIONS,
-    SE_REDUCTION,
     OFAConfig,
     OFAMobileNetV3,
-    make_divisible,
 )
-from hilnas.pipeline.spaces.ofa_mbv3.supernet import _MAX_K, ElasticMBConv, _act, _bn
+from hilnas.pipeline.spaces.ofa_mbv3.supernet import ElasticMBConv
 
 SAMPLINGS: tuple[str, ...] = ("sandwich", "fair")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
@@ -182,42 +180,15 @@ class OFATrainSettings:
 # ----------------------------------------------------------------------------------------------
 # a faster depthwise convolution for small feature maps
 # ----------------------------------------------------------------------------------------------
-class EffectiveKernelMBConv(ElasticMBConv):
-    """:class:`~.supernet.ElasticMBConv` whose depthwise kernel is cropped to the taps that can
-    reach the input: on an ``H x W`` map with "same" padding only the centre
-    ``min(k, 2H - 1) x min(k, 2W - 1)`` taps ever meet a pixel, the others multiply padding
-    zeros. The output is the same; on the tiny maps of a reduced-resolution supernet
-    (1x1 .. 4x4 in the last stages) oneDNN's 7x7 depthwise kernels are many times slower than
-    the cropped ones. Same parameters and state dict as its parent.
-    """
-
-    def forward(self, x, kernel: int, expand: int):
-        import torch.nn.functional as F
-
-        mid = make_divisible(round(self.c_in * expand))
-        y = _act(_bn(F.conv2d(x, self.expand.weight[:mid]), self.expand_bn, mid), self.act)
-        kh, kw = min(kernel, 2 * y.shape[-2] - 1), min(kernel, 2 * y.shape[-1] - 1)
-        ch, cw = (_MAX_K - kh) // 2, (_MAX_K - kw) // 2
-        w = self.dw.weight[:mid, :, ch : ch + kh, cw : cw + kw]
-        y = F.conv2d(y, w, None, self.stride, (kh // 2, kw // 2), groups=mid)
-        y = _act(_bn(y, self.dw_bn, mid), self.act)
-        if self.se:
-            sq = make_divisible(mid // SE_REDUCTION)
-            s = y.mean((2, 3), keepdim=True)
-            s = F.relu(F.conv2d(s, self.se_reduce.weight[:sq, :mid], self.se_reduce.bias[:sq]))
-            s = F.conv2d(s, self.se_expand.weight[:mid, :sq], self.se_expand.bias[:mid])
-            y = y * F.hardsigmoid(s)
-        return _bn(F.conv2d(y, self.project.weight[:, :mid]), self.project_bn, self.c_out)
-
-
 def build_supernet(settings: OFATrainSettings):
     """A fresh :class:`~.supernet.OFASupernet` for ``settings`` (seeded initial weights) whose
-    layer slots use :class:`EffectiveKernelMBConv` (same weights and outputs, faster)."""
+    layer slots crop their depthwise kernels to the input
+    (:attr:`~.supernet.ElasticMBConv.crop_to_input`: same weights and outputs, faster)."""
     net = OFAMobileNetV3().build_supernet(settings.model_config(), seed=settings.seed)
     for slots in net.stages:
         for slot in slots:
-            if type(slot) is ElasticMBConv:
-                slot.__class__ = EffectiveKernelMBConv
+            if isinstance(slot, ElasticMBConv):
+                slot.crop_to_input = True
     return net
 
 
