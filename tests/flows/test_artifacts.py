@@ -83,29 +83,44 @@ def test_publish_then_profile_without_torch(tmp_path):
     assert len(index) == 12 and all(json.loads(p.read_text())["sha256"] for p in index)
     assert not list(art.rglob("*.pkl")) and not list(art.rglob("*.pt"))
 
-    script = textwrap.dedent(
+    out = _run_agent(
+        art,
+        tmp_path / "agent-home",
         """
+        summary = jobs.profile("cpu", archs=2, seed=3, reps=2, warmup=0)
+        assert summary["measured"] == 12 and summary["failed"] == 0, summary
+        print("OK", summary["measured"])
+        """,
+    )
+    assert out == "OK 12"
+
+
+def _run_agent(art: Path, home: Path, body: str) -> str:
+    """Run ``body`` as an agent in a fresh interpreter where importing torch or onnx fails
+    (what an agent without the search extra has); returns its standard output, stripped."""
+    script = (
+        textwrap.dedent(
+            """
         import sys
         for name in ("torch", "onnx"):
             sys.modules[name] = None  # any import of them raises ImportError
         from hilnas.flows import jobs
-        summary = jobs.profile("cpu", archs=2, seed=3, reps=2, warmup=0)
-        assert summary["measured"] == 12 and summary["failed"] == 0, summary
-        assert not [m for m in ("torch", "onnx") if sys.modules.get(m) is not None]
-        print("OK", summary["measured"])
         """
+        )
+        + textwrap.dedent(body)
+        + textwrap.dedent(
+            """
+        assert not [m for m in ("torch", "onnx") if sys.modules.get(m) is not None]
+        """
+        )
     )
-    env = dict(
-        os.environ,
-        HILNAS_ARTIFACTS=str(art),
-        HILNAS_HOME=str(tmp_path / "agent-home"),
-        HILNAS_AGENT_DEVICE="cpu",
-    )
+    env = dict(os.environ, HILNAS_ARTIFACTS=str(art), HILNAS_HOME=str(home))
+    env["HILNAS_AGENT_DEVICE"] = "cpu"
     proc = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip() == "OK 12"
+    return proc.stdout.strip()
 
 
 @pytest.mark.slow
@@ -121,12 +136,10 @@ def test_agent_profiles_every_gpt_workload_from_artifacts(tmp_path):
     keys = {entry["meta"]["config_key"] for entry in index}
     assert {k.rsplit("-", 2)[1] for k in keys} == {"prefill", "decode"}
 
-    script = textwrap.dedent(
+    out = _run_agent(
+        art,
+        tmp_path / "agent-home",
         """
-        import sys
-        for name in ("torch", "onnx"):
-            sys.modules[name] = None  # any import of them raises ImportError
-        from hilnas.flows import jobs
         from hilnas.pipeline.store import MeasurementStore
         s = jobs.profile("cpu", archs=0, reps=2, warmup=0, space="gpt_s")
         assert s["measured"] == 20 and s["failed"] == 0, s
@@ -136,18 +149,7 @@ def test_agent_profiles_every_gpt_workload_from_artifacts(tmp_path):
         with MeasurementStore() as st:
             rows = st.measurements(space="gpt_s")
         assert len({r.key.model_config_key for r in rows}) == 2 and len(rows) == 20
-        assert not [m for m in ("torch", "onnx") if sys.modules.get(m) is not None]
         print("OK", s["measured"])
-        """
+        """,
     )
-    env = dict(
-        os.environ,
-        HILNAS_ARTIFACTS=str(art),
-        HILNAS_HOME=str(tmp_path / "agent-home"),
-        HILNAS_AGENT_DEVICE="cpu",
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip() == "OK 20"
+    assert out == "OK 20"
