@@ -48,7 +48,6 @@ CPUS = os.cpu_count() or 1
 MAIN_JOB_SUPERNET_EPOCHS = 8
 #: Further search settings of the main job (none beyond the search's defaults at present).
 MAIN_JOB_SUPERNET_SEARCH: dict[str, Any] = {}
-_OBJECTIVE_ALIASES = {"latency": "latency_ms", "energy": "energy_mj", "err": "error"}
 
 
 class ConfigError(InvalidInputError):
@@ -137,16 +136,12 @@ class RunConfig(BaseModel):
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             return value
-        out: list[str] = []
-        for raw in value:
-            name = _OBJECTIVE_ALIASES.get(str(raw).strip(), str(raw).strip())
-            if name not in OBJECTIVES:
-                raise ValueError(f"unknown objective {raw!r}; choose from {', '.join(OBJECTIVES)}")
-            if name not in out:
-                out.append(name)
-        if len(out) < 2:
-            raise ValueError(f"need at least two objectives, got {out}; e.g. error,latency_ms")
-        return out
+        from hilnas.pipeline.objectives import parse_objectives
+
+        try:
+            return list(parse_objectives(list(dict.fromkeys(map(str, value))), "nb201"))
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from None
 
     def search_settings(self) -> tuple[int | None, dict[str, Any]]:
         """(epochs, further SearchConfig fields) of the main job's search, defaults applied."""

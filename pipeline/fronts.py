@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from hilnas.devices.errors import InvalidInputError
 from hilnas.pipeline import mo
+from hilnas.pipeline.objectives import HARDWARE, LABELS, UNITS, parse_objectives, quality_objective
+from hilnas.pipeline.objectives import OBJECTIVES as REGISTRY
 
 __all__ = [
     "ERROR_CUTOFF",
@@ -49,44 +51,22 @@ __all__ = [
     "write_front_json",
 ]
 
-#: Objectives known to hilnas, all minimised.
-OBJECTIVES: tuple[str, ...] = ("error", "latency_ms", "energy_mj")
-OBJECTIVE_UNITS: dict[str, str] = {
-    "error": "%",
-    "latency_ms": "ms",
-    "energy_mj": "mJ",
-    "perplexity": "",
-}
-OBJECTIVE_LABELS: dict[str, str] = {
-    "error": "error (%)",
-    "perplexity": "perplexity",
-    "latency_ms": "latency (ms)",
-    "energy_mj": "energy (mJ)",
-}
+#: NB201's objectives, all minimised (the registry: :mod:`hilnas.pipeline.objectives`).
+OBJECTIVES: tuple[str, ...] = (quality_objective("nb201"), *HARDWARE)
+OBJECTIVE_UNITS: dict[str, str] = dict(UNITS)
+OBJECTIVE_LABELS: dict[str, str] = dict(LABELS)
 #: Quality objectives (drawn on the y axis of a front plot).
-_QUALITY = ("error", "perplexity")
+_QUALITY = tuple(n for n, o in REGISTRY.items() if o.kind == "quality")
 #: Architectures at or above this error (%) are dropped before normalising and scoring.
 ERROR_CUTOFF = 90.0
 FRONT_SCHEMA = "hilnas.front/1"
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
-    """Validate objectives (a sequence or "error,latency"): known names (aliases latency,
-    energy), no repeats, at least two; returns the canonical tuple."""
-    if isinstance(objectives, str):
-        objectives = objectives.split(",")
-    aliases = {"latency": "latency_ms", "energy": "energy_mj", "err": "error"}
-    objs = tuple(aliases.get(str(o).strip(), str(o).strip()) for o in objectives)
-    unknown = [o for o in objs if o not in OBJECTIVES]
-    if unknown:
-        raise InvalidInputError(
-            f"unknown objective(s) {', '.join(map(repr, unknown))}; known: {', '.join(OBJECTIVES)}"
-        )
-    if len(set(objs)) != len(objs):
-        raise InvalidInputError(f"objectives {objs} repeat a name")
-    if len(objs) < 2:
-        raise InvalidInputError(f"need at least two objectives, got {objs}")
-    return objs
+    """Validate NB201 objectives (a sequence or "error,latency"): known names (aliases latency,
+    energy, err), no repeats, at least two; returns the canonical tuple
+    (:func:`hilnas.pipeline.objectives.parse_objectives`)."""
+    return parse_objectives(objectives, "nb201")
 
 
 # ----------------------------------------------------------------------------- NB201 exact fronts

@@ -16,18 +16,17 @@ from hilnas.devices.errors import (
     NotFoundError,
     check_number,
 )
+from hilnas.pipeline.objectives import HARDWARE, quality_objective
+from hilnas.pipeline.objectives import OBJECTIVES as REGISTRY
+from hilnas.pipeline.objectives import parse_objectives as _parse_objectives
 from hilnas.pipeline.refdata import MODNAS_TRAIN_DEVICES
 
-#: Objectives a search can minimise; ``error`` is top-1 error in %.
-OBJECTIVES: tuple[str, ...] = ("error", "latency_ms", "energy_mj")
-HARDWARE_OBJECTIVES: tuple[str, ...] = ("latency_ms", "energy_mj")
+#: Objectives a search can minimise (:mod:`hilnas.pipeline.objectives`); ``error`` is top-1
+#: error in %.
+OBJECTIVES: tuple[str, ...] = (quality_objective("nb201"), *HARDWARE)
+HARDWARE_OBJECTIVES: tuple[str, ...] = HARDWARE
 OBJECTIVE_ALIASES: dict[str, str] = {
-    "err": "error",
-    "error": "error",
-    "latency": "latency_ms",
-    "latency_ms": "latency_ms",
-    "energy": "energy_mj",
-    "energy_mj": "energy_mj",
+    key: name for name in OBJECTIVES for key in (name, *REGISTRY[name].aliases)
 }
 MODES: tuple[str, ...] = ("surrogate", "supernet")
 #: Bounds of every integer size of a search (:class:`SearchConfig` checks them on
@@ -96,26 +95,10 @@ def _bound_fix(name: str, low: int, high: int) -> str:
 
 
 def parse_objectives(value: str | Sequence[str]) -> tuple[str, ...]:
-    """``"error,latency"`` or a sequence -> canonical names, in the order given; at least two.
-
-    Aliases: ``latency`` = ``latency_ms``, ``energy`` = ``energy_mj``, ``err`` = ``error``.
-    """
-    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
-    out: list[str] = []
-    for item in items:
-        key = str(item).strip().lower()
-        if key not in OBJECTIVE_ALIASES:
-            raise SearchError(
-                f"unknown objective {item!r}; choose from error, latency (latency_ms), "
-                "energy (energy_mj)"
-            )
-        name = OBJECTIVE_ALIASES[key]
-        if name in out:
-            raise SearchError(f"objective {name!r} is given twice in {value!r}")
-        out.append(name)
-    if len(out) < 2:
-        raise SearchError(f"a search needs at least two objectives, got {out or value!r}")
-    return tuple(out)
+    """``"error,latency"`` or a sequence -> canonical names, in the order given; at least two
+    (:func:`hilnas.pipeline.objectives.parse_objectives` for NB201; aliases ``latency``,
+    ``energy``, ``err``). Raises :class:`SearchError`."""
+    return _parse_objectives(value, "nb201", error=SearchError)
 
 
 @dataclass(frozen=True)

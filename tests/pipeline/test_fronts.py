@@ -169,10 +169,13 @@ def test_objective_names_lists_and_aliases():
     a = fronts.nb201_problem("pixel2", ["error", "latency_ms"])
     assert fronts.nb201_problem("pixel2", "error,latency") is a  # cached, canonical names
     assert fronts.check_objectives(("error", "energy")) == ("error", "energy_mj")
-    with pytest.raises(ValueError, match="repeat"):
-        fronts.check_objectives(("error", "error"))
-    with pytest.raises(ValueError, match="at least two"):
+    assert fronts.check_objectives("ERR, Latency") == ("error", "latency_ms")
+    with pytest.raises(ValueError, match="'error' is given twice"):
+        fronts.check_objectives(("error", "err"))
+    with pytest.raises(ValueError, match="at least two objectives"):
         fronts.check_objectives(("error",))
+    with pytest.raises(ValueError, match="quality objective of gpt_s"):
+        fronts.check_objectives(("perplexity", "latency_ms"))
 
 
 @dataclasses.dataclass
