@@ -119,7 +119,7 @@ def _measure_devices(
 
 def _standalone_check(trained, local: str, points: int) -> dict[str, Any]:
     """The local CPU's front architectures (at most 10) trained from scratch on the dataset."""
-    from hilnas.pipeline.supernet import train_standalone
+    from hilnas.pipeline.spaces.nb201.supernet import train_standalone
 
     _, data = trained._supernet_and_data()
     pts = trained.front(local, points=points)[:10]
@@ -236,7 +236,7 @@ def skeleton_study(
     from hilnas.pipeline.datasets import load_dataset
     from hilnas.pipeline.search import SearchConfig, _train_supernet_fair
     from hilnas.pipeline.spaces import get_space
-    from hilnas.pipeline.supernet import NB201Supernet, train_standalone
+    from hilnas.pipeline.spaces.nb201.supernet import NB201Supernet, train_standalone
 
     t0 = time.time()
     torch.set_num_threads(1)

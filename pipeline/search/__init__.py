@@ -37,7 +37,7 @@ Two ways to get the error term, the same code path otherwise:
   so the queries serve every device. They are chosen in rounds: a random half first, then,
   round by round, the architectures that the current surrogate and the predictors place on the
   predicted fronts of the most training targets (where the search needs accuracy to be right).
-- ``supernet`` (real data): a weight-sharing NB201 supernet (:mod:`hilnas.pipeline.supernet`)
+- ``supernet`` (real data): a weight-sharing NB201 supernet (:mod:`hilnas.pipeline.spaces.nb201.supernet`)
   trained on a dataset (digits by default, CIFAR-10 from a local directory). Two ways to use it
   (``supernet_error``):
 

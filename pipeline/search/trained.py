@@ -204,7 +204,7 @@ class TrainedSearch:
     def _supernet_and_data(self):
         if self._supernet is None:
             from hilnas.pipeline.datasets import load_dataset
-            from hilnas.pipeline.supernet import NB201Supernet
+            from hilnas.pipeline.spaces.nb201.supernet import NB201Supernet
 
             cfg = self.config
             data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed, limit=cfg.data_limit)

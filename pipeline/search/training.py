@@ -121,7 +121,7 @@ def run_search(
         )
         if cfg.mode == "supernet" and "error" in cfg.objectives:
             from hilnas.pipeline.datasets import load_dataset
-            from hilnas.pipeline.supernet import NB201Supernet
+            from hilnas.pipeline.spaces.nb201.supernet import NB201Supernet
 
             data = load_dataset(cfg.dataset, root=cfg.data_dir, seed=cfg.seed, limit=cfg.data_limit)
             supernet = NB201Supernet(

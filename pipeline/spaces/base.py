@@ -54,7 +54,7 @@ What a space owns, and what callers may rely on:
   ``forward(*inputs, arch)`` takes the workload's inputs and ``arch`` as a hard
   ``(num_decisions, max_options)`` one-hot (what ``one_hot`` gives), so a hypernetwork's
   straight-through sample can be passed in directly. Optional: a space without one raises
-  :class:`CapabilityError`. NB201: :class:`~hilnas.pipeline.supernet.NB201Supernet`; OFA:
+  :class:`CapabilityError`. NB201: :class:`~hilnas.pipeline.spaces.nb201.supernet.NB201Supernet`; OFA:
   :class:`~hilnas.pipeline.spaces.ofa_mbv3.supernet.OFASupernet`.
 - ``describe()`` is the plain-data summary (decisions, options, size, references) that
   ``hilnas space show --json`` prints.

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from hilnas.pipeline.hypernet import GDASSampler, ReinMaxSampler
 from hilnas.pipeline.spaces import ModelConfig, get_space
-from hilnas.pipeline.supernet import NB201Supernet
+from hilnas.pipeline.spaces.nb201.supernet import NB201Supernet
 
 DIGITS = ModelConfig(channels=4, cells_per_stage=1, input_size=8, in_channels=1, num_classes=10)
 

@@ -3,7 +3,8 @@
 - :mod:`.space`: :class:`NB201`, the registered space (strings, indices, encodings, reference
   architectures, the model configuration, cost features);
 - :mod:`.torch_model`: the discrete network as a torch module (imports torch);
-- :mod:`.onnx_builder`: a direct ONNX builder of the same network (no torch, no tracing).
+- :mod:`.onnx_builder`: a direct ONNX builder of the same network (no torch, no tracing);
+- :mod:`.supernet`: the weight-sharing supernet and standalone retraining (imports torch).
 
 Other packages use the space through :func:`hilnas.pipeline.spaces.get_space` and the names
 re-exported here.

@@ -253,8 +253,8 @@ class NB201(SearchSpace):
         return True
 
     def build_supernet(self, config: ModelConfig | None = None, seed: int = 0):
-        """:class:`~hilnas.pipeline.supernet.NB201Supernet`; ``forward(x, one_hot (6, 5))``."""
-        from hilnas.pipeline.supernet import NB201Supernet
+        """:class:`~hilnas.pipeline.spaces.nb201.supernet.NB201Supernet`; ``forward(x, one_hot (6, 5))``."""
+        from hilnas.pipeline.spaces.nb201.supernet import NB201Supernet
 
         cfg = config or self.default_model_config()
         check_config(cfg)
