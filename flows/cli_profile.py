@@ -53,6 +53,11 @@ CSV_COLUMNS = (
     "latency_ms_min",
     "peak_memory_mb",
     "memory_method",
+    "quality",
+    "quality_reason",
+    "load_1m",
+    "other_cpu_cores",
+    "sentinel_drift",
     "arch_index",
     "space",
     "model_config_key",
@@ -197,6 +202,12 @@ def profile_command(
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Measure again architectures stored as failed."
     ),
+    retry_flagged: bool = typer.Option(
+        False,
+        "--retry-flagged",
+        help="Measure again ok measurements flagged noisy or interfered (the better one is "
+        "kept); run it when the machine is quiet.",
+    ),
     channels: int | None = typer.Option(
         None, "--channels", help="nb201: model width C (default: the space's)."
     ),
@@ -298,6 +309,7 @@ def profile_command(
                         batch_size=batch_size,
                         force=force,
                         retry_failed=retry_failed,
+                        retry_flagged=retry_flagged,
                         store=db,
                         progress=progress,
                         include=include,
@@ -439,6 +451,7 @@ def print_report(report: Any) -> None:
         ("median ms", "right"),
         ("p90 ms", "right"),
         ("CV %", "right"),
+        ("quality", "left"),
         ("energy mJ", "right"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -459,6 +472,7 @@ def print_report(report: Any) -> None:
             _fmt(r.latency_ms_median),
             _fmt(r.latency_ms_p90),
             _fmt(None if r.latency_ms_cv is None else 100 * r.latency_ms_cv, ".1f"),
+            _quality_cell(r),
             energy if r.status == "ok" else "-",
         )
     console.print(table)
@@ -485,6 +499,20 @@ def print_report(report: Any) -> None:
         "stability (CV)",
         f"median {_pct(stats['median_cv'])} %, max {_pct(stats['max_cv'])} %",
     )
+    summary.add_row("quality", escape(report.quality_summary()))
+    reasons = report.flag_reasons()
+    if reasons:
+        summary.add_row(
+            "flagged because",
+            escape(", ".join(f"{k}: {n}" for k, n in sorted(reasons.items()))),
+        )
+        summary.add_row(
+            "",
+            "flagged rows are kept with their flag and left out of predictor fits (the "
+            "Python API's include_flagged=True uses them); `hilnas measurements export` shows "
+            "the reasons; `hilnas profile --retry-flagged` re-measures them when the machine is "
+            "quiet",
+        )
     summary.add_row("energy", report.energy_status)
     if report.onnx_cache_bytes is not None:
         per = report.onnx_mb_per_subnet
@@ -504,6 +532,14 @@ def print_report(report: Any) -> None:
     for e in errors[:5]:
         summary.add_row("error", escape(e))
     console.print(summary)
+
+
+def _quality_cell(r: Any) -> str:
+    """``ok``, ``noisy``/``interfered`` (``*`` when re-measured), ``-`` when not assessed."""
+    q = getattr(r, "quality", None)
+    if q is None:
+        return "-"
+    return q + ("*" if getattr(r, "remeasured", False) else "")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -688,6 +724,7 @@ def list_command(
     table.add_column("settings", overflow="fold")
     table.add_column("ok", justify="right", no_wrap=True)
     table.add_column("failed", justify="right", no_wrap=True)
+    table.add_column("flagged", justify="right", no_wrap=True)
     table.add_column("energy", overflow="fold")
     for s in summaries:
         table.add_row(
@@ -696,6 +733,7 @@ def list_command(
             f"{s.repetitions} reps",
             str(s.ok),
             str(s.failed),
+            str(s.flagged),
             ", ".join(s.energy_methods) or "-",
         )
     for e in externals:
@@ -704,9 +742,16 @@ def list_command(
             f"{e.space}, imported from {e.source_name or '-'}",
             str(e.count),
             "0",
+            "-",
             f"{e.with_energy} with energy",
         )
     cli_common.console.print(table)
+    if any(s.flagged for s in summaries):
+        cli_common.console.print(
+            "flagged = ok measurements taken under interference (quality noisy or interfered): "
+            "kept, but left out of predictor fits; `hilnas measurements export` shows the "
+            "reasons (quality, quality_reason columns)"
+        )
 
 
 def register(app: typer.Typer) -> None:

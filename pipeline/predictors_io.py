@@ -361,12 +361,118 @@ def complete_references(name: str, metric: str, table: dict[str, float]) -> tupl
     return emb, imp
 
 
-def target_embedding(name: str, metric: str, store: MeasurementStore | None = None):
+@dataclass(frozen=True)
+class FitData:
+    """A store target's table as predictors fit on it, and what the quality filter left out.
+
+    ``table``: arch string -> value (ms or mJ); ``excluded``: rows flagged ``noisy`` or
+    ``interfered`` that were left out; ``kept_references``: flagged rows of reference
+    architectures that were kept (the embedding needs them); ``by_quality``: ``excluded`` per
+    flag; ``include_flagged``: whether flagged rows were asked for (then nothing is excluded).
+    """
+
+    target: str
+    metric: str
+    table: dict[str, float]
+    excluded: int = 0
+    kept_references: int = 0
+    by_quality: tuple[tuple[str, int], ...] = ()
+    include_flagged: bool = False
+    kept_flagged: int = 0
+
+    def note(self) -> str | None:
+        """One line for a report, or None when nothing flagged was involved."""
+        if self.include_flagged or not (self.excluded or self.kept_references or self.kept_flagged):
+            return None
+        parts = []
+        if self.kept_flagged:
+            parts.append(
+                f"{self.kept_flagged} of the {self.metric} measurements of {self.target} are "
+                "flagged (most of them: all kept); re-measure them with `hilnas profile "
+                "--retry-flagged` when the machine is quiet"
+            )
+        if self.excluded:
+            kinds = ", ".join(f"{k} {n}" for k, n in self.by_quality)
+            parts.append(
+                f"{self.excluded} flagged {self.metric} measurement(s) of {self.target} left out "
+                f"({kinds}); include_flagged=True uses them"
+            )
+        if self.kept_references:
+            parts.append(
+                f"{self.kept_references} flagged reference measurement(s) kept (the embedding "
+                "needs them; re-measure them with `hilnas profile --retry-flagged` when the machine is quiet)"
+            )
+        return "; ".join(parts)
+
+
+def store_fit_data(
+    store: MeasurementStore,
+    target: str,
+    metric: str = "latency_ms",
+    *,
+    space: str = "nb201",
+    include_flagged: bool = False,
+    model_config_key: str | None = None,
+) -> FitData:
+    """The values a predictor fits for a store target (a configuration key, a device id with
+    one configuration, or an external device): ok measurements, flagged ones left out unless
+    ``include_flagged`` (reference architectures always kept), with the counts of what was
+    left out. Raises the store's :class:`~hilnas.pipeline.store.TargetNotFoundError`."""
+    if metric not in METRICS:
+        raise PredictorError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    resolved = store.resolve_target(target)
+    get = store.latency_table if metric == "latency_ms" else store.energy_table
+    table = get(resolved, space, model_config_key=model_config_key, include_flagged=include_flagged)
+    if include_flagged:
+        return FitData(resolved, metric, table, include_flagged=True)
+    ex = store.quality_exclusions(resolved, space, metric, model_config_key=model_config_key)
+    return FitData(
+        resolved,
+        metric,
+        table,
+        excluded=ex.excluded,
+        kept_references=ex.kept_references,
+        by_quality=ex.by_quality,
+        kept_flagged=ex.kept_flagged,
+    )
+
+
+def target_embedding(
+    name: str,
+    metric: str,
+    store: MeasurementStore | None = None,
+    *,
+    include_flagged: bool = False,
+):
     """``(embedding, imputed)`` of a target: :func:`~hilnas.pipeline.predictors.embedding_for`,
     or, for a store target lacking some reference architectures, :func:`complete_references`
-    (``imputed`` is None when nothing was imputed)."""
-    from hilnas.pipeline.predictors import embedding_for
+    (``imputed`` is None when nothing was imputed). Store measurements flagged ``noisy`` or
+    ``interfered`` are left out unless ``include_flagged`` (:func:`store_fit_data` counts
+    them)."""
+    from hilnas.pipeline.predictors import embedding_for, embedding_from_table, reference_targets
 
+    if include_flagged and name not in reference_targets(metric):
+        own = store is None
+        if own:
+            from hilnas.pipeline.store import MeasurementStore
+
+            store = MeasurementStore(read_only=True)
+        try:
+            data = store_fit_data(store, name, metric, include_flagged=True)
+        except LookupError:
+            data = None  # not a store target: the usual lookup says why
+        finally:
+            if own:
+                store.close()
+        if data is not None and data.table:
+            network = "pruned" if "/" in data.target else "unknown"
+            try:
+                emb = embedding_from_table(
+                    data.target, metric, data.table, source="store", network=network
+                )
+                return emb, None
+            except MissingReferenceError:
+                return complete_references(data.target, metric, data.table)
     try:
         emb = embedding_for(name, metric, store)
     except MissingReferenceError:
@@ -446,6 +552,7 @@ def predict_target(
     store: MeasurementStore | None = None,
     strict_metrics: Sequence[str] = ("latency_ms",),
     use_device_models: bool = True,
+    include_flagged: bool = False,
 ) -> dict[str, np.ndarray]:
     """Predictions for a target: ``{metric: values}`` over ``codes`` (default: the whole space
     in canonical order). A metric without an embedding is left out unless it is in
@@ -454,6 +561,7 @@ def predict_target(
     A target with a per-device model refit by ``hilnas fit`` on its current measurements uses
     that model; otherwise the meta-predictor conditioned on all its measurements. A store
     target lacking some reference architectures is completed by :func:`complete_references`.
+    Flagged store measurements are left out unless ``include_flagged``.
     """
     from hilnas.pipeline import refdata
     from hilnas.pipeline.predictors import load_meta_predictor
@@ -463,7 +571,7 @@ def predict_target(
     out: dict[str, np.ndarray] = {}
     for metric in metrics:
         try:
-            emb, _ = target_embedding(name, metric, store)
+            emb, _ = target_embedding(name, metric, store, include_flagged=include_flagged)
         except NoEmbeddingError:
             if metric in strict_metrics:
                 raise
@@ -501,6 +609,7 @@ def predict_intervals(
     *,
     level: float = 0.8,
     store: MeasurementStore | None = None,
+    include_flagged: bool = False,
 ) -> dict[str, PredictionIntervals]:
     """NB201 prediction intervals at ``level`` for every metric of ``points`` (the predictions
     written beside them, ``{metric: values}`` over ``codes``).
@@ -519,7 +628,7 @@ def predict_intervals(
     c = np.asarray(codes, dtype=np.int64)
     for metric, point in points.items():
         try:
-            emb, imp = target_embedding(name, metric, store)
+            emb, imp = target_embedding(name, metric, store, include_flagged=include_flagged)
         except NoEmbeddingError:
             continue
         model = learning_predictor(

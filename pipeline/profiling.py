@@ -29,6 +29,19 @@ the plan size, repetitions and warm-up are in :data:`SPACE_PROFILE_DEFAULTS`.
 
 Only one hilnas process measures a given device at a time (an advisory file lock under
 ``HILNAS_HOME/locks``), so concurrent runs do not disturb each other's timings.
+
+Measurement quality (:mod:`hilnas.profilers.quality`, thresholds in one place,
+:class:`~hilnas.profilers.quality.QualityThresholds`): every ok measurement is assessed from
+the spread of its repetitions and the CPU other processes used while it ran, and stored with
+its flag (``ok``, ``noisy``, ``interfered``), the reason and the evidence. A fixed *sentinel*
+(the space's first reference architecture) is measured before the first model, every
+``sentinel_every`` models and after the last; once a clean baseline exists, a relative change
+beyond ``drift_max`` flags the models measured since the previous check as ``interfered``. At
+the end of the run, flagged models are re-measured once each (at most ``max_remeasure`` per run)
+when the other processes' CPU use has fallen below the bound (waiting at most
+``recover_wait_s`` in all); the re-measurement replaces the row when its quality is better (or
+equal with a smaller CV); otherwise the row is kept with its flag and the reason says why.
+Predictors leave flagged rows out by default (:meth:`MeasurementStore.latency_table`).
 """
 
 from __future__ import annotations
@@ -55,6 +68,17 @@ from hilnas.pipeline.home import HomeError, subdir
 from hilnas.pipeline.spaces import ArchitectureError, ModelConfig, get_space
 from hilnas.pipeline.store import AddResult, MeasurementKey, MeasurementStore, StoreError
 from hilnas.profilers.base import EnergyMethod, MeasurementStatus, ProfileSettings
+from hilnas.profilers.quality import (
+    DEFAULT_THRESHOLDS,
+    MeasurementQuality,
+    Quality,
+    QualityThresholds,
+    assess,
+    free_cores,
+    sentinel_drift,
+    usable_cores,
+)
+from hilnas.profilers.quality import load_1m as _load_1m
 
 if TYPE_CHECKING:  # pragma: no cover
     from hilnas.devices.base import DeviceInfo
@@ -226,9 +250,34 @@ class ProfileRow:
     measure_wall_s: float = 0.0  # the profiler's wall time for this model
     store_s: float = 0.0  # the store commit
     wall_s: float = 0.0  # export + measure + store, this run
+    # quality of the stored ok measurement (None: failed, or stored before schema 3)
+    quality: str | None = None
+    quality_reason: str | None = None
+    load_1m: float | None = None
+    other_cpu_cores: float | None = None
+    sentinel_drift: float | None = None
+    remeasured: bool = False  # re-measured in this run because it was flagged
+
+    @property
+    def flagged(self) -> bool:
+        return self.quality is not None and self.quality != Quality.OK.value
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["flagged"] = self.flagged
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelCheck:
+    """One measurement of the sentinel architecture: after how many models of the run, its
+    median, its quality, and its drift against the baseline (None: no clean baseline yet)."""
+
+    after: int
+    median_ms: float | None
+    quality: str | None
+    drift: float | None
+    baseline: bool = False  # this measurement became the baseline
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +330,74 @@ class ProfileReport:
     wall_s: float = 0.0
     onnx_cache_bytes: int | None = None  # the whole ONNX cache after the run
     onnx_cache_bound_bytes: int | None = None  # its size bound (None: unbounded)
+    # measurement quality (see the module docstring)
+    thresholds: QualityThresholds = DEFAULT_THRESHOLDS
+    sentinel_arch: str | None = None
+    sentinel_checks: list[SentinelCheck] = field(default_factory=list)
+    sentinel_note: str | None = None  # why there was no drift check, when there was none
+    remeasured: int = 0  # flagged models re-measured in this run
+    remeasure_improved: int = 0  # of those, re-measurements that replaced the flagged row
     rows: list[ProfileRow] = field(default_factory=list)
+
+    @property
+    def quality_counts(self) -> dict[str, int]:
+        """Ok rows of the plan per quality (``unassessed``: stored before schema 3)."""
+        out: dict[str, int] = {}
+        for r in self.ok_rows:
+            k = r.quality or "unassessed"
+            out[k] = out.get(k, 0) + 1
+        return out
+
+    @property
+    def flagged(self) -> int:
+        """Ok rows of the plan flagged noisy or interfered (after any re-measurement)."""
+        return sum(1 for r in self.ok_rows if r.flagged)
+
+    @property
+    def max_sentinel_drift(self) -> float | None:
+        drifts = [abs(c.drift) for c in self.sentinel_checks if c.drift is not None]
+        return max(drifts) if drifts else None
+
+    def quality_summary(self) -> str:
+        """One line: how many were flagged and why (never silent)."""
+        counts = self.quality_counts
+        n_ok = len(self.ok_rows)
+        if not n_ok:
+            return "no ok measurements"
+        parts = [f"{self.flagged} of {n_ok} flagged"]
+        detail = [f"{k} {v}" for k, v in sorted(counts.items()) if k != Quality.OK.value]
+        if detail:
+            parts.append("(" + ", ".join(detail) + ")")
+        if self.remeasured:
+            parts.append(
+                f"; {self.remeasured} re-measured, {self.remeasure_improved} replaced by a "
+                "better measurement"
+            )
+        drift = self.max_sentinel_drift
+        if self.sentinel_arch and drift is not None:
+            parts.append(
+                f"; sentinel {self.sentinel_arch}: {len(self.sentinel_checks)} checks, max drift "
+                f"{100 * drift:.1f} % (bound {100 * self.thresholds.drift_max:.0f} %)"
+            )
+        elif self.sentinel_note:
+            parts.append(f"; {self.sentinel_note}")
+        elif self.sentinel_arch and self.sentinel_checks:
+            parts.append(
+                f"; sentinel {self.sentinel_arch}: no clean baseline in "
+                f"{len(self.sentinel_checks)} checks (each was flagged), so no drift check"
+            )
+        return " ".join(parts).replace(" ;", ";")
+
+    def flag_reasons(self) -> dict[str, int]:
+        """Distinct kinds of reasons of the flagged rows, with counts."""
+        out: dict[str, int] = {}
+        for r in self.ok_rows:
+            if not r.flagged or not r.quality_reason:
+                continue
+            for part in r.quality_reason.split("; "):
+                kind = _reason_kind(part)
+                out[kind] = out.get(kind, 0) + 1
+        return out
 
     @property
     def onnx_mb_per_subnet(self) -> float | None:
@@ -348,9 +464,32 @@ class ProfileReport:
             overhead_ratio=self.overhead_ratio,
             energy_status=self.energy_status,
             latency_stats=self.latency_stats(),
+            flagged=self.flagged,
+            quality_counts=self.quality_counts,
+            quality_summary=self.quality_summary(),
+            flag_reasons=self.flag_reasons(),
+            max_sentinel_drift=self.max_sentinel_drift,
+            sentinel_checks=[asdict(c) for c in self.sentinel_checks],
+            thresholds=asdict(self.thresholds),
             rows=[r.to_dict() for r in self.rows],
         )
         return d
+
+
+def _reason_kind(reason: str) -> str:
+    """A short label of one quality reason (for counts in the summary)."""
+    low = reason.lower()
+    if low.startswith("other processes"):
+        return "competing CPU load"
+    if low.startswith("repetitions spread"):
+        return "spread of repetitions"
+    if low.startswith("sentinel"):
+        return "sentinel drift"
+    if low.startswith("re-measured"):
+        return "re-measured, still flagged"
+    if low.startswith("not re-measured"):
+        return "not re-measured"
+    return reason.split(":")[0][:40]
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -444,6 +583,7 @@ def profile_device(
     batch_size: int = 1,
     force: bool = False,
     retry_failed: bool = False,
+    retry_flagged: bool = False,
     store: MeasurementStore | str | None = None,
     progress: Callable[[ProgressEvent], None] | None = None,
     include: Sequence[str | Sequence[int]] = (),
@@ -456,6 +596,7 @@ def profile_device(
     references: bool = True,
     strategy: str | None = None,
     pool_size: int | None = None,
+    quality: QualityThresholds | None = None,
 ) -> ProfileReport:
     """Measure the plan on a local device and store each result at once (see module docstring).
 
@@ -468,7 +609,11 @@ def profile_device(
     (:func:`profile_defaults`). ``references=False`` drops the reference architectures (benchmarks only: a
     device profiled so has no hardware embedding). ``strategy`` chooses the sampled part of the
     plan (:data:`STRATEGIES`; None: :func:`default_strategy`, see :func:`plan_active`);
-    ``pool_size`` is the active strategy's candidate pool (default :data:`ACTIVE_POOL`). All
+    ``pool_size`` is the active strategy's candidate pool (default :data:`ACTIVE_POOL`).
+    ``quality``: the thresholds of the quality checks, the sentinel and the re-measurement
+    policy (default :data:`~hilnas.profilers.quality.DEFAULT_THRESHOLDS`); ``retry_flagged``
+    re-measures stored ok rows flagged ``noisy`` or ``interfered`` (the better of the two
+    measurements is kept). All
     inputs are validated before anything is written: ``ValueError`` (bad numbers, unknown space, malformed architecture),
     ``DeviceNotFoundError``, :class:`StoreError`.
     """
@@ -515,6 +660,12 @@ def profile_device(
         raise InvalidInputError(
             f"unknown strategy {strategy!r} (--strategy); use one of {', '.join(STRATEGIES)}"
         )
+    if quality is not None and not isinstance(quality, QualityThresholds):
+        raise InvalidInputError(
+            f"quality must be a QualityThresholds, got {type(quality).__name__}; build one with "
+            "hilnas.profilers.quality.QualityThresholds(...)"
+        )
+    thresholds = quality or DEFAULT_THRESHOLDS
     pool_size = ACTIVE_POOL if pool_size is None else pool_size
     check_number("pool_size", pool_size, low=1, high=10**6, fix="use a pool of 1 to 1,000,000")
     plan = plan_architectures(sp, archs, seed, include, references=references)
@@ -570,10 +721,12 @@ def profile_device(
             opset=opset,
             force=force,
             retry_failed=retry_failed,
+            retry_flagged=retry_flagged,
             progress=progress,
             exporter=exporter,
             profiler_factory=profiler_factory,
             t_start=t_start,
+            thresholds=thresholds,
         )
         report.strategy = chosen or "random"
         return report
@@ -701,7 +854,12 @@ def plan_active(
         pool = sp.sample(min(max(pool_size, 2 * k), available), seed=seed, exclude=measured)
         values = [_ok_latency(rows[a]) for a in ref_strs]
         pred = learning_predictor(sp.name, values, metric=metric, network="pruned", seed=seed)
-        extra = [(sp.parse(a), _ok_latency(r)) for a, r in rows.items() if a not in ref_strs]
+        # flagged measurements (noisy, interfered) do not steer the choice
+        extra = [
+            (sp.parse(a), _ok_latency(r))
+            for a, r in rows.items()
+            if a not in ref_strs and not getattr(r, "flagged", False)
+        ]
         extra = [(c, v) for c, v in extra if v is not None]
         pred.fit([c for c, _ in extra], [v for _, v in extra])
         idx = select_next(pred, pool, k, "active", seed=seed)
@@ -726,6 +884,8 @@ def _run(
     exporter: Any | None,
     profiler_factory: Callable[..., Any] | None,
     t_start: float,
+    thresholds: QualityThresholds = DEFAULT_THRESHOLDS,
+    retry_flagged: bool = False,
 ) -> ProfileReport:
     emit = progress or (lambda _e: None)
     report = ProfileReport(
@@ -743,6 +903,7 @@ def _run(
         seed=seed,
         store_url=st.url,
         planned=len(plan),
+        thresholds=thresholds,
     )
 
     template = _key_template(sp, cfg, device, dconf, settings, opset)
@@ -770,12 +931,17 @@ def _run(
     with lock:
         keys = {code: key_of(code) for code, _ in plan}
         stored = st.statuses(keys.values())
+        flagged_before: dict[str, Any] = {}
+        if retry_flagged:
+            flagged_before = {a: r for a, r in _stored_rows(st, template).items() if r.flagged}
         todo: list[tuple[tuple[int, ...], bool, bool]] = []  # code, reference, replace
         for code, ref in plan:
             status = stored.get(keys[code])
             if status is None:
                 todo.append((code, ref, False))
             elif force or (retry_failed and status is MeasurementStatus.FAILED):
+                todo.append((code, ref, True))
+            elif keys[code].arch in flagged_before:
                 todo.append((code, ref, True))
         todo_codes = {c for c, _, _ in todo}
         for code, ref in plan:
@@ -788,13 +954,38 @@ def _run(
             exp = exporter if exporter is not None else _default_exporter(opset)
             factory = profiler_factory if profiler_factory is not None else _default_profiler()
             with factory(device, dconf, settings) as profiler:
+                judge = _Judge(thresholds, dconf.intra_op_threads, profiler)
+                sentinel = _Sentinel(sp, cfg, exp, profiler, dconf.batch_size, judge, report)
+                # the first check comes before the first model, or right after it when that
+                # model is the sentinel itself (so that the plan's row reports its own export)
+                first_is_sentinel = todo[0][0] == sentinel.code
+                if not first_is_sentinel:
+                    sentinel.check(0)
+                since_check: list[tuple[tuple[int, ...], MeasurementQuality]] = []
                 for i, (code, ref, replace) in enumerate(todo):
                     arch = sp.format(code)
                     emit(ProgressEvent("start", i, len(todo), skipped=report.skipped, arch=arch))
-                    row = _measure_one(
-                        st, sp, cfg, code, ref, keys[code], replace, exp, profiler, dconf.batch_size
+                    row, q = _measure_one(
+                        st,
+                        sp,
+                        cfg,
+                        code,
+                        ref,
+                        keys[code],
+                        replace,
+                        exp,
+                        profiler,
+                        dconf.batch_size,
+                        judge,
+                        keep_better=flagged_before.get(keys[code].arch),
                     )
+                    if keys[code].arch in flagged_before and row.status is not None:
+                        report.remeasured += 1  # a retried flagged row (retry_flagged)
+                        report.remeasure_improved += row.outcome == "measured"
+                        row = dataclasses.replace(row, remeasured=True)
                     rows[code] = row
+                    if q is not None and row.outcome in ("measured", "kept"):
+                        since_check.append((code, q))
                     if row.outcome == "measured":
                         report.measured += 1
                     elif row.outcome == "failed":
@@ -814,12 +1005,385 @@ def _run(
                             "done", i + 1, len(todo), skipped=report.skipped, arch=arch, row=row
                         )
                     )
+                    every = thresholds.sentinel_every
+                    if i == 0 and first_is_sentinel and row.status != MeasurementStatus.OK.value:
+                        sentinel.disable(f"the sentinel {arch} failed on this device")
+                    elif i == 0 and first_is_sentinel and len(todo) > 1:
+                        sentinel.check(1)  # the baseline: drift is measured from here on
+                        since_check = []
+                    elif every and (i + 1) % every == 0 and i + 1 < len(todo):
+                        drift = sentinel.check(i + 1)
+                        _after_check(st, keys, rows, since_check, drift, thresholds.drift_max)
+                        since_check = []
+                drift = sentinel.check(len(todo))
+                _after_check(st, keys, rows, since_check, drift, thresholds.drift_max)
+                _remeasure_flagged(
+                    st, sp, cfg, todo, keys, rows, exp, profiler, dconf.batch_size, judge, report
+                )
             if hasattr(exp, "cache_size_bytes"):  # an injected exporter may have no cache
                 report.onnx_cache_bytes = exp.cache_size_bytes()
                 report.onnx_cache_bound_bytes = getattr(exp, "max_bytes", None)
     report.rows = [rows[code] for code, _ in plan]
     report.wall_s = time.perf_counter() - t_start
     return report
+
+
+# ----------------------------------------------------------------------------------------------
+# measurement quality: assessing, the sentinel, re-measuring flagged models
+# ----------------------------------------------------------------------------------------------
+class _Judge:
+    """Assesses measurements of one run: the thresholds, the session's threads, the usable
+    cores and a CPU probe (None where psutil cannot probe: then only the spread is judged)."""
+
+    def __init__(self, thresholds: QualityThresholds, threads: int, profiler: Any = None) -> None:
+        self.thresholds = thresholds
+        self.threads = int(threads)
+        self.cores = usable_cores()
+        self._samples: list[Any] = []  # recent CPU samples, oldest first
+        try:
+            from hilnas.profilers.quality import CpuProbe
+
+            # the profiler's worker process is ours: name it (listing children is slow)
+            pids = (lambda: [profiler.worker_pid]) if hasattr(profiler, "worker_pid") else None
+            self.probe: Any = CpuProbe(pids)
+            self.sample()
+        except Exception as exc:  # noqa: BLE001 - no probe only narrows the assessment
+            log.warning(
+                "cannot probe the CPU use of other processes (%s); only the spread of "
+                "the repetitions is checked",
+                exc,
+            )
+            self.probe = None
+
+    @property
+    def bound(self) -> float:
+        """Cores other processes may use before a measurement counts as interfered."""
+        t = self.thresholds
+        return max(t.other_cores_min, t.other_share_max * free_cores(self.threads, self.cores))
+
+    def sample(self) -> Any:
+        """A CPU sample now (kept for :meth:`_window_start`); None without a probe."""
+        if self.probe is None:
+            return None
+        s = self.probe.sample()
+        self._samples.append(s)
+        keep = 4 * self.thresholds.probe_window_s
+        while len(self._samples) > 2 and s.t - self._samples[1].t > keep:
+            self._samples.pop(0)
+        return s
+
+    def _window_start(self, before: Any, after: Any) -> Any:
+        """The sample the other processes' CPU use is judged from: ``before`` when the
+        measurement itself lasted ``probe_window_s``, else the newest earlier sample at least
+        that old (or the oldest there is)."""
+        window = self.thresholds.probe_window_s
+        if after.t - before.t >= window:
+            return before
+        older = [s for s in self._samples if after.t - s.t >= window]
+        if older:
+            return older[-1]
+        return self._samples[0] if self._samples else before
+
+    def judge(self, m: Measurement, before: Any, after: Any) -> MeasurementQuality | None:
+        if m.status is not MeasurementStatus.OK:
+            return None
+        other = None
+        if self.probe is not None and before is not None and after is not None:
+            start = self._window_start(before, after)
+            shortest = self.thresholds.probe_window_s / 2
+            if after.t - start.t < shortest:
+                # the start of a run: too little history to judge on (the kernel counts CPU
+                # time in 10 ms ticks), so the window is completed right after the model
+                time.sleep(shortest - (after.t - start.t))
+                after = self.sample()
+            other = self.probe.other_cores(start, after)
+        med = m.latency_ms_median
+        spread = (
+            m.latency_ms_iqr / med
+            if m.latency_ms_iqr is not None and med is not None and med > 0
+            else None
+        )
+        return assess(
+            cv=m.latency_ms_cv,
+            spread=spread,
+            other_cpu_cores=other,
+            threads=self.threads,
+            cores=self.cores,
+            load_1m=_load_1m(),
+            thresholds=self.thresholds,
+        )
+
+    def wait_for_quiet(self, budget_s: float) -> tuple[bool, float, float | None]:
+        """Sample until other processes use at most :attr:`bound` cores or ``budget_s`` is
+        spent: ``(recovered, seconds waited, last reading)``."""
+        if self.probe is None:
+            return True, 0.0, None
+        if budget_s <= 0:
+            return False, 0.0, None
+        t0 = time.monotonic()
+        step = max(self.thresholds.recover_probe_s, 0.05)
+        last = None
+        while True:
+            last = self.probe.other_cores_over(step)
+            waited = time.monotonic() - t0
+            if last is not None and last <= self.bound:
+                return True, waited, last
+            if waited + step > budget_s:
+                return False, waited, last
+
+
+def _measure_assessed(
+    profiler: Any, path: Path, judge: _Judge | None
+) -> tuple[Measurement, MeasurementQuality | None]:
+    """Measure one model between two CPU samples; the measurement and its quality."""
+    before = judge.sample() if judge is not None else None
+    m: Measurement = profiler.measure(path)
+    after = judge.sample() if judge is not None else None
+    if m.status is not MeasurementStatus.OK and not (m.error or "").strip():
+        # a failure row must say what went wrong, even when the runtime said nothing
+        m = dataclasses.replace(
+            m, error="the measurement failed without a message from ONNX Runtime"
+        )
+    q = judge.judge(m, before, after) if judge is not None else None
+    return m, q
+
+
+class _Sentinel:
+    """The fixed architecture measured at the start, every N models and at the end of a run
+    (not stored: its stored row, if any, is the plan's own). The first clean measurement is
+    the baseline; the drift of every later one is relative to it."""
+
+    def __init__(
+        self,
+        sp: SearchSpace,
+        cfg: ModelConfig,
+        exporter: Any,
+        profiler: Any,
+        batch_size: int,
+        judge: _Judge,
+        report: ProfileReport,
+    ) -> None:
+        self.judge = judge
+        self.report = report
+        self.profiler = profiler
+        self.baseline: float | None = None
+        self.path: Path | None = None
+        self._export = lambda: exporter.export(sp, self.code, batch_size=batch_size, config=cfg)
+        self.code: tuple[int, ...] | None = None
+        if not judge.thresholds.sentinel_every:
+            report.sentinel_note = "sentinel disabled (sentinel_every=0)"
+            return
+        self.code = tuple(sp.reference_architectures()[0])
+        report.sentinel_arch = sp.format(self.code)
+
+    def disable(self, why: str) -> None:
+        """No more checks in this run; the report says why."""
+        self.code = None
+        self.path = None
+        self.report.sentinel_note = f"no sentinel drift check: {why}"
+
+    def _ensure_exported(self) -> bool:
+        if self.path is None and self.code is not None:
+            try:
+                self.path = Path(self._export().path)
+            except (ModuleNotFoundError, KeyboardInterrupt, MemoryError, UserError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - no sentinel only narrows the checks
+                self.code = None
+                self.report.sentinel_note = f"no sentinel drift check: its export failed ({exc})"
+                log.warning(self.report.sentinel_note)
+        return self.path is not None
+
+    def check(self, after: int) -> float | None:
+        """Measure the sentinel now; its drift (None: no clean baseline, or it failed)."""
+        if not self._ensure_exported():
+            return None
+        m, q = _measure_assessed(self.profiler, self.path, self.judge)
+        if m.status is not MeasurementStatus.OK or m.latency_ms_median is None:
+            self.report.sentinel_checks.append(SentinelCheck(after, None, None, None))
+            self.disable(f"its measurement failed ({m.error})")  # it would fail again
+            return None
+        value = float(m.latency_ms_median)
+        clean = q is None or not q.flagged
+        if self.baseline is None:
+            became = clean
+            if clean:
+                self.baseline = value
+            self.report.sentinel_checks.append(
+                SentinelCheck(after, value, q.quality.value if q else None, None, baseline=became)
+            )
+            return None
+        drift = sentinel_drift(self.baseline, value)
+        self.report.sentinel_checks.append(
+            SentinelCheck(after, value, q.quality.value if q else None, drift)
+        )
+        return drift
+
+
+def _after_check(
+    st: MeasurementStore,
+    keys: dict[tuple[int, ...], MeasurementKey],
+    rows: dict[tuple[int, ...], ProfileRow],
+    since: list[tuple[tuple[int, ...], MeasurementQuality]],
+    drift: float | None,
+    limit: float,
+) -> None:
+    """Flag the models measured since the previous sentinel check when its drift exceeds
+    ``limit`` (relative)."""
+    if drift is None or not since:
+        return
+    if abs(drift) <= limit:
+        return
+    for code, q in since:
+        new = dataclasses.replace(
+            q.flag(
+                Quality.INTERFERED,
+                f"sentinel drift {100 * drift:+.1f} % (bound {100 * limit:.0f} %) in its "
+                "check interval: conditions changed",
+            ),
+            sentinel_drift=drift,
+        )
+        st.set_quality(keys[code], new)
+        rows[code] = dataclasses.replace(rows[code], **_quality_fields(new))
+
+
+def _remeasure_flagged(
+    st: MeasurementStore,
+    sp: SearchSpace,
+    cfg: ModelConfig,
+    todo: list[tuple[tuple[int, ...], bool, bool]],
+    keys: dict[tuple[int, ...], MeasurementKey],
+    rows: dict[tuple[int, ...], ProfileRow],
+    exporter: Any,
+    profiler: Any,
+    batch_size: int,
+    judge: _Judge,
+    report: ProfileReport,
+) -> None:
+    """Re-measure the run's flagged models once each, at most ``max_remeasure``, once the
+    other processes' CPU use is below the bound; keep the better measurement, and say in the
+    reason of every flagged row that stays why it stays."""
+    t = judge.thresholds
+    flagged = [
+        (code, ref)
+        for code, ref, _ in todo
+        # measured by this run and not yet re-measured in it
+        if rows[code].flagged and rows[code].outcome == "measured" and not rows[code].remeasured
+    ]
+    budget = t.recover_wait_s
+    for n, (code, ref) in enumerate(flagged):
+        key = keys[code]
+        old = st.get_measurement(key)
+        if old is None or old.quality is None:
+            continue
+        old_q = _quality_of_record(old)
+        if n >= t.max_remeasure:
+            why = f"not re-measured: this run's {t.max_remeasure} re-measurements were used"
+            _note(st, key, rows, code, old_q, why)
+            continue
+        recovered, waited, last = judge.wait_for_quiet(budget)
+        budget = max(budget - waited, 0.0)
+        if not recovered:
+            seen = "" if last is None else f" (last seen {last:.2f} cores)"
+            why = (
+                f"not re-measured: other processes' CPU use did not fall below "
+                f"{judge.bound:.2f} cores within the run's {t.recover_wait_s:g} s of waiting" + seen
+            )
+            _note(st, key, rows, code, old_q, why)
+            continue
+        try:
+            exported = exporter.export(sp, code, batch_size=batch_size, config=cfg)
+        except (ModuleNotFoundError, KeyboardInterrupt, MemoryError, UserError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the flagged row stays
+            _note(st, key, rows, code, old_q, f"not re-measured: export failed ({exc})")
+            continue
+        m, q = _measure_assessed(profiler, Path(exported.path), judge)
+        report.remeasured += 1
+        if q is None:  # the re-measurement failed: the flagged ok row stays
+            _note(st, key, rows, code, old_q, f"re-measured once: it failed ({m.error})")
+            rows[code] = dataclasses.replace(rows[code], remeasured=True)
+            continue
+        if _better(q, m, old):
+            if q.flagged:
+                q = q.flag(Quality(q.quality), "re-measured once: still flagged, kept the better")
+            st.add_measurement(
+                key,
+                m,
+                arch_index=sp.index_or_none(code),
+                onnx_sha256=getattr(exported, "sha256", None),
+                exporter=getattr(exported, "exporter", None),
+                export_s=getattr(exported, "export_s", None),
+                force=True,
+                quality=q,
+            )
+            report.remeasure_improved += 1
+            now = _stored_row(st, sp, key, ref)
+            rows[code] = dataclasses.replace(
+                rows[code],
+                remeasured=True,
+                **{
+                    f: getattr(now, f)
+                    for f in (
+                        "latency_ms_median",
+                        "latency_ms_p90",
+                        "latency_ms_cv",
+                        "energy_mj",
+                        "energy_method",
+                        "energy_reason",
+                        "peak_memory_mb",
+                        *_QUALITY_ROW_FIELDS,
+                    )
+                },
+            )
+        else:
+            why = f"re-measured once: still {q.quality.value} ({q.reason}), kept the first"
+            _note(st, key, rows, code, old_q, why)
+            rows[code] = dataclasses.replace(rows[code], remeasured=True)
+
+
+_QUALITY_ROW_FIELDS = ("quality", "quality_reason", "load_1m", "other_cpu_cores", "sentinel_drift")
+
+
+def _quality_of_record(rec: Any) -> MeasurementQuality:
+    """The stored quality of a record (it must have been assessed)."""
+    return MeasurementQuality(
+        Quality(rec.quality),
+        rec.quality_reason,
+        rec.load_1m,
+        rec.other_cpu_cores,
+        rec.sentinel_drift,
+    )
+
+
+def _better(q: MeasurementQuality, m: Measurement, old: Any) -> bool:
+    """Whether a new measurement (``q``, ``m``) beats a stored flagged record: a better quality,
+    or the same with a smaller CV."""
+    if old.quality is None:
+        return True
+    old_q = _quality_of_record(old)
+    return _rank(q) < _rank(old_q) or (
+        _rank(q) == _rank(old_q)
+        and (m.latency_ms_cv or 0.0) < (old.measurement.latency_ms_cv or 0.0)
+    )
+
+
+def _rank(q: MeasurementQuality) -> int:
+    return {Quality.OK: 0, Quality.NOISY: 1, Quality.INTERFERED: 2}[Quality(q.quality)]
+
+
+def _note(
+    st: MeasurementStore,
+    key: MeasurementKey,
+    rows: dict[tuple[int, ...], ProfileRow],
+    code: tuple[int, ...],
+    q: MeasurementQuality,
+    why: str,
+) -> None:
+    """Append ``why`` to a flagged row's reason, in the store and in the report."""
+    new = q.flag(Quality(q.quality), why)
+    st.set_quality(key, new)
+    rows[code] = dataclasses.replace(rows[code], **_quality_fields(new))
 
 
 def _default_exporter(opset: int) -> Any:
@@ -861,7 +1425,12 @@ def _measure_one(
     exporter: Any,
     profiler: Any,
     batch_size: int,
-) -> ProfileRow:
+    judge: _Judge | None = None,
+    keep_better: Any | None = None,
+) -> tuple[ProfileRow, MeasurementQuality | None]:
+    """Export, measure, assess and store one model; the row and the quality that was stored
+    (None for failures). ``keep_better``: the stored flagged record this re-measures; the new
+    measurement replaces it only when it is better (:func:`_better`)."""
     t0 = time.perf_counter()
     index = sp.index_or_none(code)
     try:
@@ -870,25 +1439,62 @@ def _measure_one(
         raise  # the environment (a package, the disk) must change: nothing is recorded
     except Exception as exc:  # an export bug says nothing about the device: not stored
         log.warning("export of %s failed: %s", key.arch, exc)
-        return ProfileRow(
-            arch=key.arch,
-            arch_index=index,
-            reference=reference,
-            outcome="failed",
-            status=None,
-            error=f"export failed: {type(exc).__name__}: {exc}",
-            export_s=time.perf_counter() - t0,
-            wall_s=time.perf_counter() - t0,
-        )
+        return _export_failed_row(key, index, reference, exc, t0), None
+    return _measured_part(
+        st, sp, key, reference, replace, exported, profiler, judge, t0, index, keep_better
+    )
+
+
+def _export_failed_row(
+    key: MeasurementKey, index: int | None, reference: bool, exc: BaseException, t0: float
+) -> ProfileRow:
+    return ProfileRow(
+        arch=key.arch,
+        arch_index=index,
+        reference=reference,
+        outcome="failed",
+        status=None,
+        error=f"export failed: {type(exc).__name__}: {exc}",
+        export_s=time.perf_counter() - t0,
+        wall_s=time.perf_counter() - t0,
+    )
+
+
+def _measured_part(
+    st: MeasurementStore,
+    sp: SearchSpace,
+    key: MeasurementKey,
+    reference: bool,
+    replace: bool,
+    exported: Any,
+    profiler: Any,
+    judge: _Judge | None,
+    t0: float,
+    index: int | None,
+    keep_better: Any | None = None,
+) -> tuple[ProfileRow, MeasurementQuality | None]:
     t1 = time.perf_counter()
     onnx_bytes = _entry_bytes(Path(exported.path))
-    m: Measurement = profiler.measure(Path(exported.path))
-    if m.status is not MeasurementStatus.OK and not (m.error or "").strip():
-        # a failure row must say what went wrong, even when the runtime said nothing
-        m = dataclasses.replace(
-            m, error="the measurement failed without a message from ONNX Runtime"
-        )
+    m, q = _measure_assessed(profiler, Path(exported.path), judge)
     t2 = time.perf_counter()
+    if keep_better is not None and q is not None and not _better(q, m, keep_better):
+        # a retried flagged row: the new measurement is no better, so the stored one stays
+        old_q = _quality_of_record(keep_better)
+        why = f"re-measured (retry): still {q.quality.value} ({q.reason}), kept the first"
+        new = old_q.flag(Quality(old_q.quality), why)
+        st.set_quality(key, new)
+        kept = _stored_row(st, sp, key, reference)
+        return dataclasses.replace(
+            kept,
+            outcome="stored",
+            error=None,
+            remeasured=True,
+            export_s=t1 - t0,
+            session_create_s=float(m.session_create_s or 0.0),
+            timed_s=float(m.timed_s or 0.0),
+            measure_wall_s=t2 - t1,
+            wall_s=time.perf_counter() - t0,
+        ), None
     details = getattr(profiler, "last_details", None)
     warmup_s = details.get("warmup_s") if isinstance(details, dict) else None
     result = st.add_measurement(
@@ -899,6 +1505,7 @@ def _measure_one(
         exporter=getattr(exported, "exporter", None),
         export_s=getattr(exported, "export_s", None),
         force=replace,
+        quality=q,
     )
     ok = m.status is MeasurementStatus.OK
     if result is AddResult.EXISTS:
@@ -915,9 +1522,11 @@ def _measure_one(
             measure_wall_s=t2 - t1,
             store_s=time.perf_counter() - t2,
             wall_s=time.perf_counter() - t0,
-        )
+        ), None
     else:
         outcome = "measured" if ok else "failed"
+    if result is AddResult.EXISTS:
+        q = None  # a concurrent run stored it first: this quality was not stored
     return ProfileRow(
         arch=key.arch,
         arch_index=index,
@@ -941,7 +1550,20 @@ def _measure_one(
         measure_wall_s=t2 - t1,
         store_s=time.perf_counter() - t2,
         wall_s=time.perf_counter() - t0,
-    )
+        **_quality_fields(q),
+    ), q
+
+
+def _quality_fields(q: MeasurementQuality | None) -> dict[str, Any]:
+    if q is None:
+        return {}
+    return {
+        "quality": Quality(q.quality).value,
+        "quality_reason": q.reason,
+        "load_1m": q.load_1m,
+        "other_cpu_cores": q.other_cpu_cores,
+        "sentinel_drift": q.sentinel_drift,
+    }
 
 
 def _entry_bytes(path: Path) -> int | None:
@@ -975,6 +1597,11 @@ def _stored_row(
         energy_reason=m.energy_reason if m else None,
         peak_memory_mb=m.peak_memory_mb if m else None,
         error=m.error if m else None,
+        quality=rec.quality if rec else None,
+        quality_reason=rec.quality_reason if rec else None,
+        load_1m=rec.load_1m if rec else None,
+        other_cpu_cores=rec.other_cpu_cores if rec else None,
+        sentinel_drift=rec.sentinel_drift if rec else None,
     )
 
 

@@ -17,6 +17,13 @@ Promises:
   and the failed attempt is recorded in ``measurement_attempts`` (schema 2; stores of schema 1
   are migrated when opened for writing, every row kept). Concurrent writers of the same key are
   safe (the loser sees ``EXISTS``).
+- Every measurement row may carry its quality flag and the evidence (schema 3: ``quality`` is
+  ``ok``, ``noisy`` or ``interfered``, with ``quality_reason``, ``load_1m``,
+  ``other_cpu_cores`` and ``sentinel_drift``; NULL for rows that were not assessed, e.g. rows
+  of a schema-2 store, which is migrated on a writing open with every row kept). The tables
+  predictors fit on (:meth:`MeasurementStore.latency_table`, ``energy_table``) leave flagged
+  rows out unless ``include_flagged=True``, except rows of the space's reference architectures
+  (a device's embedding needs them; they are counted by :meth:`MeasurementStore.quality_exclusions`).
 - ``read_only=True`` opens an SQLite file with ``mode=ro`` (``immutable=1`` on a read-only
   directory): no file is created (:class:`StoreNotFoundError` when there is none), nothing is
   migrated or written, and the home directory is not write-tested.
@@ -87,6 +94,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal_column,
     select,
     text,
     update,
@@ -98,7 +106,7 @@ from sqlalchemy.pool import StaticPool
 log = logging.getLogger(__name__)
 
 #: Version of the table layout written by this code; bumped with a migration in ``_migrate``.
-SCHEMA_VERSION = 2  # 2: measurement_attempts (failed re-measurements kept beside good rows)
+SCHEMA_VERSION = 3  # 2: measurement_attempts; 3: measurement quality flags (nullable columns)
 APP_MARKER = "hilnas"
 DATABASE_URL_ENV = "HILNAS_DATABASE_URL"
 DEFAULT_DB_NAME = "hilnas.db"
@@ -210,10 +218,21 @@ class MeasurementRecord:
     host: str | None
     hilnas_version: str | None
     created_at: datetime
+    # measurement quality (schema 3); None: not assessed (older rows)
+    quality: str | None = None
+    quality_reason: str | None = None
+    load_1m: float | None = None
+    other_cpu_cores: float | None = None
+    sentinel_drift: float | None = None
 
     @property
     def status(self) -> MeasurementStatus:
         return self.measurement.status
+
+    @property
+    def flagged(self) -> bool:
+        """True when the row was assessed and found ``noisy`` or ``interfered``."""
+        return self.quality is not None and self.quality != "ok"
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self.key, f.name) for f in fields(MeasurementKey)}
@@ -229,6 +248,7 @@ class MeasurementRecord:
             host=self.host,
             hilnas_version=self.hilnas_version,
             created_at=self.created_at.isoformat(),
+            **{name: getattr(self, name) for name in QUALITY_COLUMNS},
         )
         return d
 
@@ -262,6 +282,28 @@ class ConfigSummary:
     with_energy: int
     energy_methods: tuple[str, ...]
     last_created_at: datetime | None
+    flagged: int = 0  # ok rows whose quality is noisy or interfered
+
+
+@dataclass(frozen=True, slots=True)
+class QualityExclusions:
+    """What the quality filter did to one fit table (see :meth:`MeasurementStore.latency_table`).
+
+    ``excluded``: flagged rows left out; ``kept_references``: flagged rows of reference
+    architectures kept (the embedding needs them); ``by_quality``: excluded rows per flag.
+    """
+
+    excluded: int = 0
+    kept_references: int = 0
+    by_quality: tuple[tuple[str, int], ...] = ()
+    kept_flagged: int = 0  # flagged rows kept because they were the majority (see FLAGGED_KEEP)
+
+
+#: The quality filter of a fit table leaves flagged rows out only while they are at most this
+#: share of the target's non-reference rows: on a machine that was busy for a whole run every row
+#: is flagged, and dropping them all would leave nothing to fit (they are then kept, counted in
+#: :attr:`QualityExclusions.kept_flagged`, and the report says to re-measure on a quiet machine).
+FLAGGED_KEEP = 0.5
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,6 +393,12 @@ measurements_table = Table(
     Column("host", String(256)),
     Column("hilnas_version", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # quality of the measurement and its evidence (schema 3; NULL: not assessed)
+    Column("quality", String(16)),
+    Column("quality_reason", Text),
+    Column("load_1m", Float),
+    Column("other_cpu_cores", Float),
+    Column("sentinel_drift", Float),
     UniqueConstraint(*KEY_COLUMNS, name="uq_measurements_key"),
     Index("ix_measurements_config", "config_key", "space", "status"),
     Index("ix_measurements_device", "device_id"),
@@ -412,6 +460,10 @@ HILNAS_TABLES = (
 )
 #: Tables a store of schema 1 has (read-only opens of an old store do not migrate it).
 _V1_TABLES = HILNAS_TABLES[:4]
+#: Columns of the measurements table added by schema 3 (all nullable).
+QUALITY_COLUMNS = ("quality", "quality_reason", "load_1m", "other_cpu_cores", "sentinel_drift")
+#: Values of the ``quality`` column (see :mod:`hilnas.profilers.quality`).
+QUALITY_VALUES = ("ok", "noisy", "interfered")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -594,6 +646,7 @@ class MeasurementStore:
                 "PostgreSQL (postgresql+psycopg://...)"
             )
         self._has_attempts = True
+        self._has_quality = True  # False only for a read-only open of a store before schema 3
         self._engine = self._make_engine(parsed, echo)
         try:
             self._initialise()
@@ -889,6 +942,9 @@ class MeasurementStore:
             if self.read_only:  # read as it is; the next writing command migrates it
                 needed = _V1_TABLES
                 self._has_attempts = "measurement_attempts" in tables
+                if "measurements" in tables:
+                    have = {c["name"] for c in inspect(conn).get_columns("measurements")}
+                    self._has_quality = all(c in have for c in QUALITY_COLUMNS)
             else:
                 self._migrate(conn, version, tables)
                 tables = set(inspect(conn).get_table_names())
@@ -909,6 +965,15 @@ class MeasurementStore:
             )
         if from_version < 2 and "measurement_attempts" not in tables:
             attempts_table.create(conn)
+        if from_version < 3:
+            # nullable columns: every existing row is kept and reads as "not assessed"
+            have = {c["name"] for c in inspect(conn).get_columns("measurements")}
+            for name in QUALITY_COLUMNS:
+                if name in have:
+                    continue
+                column = measurements_table.c[name]
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE measurements ADD COLUMN {name} {kind}"))
         conn.execute(
             update(meta_table)
             .where(meta_table.c.key == "schema_version")
@@ -1060,6 +1125,7 @@ class MeasurementStore:
         device_fingerprint: str | None = None,
         host: str | None = None,
         force: bool = False,
+        quality: Any | None = None,
     ) -> AddResult:
         """Store one measurement under ``key`` in its own transaction (idempotent; see module).
 
@@ -1072,8 +1138,12 @@ class MeasurementStore:
         measurement's own provenance (provider, threads, batch size, warm-up, repetitions) must
         agree, and an ok measurement needs a positive finite median latency; ``ValueError``
         otherwise, and nothing is written.
+
+        ``quality`` (a :class:`~hilnas.profilers.quality.MeasurementQuality`, or None: not
+        assessed) is stored with the row: the flag, its reason and the evidence.
         """
         values = self._row_values(key, measurement, arch_index=arch_index)
+        values.update(_quality_values(quality))
         values.update(
             onnx_sha256=onnx_sha256,
             exporter=exporter,
@@ -1196,6 +1266,17 @@ class MeasurementStore:
             "finished_at": m.finished_at,
         }
 
+    def set_quality(self, key: MeasurementKey, quality: Any) -> bool:
+        """Replace the quality flag and evidence of the stored row of ``key`` (e.g. when a
+        later sentinel check shows that conditions changed); returns whether a row was there.
+        The measured values are never touched."""
+        values = _quality_values(quality)
+        with self._write() as conn:
+            done = conn.execute(
+                update(measurements_table).where(_key_clause(key)).values(**values)
+            ).rowcount
+        return bool(done)
+
     def delete_measurements(self, *, device_id: str, config_key: str | None = None) -> int:
         """Remove a device's measurements (all, or one configuration's); returns the count."""
         cond = measurements_table.c.device_id == device_id
@@ -1237,9 +1318,16 @@ class MeasurementStore:
                         out[by_arch[arch]] = MeasurementStatus(status)
         return out
 
+    def _select_measurements(self) -> Any:
+        """``SELECT`` of the measurement columns this store has (a read-only open of a store
+        before schema 3 lacks the quality columns; its records read them as None)."""
+        if self._has_quality:
+            return select(measurements_table)
+        return select(*(c for c in measurements_table.c if c.name not in QUALITY_COLUMNS))
+
     def get_measurement(self, key: MeasurementKey) -> MeasurementRecord | None:
         with self._read() as conn:
-            row = conn.execute(select(measurements_table).where(_key_clause(key))).first()
+            row = conn.execute(self._select_measurements().where(_key_clause(key))).first()
         return None if row is None else _record_from_row(row)
 
     def measurements(
@@ -1262,7 +1350,7 @@ class MeasurementStore:
         )
         with self._read() as conn:
             rows = conn.execute(
-                select(measurements_table).where(*conds).order_by(t.created_at, t.id)
+                self._select_measurements().where(*conds).order_by(t.created_at, t.id)
             ).all()
         out: list[MeasurementRecord] = []
         damaged = 0
@@ -1350,9 +1438,17 @@ class MeasurementStore:
         ok = func.sum(_case_count(t.status == MeasurementStatus.OK.value))
         failed = func.sum(_case_count(t.status == MeasurementStatus.FAILED.value))
         energy = func.sum(_case_count(t.energy_mj.is_not(None)))
+        if self._has_quality:
+            bad = func.sum(
+                _case_count(
+                    and_(t.status == MeasurementStatus.OK.value, t.quality.in_(QUALITY_VALUES[1:]))
+                )
+            )
+        else:
+            bad = func.sum(_case_count(t.id < 0))  # an old store: nothing was assessed
         with self._read() as conn:
             rows = conn.execute(
-                select(*group, ok, failed, energy, func.max(t.created_at))
+                select(*group, ok, failed, energy, func.max(t.created_at), bad)
                 .group_by(*group)
                 .order_by(*group)
             ).all()
@@ -1375,6 +1471,7 @@ class MeasurementStore:
                 with_energy=int(r[9] or 0),
                 energy_methods=tuple(sorted(methods.get(tuple(r[:7]), ()))),
                 last_created_at=_utc(r[10]),
+                flagged=int(r[11] or 0),
             )
             for r in rows
         ]
@@ -1410,26 +1507,57 @@ class MeasurementStore:
         )
 
     def latency_table(
-        self, target: str, space: str = "nb201", *, model_config_key: str | None = None
+        self,
+        target: str,
+        space: str = "nb201",
+        *,
+        model_config_key: str | None = None,
+        include_flagged: bool = False,
     ) -> dict[str, float]:
         """Arch string -> median latency (ms) of ok measurements of a target.
 
         For a device configuration, rows of ``model_config_key`` (default: the space's default
         model config) are used; when an architecture was measured under several settings
-        (warm-up, repetitions, opset) the most recent row wins.
+        (warm-up, repetitions, opset) the most recent row wins. Rows flagged ``noisy`` or
+        ``interfered`` are left out unless ``include_flagged`` (rows of the space's reference
+        architectures are always kept: the device's embedding needs them);
+        :meth:`quality_exclusions` says how many were left out.
         """
-        return self._table(target, space, "latency", model_config_key)
+        return self._table(target, space, "latency", model_config_key, include_flagged)[0]
 
     def energy_table(
-        self, target: str, space: str = "nb201", *, model_config_key: str | None = None
+        self,
+        target: str,
+        space: str = "nb201",
+        *,
+        model_config_key: str | None = None,
+        include_flagged: bool = False,
     ) -> dict[str, float]:
         """Arch string -> measured energy per inference (mJ); unknown and estimated values are
-        left out (never mixed with measured ones)."""
-        return self._table(target, space, "energy", model_config_key)
+        left out (never mixed with measured ones), flagged rows as in :meth:`latency_table`."""
+        return self._table(target, space, "energy", model_config_key, include_flagged)[0]
+
+    def quality_exclusions(
+        self,
+        target: str,
+        space: str = "nb201",
+        metric: str = "latency_ms",
+        *,
+        model_config_key: str | None = None,
+    ) -> QualityExclusions:
+        """What the default quality filter leaves out of :meth:`latency_table` (``metric``
+        ``latency_ms``) or :meth:`energy_table` (``energy_mj``) of a target."""
+        what = "latency" if metric == "latency_ms" else "energy"
+        return self._table(target, space, what, model_config_key, False)[1]
 
     def _table(
-        self, target: str, space: str, what: str, model_config_key: str | None
-    ) -> dict[str, float]:
+        self,
+        target: str,
+        space: str,
+        what: str,
+        model_config_key: str | None,
+        include_flagged: bool = False,
+    ) -> tuple[dict[str, float], QualityExclusions]:
         resolved = self.resolve_target(target)
         with self._read() as conn:
             if "/" not in resolved:  # external device
@@ -1446,7 +1574,7 @@ class MeasurementStore:
                 good = {a: float(v) for a, v in rows if _arch_parses(space, a)}
                 if len(good) < len(rows):
                     self._warn_damaged(len(rows) - len(good), f"imported {what} values")
-                return good
+                return good, QualityExclusions()
             t = measurements_table.c
             mck = model_config_key or _space(space).default_model_config().key()
             col = t.latency_ms_median if what == "latency" else t.energy_mj
@@ -1463,13 +1591,58 @@ class MeasurementStore:
                         [EnergyMethod.UNKNOWN.value, EnergyMethod.ESTIMATE_POWER_X_TIME.value]
                     )
                 )
+            quality = t.quality if self._has_quality else literal_column("NULL")
             rows = conn.execute(
-                select(t.arch, col).where(*conds).order_by(t.created_at, t.id)
+                select(t.arch, col, quality).where(*conds).order_by(t.created_at, t.id)
             ).all()
-        good = {a: float(v) for a, v in rows if _arch_parses(space, a)}
-        if len(good) < len({a for a, _ in rows}):
-            self._warn_damaged(len({a for a, _ in rows}) - len(good), f"{what} values")
-        return good  # later rows overwrite earlier ones
+        refs: set[str] = set()
+        if not include_flagged and any(q not in (None, "ok") for _, _, q in rows):
+            refs = set(_space(space).reference_strings())
+        kept: list[tuple[str, Any]] = []
+        excluded: dict[str, int] = {}
+        kept_refs = kept_flagged = 0
+        if not include_flagged and refs:
+            extra = [q for a, _, q in rows if a not in refs]
+            flagged = sum(q not in (None, "ok") for q in extra)
+            if extra and flagged > FLAGGED_KEEP * len(extra):
+                include_flagged, kept_flagged = True, flagged  # the majority: keep them all
+        for a, v, q in rows:
+            if include_flagged or q in (None, "ok"):
+                kept.append((a, v))
+            elif a in refs:
+                kept.append((a, v))
+                kept_refs += 1
+            else:
+                excluded[str(q)] = excluded.get(str(q), 0) + 1
+        good = {a: float(v) for a, v in kept if _arch_parses(space, a)}
+        if len(good) < len({a for a, _ in kept}):
+            self._warn_damaged(len({a for a, _ in kept}) - len(good), f"{what} values")
+        report = QualityExclusions(
+            excluded=sum(excluded.values()),
+            kept_references=kept_refs,
+            by_quality=tuple(sorted(excluded.items())),
+            kept_flagged=kept_flagged,
+        )
+        if kept_flagged:
+            log.warning(
+                "%d of the %s measurements of %s are flagged (noisy or interfered): more than "
+                "%g of them, so they are all kept; re-measure on a quiet machine with "
+                "`hilnas profile --retry-flagged`",
+                kept_flagged,
+                what,
+                resolved,
+                FLAGGED_KEEP,
+            )
+        if report.excluded:
+            log.info(
+                "left %d flagged %s measurement(s) of %s out of its table (%s); pass "
+                "include_flagged=True to use them",
+                report.excluded,
+                what,
+                resolved,
+                ", ".join(f"{k}: {n}" for k, n in report.by_quality),
+            )
+        return good, report  # later rows overwrite earlier ones
 
     # ----- external devices ---------------------------------------------------------------
     def import_external_device(
@@ -1896,7 +2069,36 @@ def _record_from_row(row: Any) -> MeasurementRecord:
         host=row.host,
         hilnas_version=row.hilnas_version,
         created_at=_utc(row.created_at),
+        **{name: getattr(row, name, None) for name in QUALITY_COLUMNS},
     )
+
+
+def _quality_values(quality: Any | None) -> dict[str, Any]:
+    """The schema-3 column values of a :class:`~hilnas.profilers.quality.MeasurementQuality`
+    (all None for None); ``InvalidInputError`` for an unknown flag or a bad number."""
+    if quality is None:
+        return dict.fromkeys(QUALITY_COLUMNS)
+    flag = getattr(quality, "quality", None)
+    flag = getattr(flag, "value", flag)
+    if flag not in QUALITY_VALUES:
+        raise InvalidInputError(
+            f"unknown measurement quality {flag!r}; use one of {', '.join(QUALITY_VALUES)}"
+        )
+    drift = getattr(quality, "sentinel_drift", None)
+    if drift is not None:
+        drift = float(drift)
+        if not math.isfinite(drift):
+            raise InvalidInputError(f"sentinel_drift must be finite, got {drift!r}")
+    reason = getattr(quality, "reason", None)
+    return {
+        "quality": flag,
+        "quality_reason": None if reason is None else str(reason),
+        "load_1m": _finite(getattr(quality, "load_1m", None), "load_1m", allow_none=True),
+        "other_cpu_cores": _finite(
+            getattr(quality, "other_cpu_cores", None), "other_cpu_cores", allow_none=True
+        ),
+        "sentinel_drift": drift,
+    }
 
 
 def read_external_csv(path: str | os.PathLike[str]) -> list[tuple[str, str, str | None]]:
@@ -1948,6 +2150,9 @@ __all__ = [
     "MeasurementRecord",
     "MeasurementStore",
     "NotAHilnasStoreError",
+    "QUALITY_COLUMNS",
+    "QUALITY_VALUES",
+    "QualityExclusions",
     "StoreError",
     "TargetNotFoundError",
     "StoreDamagedError",

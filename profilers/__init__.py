@@ -13,18 +13,30 @@ from hilnas.profilers.base import (
     ProfileSettings,
 )
 from hilnas.profilers.ort import OrtProfiler, validate_onnx_file
+from hilnas.profilers.quality import (
+    DEFAULT_THRESHOLDS,
+    MeasurementQuality,
+    Quality,
+    QualityThresholds,
+    assess,
+)
 from hilnas.profilers.stats import LatencyStats, latency_stats
 
 __all__ = [
+    "DEFAULT_THRESHOLDS",
     "EnergyMethod",
     "InvalidModelError",
     "LatencyStats",
     "Measurement",
+    "MeasurementQuality",
     "MeasurementStatus",
     "OrtProfiler",
     "ProfileSettings",
     "Profiler",
     "ProfilerError",
+    "Quality",
+    "QualityThresholds",
+    "assess",
     "latency_stats",
     "validate_onnx_file",
 ]

@@ -173,7 +173,7 @@ def test_fresh_store_has_marker_and_reopens(db_url):
     with MeasurementStore(db_url) as s:
         meta = s.meta()
         assert meta["app"] == "hilnas"
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
     with MeasurementStore(db_url) as s:  # reopening an existing store changes nothing
         assert s.meta() == meta
 

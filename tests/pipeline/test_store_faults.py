@@ -30,6 +30,7 @@ from hilnas.devices.errors import (
 )
 from hilnas.pipeline.spaces import get_space
 from hilnas.pipeline.store import (
+    QUALITY_COLUMNS,
     SCHEMA_VERSION,
     AddResult,
     ExternalNameError,
@@ -156,6 +157,8 @@ def test_old_schema_store_is_migrated_and_keeps_every_row(tmp_path):
     path = make_store(tmp_path / "v1.db", n=12)
     con = sqlite3.connect(path)  # turn it into what hilnas schema 1 wrote
     con.execute("DROP TABLE measurement_attempts")
+    for column in QUALITY_COLUMNS:  # added by schema 3
+        con.execute(f"ALTER TABLE measurements DROP COLUMN {column}")
     con.execute("UPDATE hilnas_meta SET value='1' WHERE key='schema_version'")
     con.commit()
     con.close()
@@ -164,7 +167,7 @@ def test_old_schema_store_is_migrated_and_keeps_every_row(tmp_path):
         assert len(ro.measurements()) == 12 and ro.attempts() == [] and ro.schema_version == 1
     assert sha(path) == digest
     with MeasurementStore(f"sqlite:///{path}") as st:
-        assert st.schema_version == SCHEMA_VERSION == 2
+        assert st.schema_version == SCHEMA_VERSION == 3
         assert len(st.measurements()) == 12
         assert st.add_measurement(key(REFS[1]), measurement(ok=False), force=True) is (
             AddResult.KEPT
