@@ -451,6 +451,18 @@ def fit_command(
     for r in report["devices"]:
         if r["status"] == "skipped":
             cli_common.err_console.print(f"{r['target']} ({r['metric']}): {r['reason']}")
+        if r.get("flagged"):
+            f = r["flagged"]
+            what = (
+                f"{f['kept']} flagged measurements kept (most of its rows are flagged)"
+                if f["kept"]
+                else f"{f['left_out']} flagged measurement(s) left out of the fit"
+            )
+            cli_common.err_console.print(
+                f"{r['target']} ({r['metric']}): {what}; re-measure them with `hilnas profile "
+                "--retry-flagged` on a quiet machine",
+                highlight=False,
+            )
     for m in report.get("meta_models", []):
         cli_common.console.print(
             f"meta-predictor {m['metric']} refit on {len(m['targets'])} targets -> {m['path']}"

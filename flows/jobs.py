@@ -258,6 +258,7 @@ def fit(*, store: Any = None, seed: int = 0, progress: Progress | None = None) -
             "model": r["chosen"],
             **{k: round(float(chosen[k]), 4) for k in ("spearman", "kendall", "within10")},
             "n": int(chosen["n"]),
+            **({"flagged": r["flagged"]} if "flagged" in r else {}),
         }
     return out
 

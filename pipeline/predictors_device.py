@@ -432,6 +432,14 @@ def fit_store_targets(
             except P.NoEmbeddingError:
                 continue  # no such measurements (e.g. energy unknown on this CPU)
             row["n"] = len(emb.raw) + len(emb.support_values)
+            ex = store.quality_exclusions(target, metric=metric)  # imported devices: none
+            if ex.excluded or ex.kept_flagged:
+                row["flagged"] = {"left_out": ex.excluded, "kept": ex.kept_flagged}
+                kept = f", {ex.kept_flagged} kept (most rows are)" if ex.kept_flagged else ""
+                say(
+                    f"{target} {metric}: {ex.excluded} flagged measurement(s) left out{kept}; "
+                    "re-measure them with `hilnas profile --retry-flagged` on a quiet machine"
+                )
             if len(emb.support_values) < MIN_EXTRA:
                 row.update(
                     status="meta only",

@@ -11,6 +11,7 @@ shared machine set the thresholds so that only one signal can decide (e.g. ``cv_
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -534,3 +535,13 @@ def test_interference_benchmark_runs_end_to_end(tmp_path):
     assert sum(s["subnets"] for s in states.values()) == 3
     text = (tmp_path / "profiling_interference.md").read_text()
     assert "## Flags per pass" in text and "Reproduce:" in text
+
+
+def test_hilnas_fit_reports_the_flagged_rows_it_left_out(tmp_path):
+    path = filled_store(tmp_path / "s.db")
+    res = CliRunner().invoke(app, ["fit", "--db", f"sqlite:///{path}", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout[res.stdout.index("{") :])
+    (row,) = [r for r in report["devices"] if r["metric"] == "latency_ms"]
+    assert row["flagged"] == {"left_out": 4, "kept": 0}
+    assert row["n"] == 26  # 10 references (1 flagged, kept) + 16 unflagged further rows
