@@ -316,6 +316,18 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.3f}"
 
 
+def _flags(res: dict[str, Any]) -> str:
+    """The hypernetwork's command-line settings that differ from the defaults."""
+    h = res.get("hypernet")
+    if not h:
+        return " --no-hypernet"
+    out = f" --queries {h['queries']}" if h["queries"] != 300 else ""
+    out += f" --steps {h['steps']}" if h["steps"] != 600 else ""
+    out += f" --costs {h['costs']}" if h["costs"] != "surrogate" else ""
+    jobs = res["settings"].get("jobs", 1)
+    return out + (f" --jobs {jobs}" if jobs != 1 else "")
+
+
 def markdown(res: dict[str, Any]) -> str:
     """The results as Markdown: one table per objective set, devices x methods."""
     methods = res["methods"]
@@ -324,7 +336,7 @@ def markdown(res: dict[str, Any]) -> str:
         "# GPT-S search benchmark: HV ratio per device",
         "",
         f"Generated {s['finished']} by `python -m hilnas.pipeline.benchmarks.search_gpt"
-        f"{' --quick' if s['quick'] else ''}` on {s['machine']}.",
+        f"{' --quick' if s['quick'] else ''}{_flags(res)}` on {s['machine']}.",
         "",
         "HW-GPT-Bench's MLP surrogates are the oracles (perplexity; latency in ms and energy in "
         "mJ per forward pass of 8 x 1,024 tokens). Per device, each objective is normalised "
@@ -411,6 +423,36 @@ def _single_thread_blas() -> contextlib.AbstractContextManager[Any]:
     return threadpool_limits(1)
 
 
+def _loo_job(devices: Sequence[str], sets: dict[str, tuple[str, ...]], kw: dict[str, Any]) -> Any:
+    from hilnas.pipeline.benchmarks.search_gpt_hypernet import loo_fronts
+
+    with _single_thread_blas():
+        import torch
+
+        torch.set_num_threads(1)
+        return loo_fronts(devices, sets, log=print, **kw)
+
+
+def _loo_parallel(
+    devices: Sequence[str], sets: dict[str, tuple[str, ...]], jobs: int, **kw: Any
+) -> tuple[dict[Key, np.ndarray], dict[str, Any]]:
+    """:func:`~hilnas.pipeline.benchmarks.search_gpt_hypernet.loo_fronts` over ``devices``,
+    split round-robin over ``jobs`` processes (each device's run is seeded alike either way)."""
+    if jobs <= 1 or len(devices) <= 1:
+        return _loo_job(devices, sets, kw)
+    import multiprocessing as mp
+
+    parts = [list(devices[i::jobs]) for i in range(min(jobs, len(devices)))]
+    with mp.get_context("fork").Pool(len(parts)) as pool:
+        outs = pool.starmap(_loo_job, [(p, sets, kw) for p in parts])
+    found: dict[Key, np.ndarray] = {}
+    details: dict[str, Any] = {}
+    for f, d in outs:
+        found.update(f)
+        details.update(d)
+    return found, {dev: details[dev] for dev in devices}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", default="", help="comma-separated GPT-S devices (default all)")
@@ -438,6 +480,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="surrogate",
         help="what the hypernetwork's predictors learn from (see search_gpt_hypernet)",
     )
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="hypernetwork: left-out devices run in this many processes (results identical)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     devices = tuple(d for d in args.devices.split(",") if d)
@@ -459,17 +507,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.run_methods(default_methods())
         hyper_details = None
         if not args.no_hypernet:
-            from hilnas.pipeline.benchmarks.search_gpt_hypernet import loo_fronts
-
             t = time.perf_counter()
             devs = tuple(bench.devices)
-            found, hyper_details = loo_fronts(
+            found, hyper_details = _loo_parallel(
                 devs,
-                bench.objective_sets,
+                dict(bench.objective_sets),
+                max(1, args.jobs),
                 queries=args.queries,
                 steps=args.steps,
                 costs=args.costs,
-                log=log.info,
             )
             bench.add_found(
                 f"hypernet(B={args.queries})",
@@ -494,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_after": _load(),
         "total_wall_s": round(time.perf_counter() - t0, 1),
         "blas_threads": 1,
+        "jobs": max(1, args.jobs),
     }
     stem = "search_gpt_quick" if args.quick else "search_gpt"
     jp, mp = write_results(res, args.out_dir, stem)

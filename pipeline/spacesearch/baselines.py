@@ -13,7 +13,8 @@ front.
 - :func:`nsga2`: pymoo's NSGA-II on integer variables, decision ``d`` in
   ``[0, option_counts[d] - 1]``, driven through pymoo's ask/tell interface:
 
-  * initial population: ``space.sample(pop_size, seed)``;
+  * initial population: the ``initial`` codes given, if any, filled up with
+    ``space.sample(pop_size, seed)``;
   * variation: uniform crossover (probability 0.9) and a categorical mutation that resamples
     each decision with two or more options, with probability 1 / (number of such decisions),
     to one of its OTHER options (at least one per offspring);
@@ -256,6 +257,7 @@ def nsga2(
     seed: int = 0,
     pop_size: int | None = None,
     mutation_rate: float | None = None,
+    initial: Any = None,
 ) -> SpaceBaselineResult:
     """pymoo's NSGA-II on ``problem``, stopped after exactly ``budget`` oracle evaluations
     (distinct canonical architectures; see the module docstring for operators and counting).
@@ -264,7 +266,9 @@ def nsga2(
     ``mutation_rate`` (per decision) to 1 / (decisions with two or more options): on gpt_s
     (4 devices x 3 objective sets x 3 seeds) twice that tied (mean HV 0.517 vs 0.513 at 100
     evaluations, 0.664 vs 0.663 at 1,000) and four times lost at 1,000 (0.624). NaN
-    objectives are infeasible and never in the result's front. Raises
+    objectives are infeasible and never in the result's front. ``initial``: codes that seed
+    the initial population (canonicalised, duplicates dropped, at most ``pop_size`` of them,
+    the rest drawn by ``space.sample``); each is one of the evaluations. Raises
     :class:`InvalidInputError` for a budget below 1 or above the space's size, or a
     ``pop_size`` below 2 or a ``mutation_rate`` outside (0, 1].
     """
@@ -293,7 +297,12 @@ def nsga2(
         n_var=D, n_obj=problem.n_obj, n_ieq_constr=1, xl=0, xu=counts - 1, vtype=int
     )
     stream = _stream(seed, problem)
-    initial = np.asarray(space.sample(pop, seed=stream), dtype=np.int64)
+    seeds = np.zeros((0, D), dtype=np.int64)
+    if initial is not None and len(initial):
+        seeds = canonical_batch(space, initial)
+        seeds = seeds[np.sort(np.unique(seeds, axis=0, return_index=True)[1])][:pop]
+    rest = space.sample(pop - len(seeds), seed=stream, exclude=[tuple(r) for r in seeds.tolist()])
+    initial = np.concatenate([seeds, np.asarray(rest, dtype=np.int64).reshape(-1, D)], axis=0)
     algorithm = NSGA2(
         pop_size=pop,
         sampling=initial,

@@ -64,7 +64,9 @@ def test_default_is_random_first_then_active_and_active_resumes(store, exporter)
     assert set(got[12:]) != set(c for c, _ in plan_architectures(SPACE, 6, seed=5)[12:])
     again = run(store, exporter, archs=6, seed=5)
     assert again.strategy == "active" and (again.measured, again.skipped) == (0, 16)
-    assert codes(again) == got
+    # the same architectures (their order may differ: a flagged row re-measured at the end of a
+    # run under load is stored anew, and the plan lists stored rows oldest first)
+    assert codes(again)[:10] == REFS and sorted(codes(again)) == sorted(got)
     assert store.count_measurements() == 16
 
 
