@@ -306,7 +306,8 @@ def front_command(
         cli_spacesearch.front(
             other,
             device=device,
-            points=points,
+            # as for nb201: 100 points unless asked (the predicted NSGA-II may find hundreds)
+            points=100 if points is None and pref is None else points,
             preference=pref,
             out=out,
             export_onnx=export_onnx,
