@@ -405,6 +405,8 @@ class SpaceSearchModel:
         """Greedy single-decision walks from ``start`` on the scalarised predicted objectives;
         returns every architecture evaluated, its objectives, and the architectures a walk
         moved to with the preference of (the first) such walk."""
+        from hilnas.pipeline.search import COST_EPS
+
         lo, hi = self._bounds(target)
         span = np.where(hi > lo, hi - lo, 1.0)
         seen: dict[tuple[int, ...], np.ndarray] = {}
@@ -417,7 +419,7 @@ class SpaceSearchModel:
             return np.stack([seen[c] for c in codes])
 
         def score(V: np.ndarray, r: np.ndarray) -> np.ndarray:
-            c = np.clip((V - lo) / span, 0.0, None) + 1e-3
+            c = np.clip((V - lo) / span, 0.0, None) + COST_EPS
             return np.max(np.maximum(r, 1e-12) * c, axis=1)
 
         moved: dict[tuple[int, ...], np.ndarray] = {}
@@ -603,8 +605,13 @@ class SpaceSearchModel:
     def save(self) -> Path:
         """Save under ``HILNAS_HOME/search/<run-id>/`` (atomically) and point ``latest`` and
         ``latest-<space>`` at it."""
-        from hilnas.pipeline.search import _save_run, search_root
-        from safetensors.torch import save as save_tensors
+        from hilnas.pipeline.search import (
+            HYPERNET_FILE,
+            _save_run,
+            _state_dict_bytes,
+            _write_pointer,
+            search_root,
+        )
 
         settings = {
             "format": FORMAT,
@@ -621,12 +628,8 @@ class SpaceSearchModel:
             "info": self.info,
         }
         files = {
-            "hypernet.safetensors": save_tensors(
-                {k: v.contiguous() for k, v in self.hyper.state_dict().items()}
-            ),
-            "quality.safetensors": save_tensors(
-                {k: v.contiguous() for k, v in self.quality.state_dict().items()}
-            ),
+            HYPERNET_FILE: _state_dict_bytes(self.hyper),
+            "quality.safetensors": _state_dict_bytes(self.quality),
         }
         for metric, pred in self.predictors.items():
             files[f"predictor_{metric}.json"] = json.dumps(pred.to_json()).encode()
@@ -634,8 +637,7 @@ class SpaceSearchModel:
             self.info.get("started", datetime.now(timezone.utc).isoformat())
         )
         path = _save_run(settings, files, started)
-        root = search_root()
-        (root / f"latest-{self.cfg.space}").write_text(path.name + "\n")
+        _write_pointer(search_root(), f"latest-{self.cfg.space}", path.name)
         self.path = path
         return path
 
@@ -644,15 +646,18 @@ class SpaceSearchModel:
         """Load a saved space search; a damaged or foreign run raises DataIntegrityError."""
         from hilnas.pipeline.hypernet import MetaHypernetwork
         from hilnas.pipeline.predictors_space import load_predictor
-        from hilnas.pipeline.search import SETTINGS_FILE, DamagedSearchError, _load_weights
+        from hilnas.pipeline.search import (
+            HYPERNET_FILE,
+            SETTINGS_FILE,
+            DamagedSearchError,
+            _load_weights,
+            _read_settings,
+        )
         from hilnas.pipeline.spacesearch.models import QualityModel
 
         path = Path(path)
-        try:
-            settings = json.loads((path / SETTINGS_FILE).read_text())
-        except (OSError, ValueError) as exc:
-            raise DamagedSearchError(path / SETTINGS_FILE, f"unreadable ({exc})") from None
-        if not isinstance(settings, dict) or settings.get("format") != FORMAT:
+        settings = _read_settings(path / SETTINGS_FILE)
+        if settings.get("format") != FORMAT:
             raise DamagedSearchError(path / SETTINGS_FILE, f"not a {FORMAT} run")
         try:
             raw = dict(settings["config"])
@@ -666,7 +671,7 @@ class SpaceSearchModel:
             embed_scale = float(settings["embed_scale"])
         except (KeyError, TypeError, ValueError, InvalidInputError) as exc:
             raise DamagedSearchError(path / SETTINGS_FILE, f"bad settings ({exc})") from None
-        _load_weights(hyper, path / "hypernet.safetensors")
+        _load_weights(hyper, path / HYPERNET_FILE)
         _load_weights(quality, path / "quality.safetensors")
         predictors = {}
         for metric in cfg.hardware:
@@ -691,14 +696,14 @@ class SpaceSearchModel:
 
 def latest_space_run(space: str) -> Path:
     """The newest saved search of ``space``."""
-    from hilnas.pipeline.search import SearchNotFoundError, search_root
+    from hilnas.pipeline.search import SearchNotFoundError, _read_pointer, resolve_run, search_root
 
     pointer = search_root() / f"latest-{space}"
     if not pointer.is_file():
         raise SearchNotFoundError(
             f"no {space} search has been run yet; run `hilnas search --space {space}` first"
         )
-    return search_root() / pointer.read_text().strip()
+    return resolve_run(search_root() / _read_pointer(pointer))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -729,7 +734,12 @@ def train_space_search(
     import torch
     from hilnas.pipeline.hypernet import MetaHypernetwork, ReinMaxSampler
     from hilnas.pipeline.predictors_space import arch_features
-    from hilnas.pipeline.search import scalarize
+    from hilnas.pipeline.search import (
+        _annealed_scale,
+        _set_grads,
+        _standardised_logits,
+        scalarize,
+    )
     from hilnas.pipeline.spacesearch.models import (
         CostNet,
         QualityModel,
@@ -868,9 +878,7 @@ def train_space_search(
             ).clamp_min(1e-4)
             r = r / r.sum(-1, keepdim=True)
             logits = hyper(r, H[rows])
-            scale = 2.0 * (2.0**frac)
-            centred = logits - logits.mean(-1, keepdim=True)
-            z = scale * centred / centred.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+            z = _standardised_logits(logits, _annealed_scale(2.0, 4.0, frac))
             arch = sampler(z, progress=frac, mask=option_mask, generator=gen)
             codes = arch.detach().argmax(-1).numpy()
             act = torch.as_tensor(_active(space, codes), dtype=arch.dtype)
@@ -895,12 +903,7 @@ def train_space_search(
                     grads.append(flat / flat.norm().clamp_min(1e-12))
                 G = torch.stack(grads)
                 gamma = mo.min_norm_solver(G).to(G.dtype)
-                direction = gamma @ G
-                offset = 0
-                for p in params:
-                    n = p.numel()
-                    p.grad = direction[offset : offset + n].view_as(p).clone()
-                    offset += n
+                _set_grads(params, gamma @ G)
             else:
                 opt.zero_grad(set_to_none=True)
                 per_target.mean().backward()
