@@ -202,7 +202,7 @@ def test_damaged_run_is_refused(trained):
         ("gpt_s", "error,latency_ms", "unknown objective"),
         ("ofa_mbv3", "perplexity,latency_ms", "unknown objective"),
         ("gpt_s", "perplexity", "at least two"),
-        ("gpt_s", "perplexity,perplexity,latency", "repeat"),
+        ("gpt_s", "perplexity,perplexity,latency", "given twice"),
         ("nb201", "error,latency", "NB201 search"),
     ],
 )
