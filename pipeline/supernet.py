@@ -10,12 +10,37 @@ OFA supernet's CPU training and standalone retraining use them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["train_epochs", "weight_optimizer", "weight_step"]
+__all__ = ["SUPERNET_THREADS", "torch_threads", "train_epochs", "weight_optimizer", "weight_step"]
+
+#: torch threads for training and evaluating the reduced OFA supernet on a CPU. Its
+#: convolutions are tiny, so a second thread gains little and loses much when anything else
+#: runs: one epoch on this project's 2-core machine took 10.4 s on two threads and 12.6 s on one
+#: when quiet, but 62-128 s on two and 13.5 s on one beside other jobs (load 2.3-2.7). (The GPT
+#: supernet's matrices are larger: it keeps torch's default, 0.20 s a step on two threads
+#: against 0.33 s on one, quiet.)
+SUPERNET_THREADS = 1
+
+
+@contextmanager
+def torch_threads(n: int | None = SUPERNET_THREADS) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (None: leave them), then restore them."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 # ----------------------------------------------------------------------------------------------

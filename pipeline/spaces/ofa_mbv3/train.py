@@ -33,9 +33,10 @@ sandwich rule (3 epochs, same cost) the smallest subnet, trained every step, got
 error than all 20 random subnets although it is the worst of 5 trained alone, and the
 supernet's ranking of those 5 disagreed with their standalone ranking (Spearman +0.1,
 against +0.8 with strict fairness; 5 architectures, a small sample); in-place distillation, AdamW and batch 128 left the random subnets' errors far
-higher. Training takes about 3 minutes on one CPU thread. Set
-``torch.set_num_threads(1)`` on a shared machine: the convolutions are tiny and extra
-threads mostly wait for each other.
+higher. Training takes about 1-3 minutes; training and the oracle run on one torch thread
+(:data:`~hilnas.pipeline.supernet.SUPERNET_THREADS`): the convolutions are tiny and extra
+threads mostly wait for each other (on a 2-core machine one epoch took 12.6 s on one thread
+and 10.4 s on two when quiet, but 13.5 s on one and 62-128 s on two beside other jobs).
 
 **Batch normalisation** uses the statistics of the current batch, as the supernet does: the
 oracle evaluates in fixed batches of ``eval_batch_size`` images, so an error is deterministic
@@ -69,6 +70,7 @@ from hilnas.pipeline.spaces.ofa_mbv3.space import (
     OFAMobileNetV3,
 )
 from hilnas.pipeline.spaces.ofa_mbv3.supernet import ElasticMBConv
+from hilnas.pipeline.supernet import torch_threads
 
 SAMPLINGS: tuple[str, ...] = ("sandwich", "fair")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
@@ -346,13 +348,14 @@ def train_ofa_supernet(
     _check_data(data)
     space = OFAMobileNetV3()
     start = time.perf_counter()
-    net, history, steps = _train(
-        settings,
-        data,
-        lambda rng: step_codes(space, settings, rng),
-        settings.distill and settings.sampling == "sandwich",
-        progress,
-    )
+    with torch_threads():
+        net, history, steps = _train(
+            settings,
+            data,
+            lambda rng: step_codes(space, settings, rng),
+            settings.distill and settings.sampling == "sandwich",
+            progress,
+        )
     wall = time.perf_counter() - start
     return OFASupernetOracle(
         net,
@@ -479,11 +482,13 @@ class OFASupernetOracle:
         Raises :class:`ArchitectureError` (an :class:`InvalidInputError`) for a code that is not
         in the ``ofa_mbv3`` space.
         """
-        return self._errors(codes, "val")
+        with torch_threads():
+            return self._errors(codes, "val")
 
     def test_error(self, codes: Sequence[Sequence[int]]) -> np.ndarray:
         """Top-1 test error in [0, 1] of each code (report only; search with :meth:`error`)."""
-        return self._errors(codes, "test")
+        with torch_threads():
+            return self._errors(codes, "test")
 
     # ----- description ------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
