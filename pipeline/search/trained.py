@@ -1,12 +1,29 @@
 """A trained search (:class:`TrainedSearch`): loading a saved run, predicting objectives, and
-reading fronts for any target (sweep, refinement, :class:`FrontPoint`)."""
+reading fronts for any target (sweep, refinement, :class:`FrontPoint`).
+
+Hardware costs of a target (:meth:`TrainedSearch.cost_model`): a target known by its
+reference values alone gets the search's meta-predictor conditioned on its embedding (the
+costs the hypernetwork was trained with). A target with further measurements of a hardware
+objective (store rows, an imported device's CSV rows beyond the references: the embedding's
+support set) gets its per-device learning predictor
+(:class:`~hilnas.pipeline.predictors_learning.LearningPredictor`) for that objective: its prior
+is the same meta-predictor conditioned on the whole embedding (references and further
+measurements), and a residual model on top, chosen by cross-validation over the further
+measurements, replaces it only where it predicts better (``none`` keeps the prior's costs). The
+hypernetwork's argmax is unchanged (no retraining); the refinement, the normalisation bounds
+and the values a front reports all use these costs, and every :class:`FrontPoint` says where
+its hardware values came from (``costs``).
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +65,36 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+#: Per-target cost models a :class:`TrainedSearch` keeps fitted (least recently used dropped).
+COST_MODEL_CACHE = 16
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """The predicted values of one hardware objective for one target.
+
+    ``source``: ``"meta-predictor"`` (the search's predictor conditioned on the target's
+    embedding: its reference values and any further measurements) or ``"learning predictor"``
+    (that prior times a residual model fit on the further measurements); ``kind``: the residual
+    model the learning predictor chose by cross-validation (``none``: the prior's values
+    unchanged); ``measurements``: the further measurements beyond the references.
+    ``predict(codes)`` returns the values (ms or mJ, > 0) of architecture codes ``(n, D)``.
+    """
+
+    metric: str
+    source: str
+    measurements: int
+    predict: Callable[[np.ndarray], np.ndarray] = field(repr=False, compare=False)
+    kind: str | None = None
+
+    def describe(self) -> str:
+        """One line, e.g. ``learning predictor, kernel:1, 50 measurements``."""
+        if self.source == "learning predictor":
+            return f"{self.source}, {self.kind}, {self.measurements} measurements"
+        if self.measurements:
+            return f"{self.source}, {self.measurements} measurements"
+        return f"{self.source}, reference values only"
+
 
 @dataclass(frozen=True)
 class FrontPoint:
@@ -59,7 +106,9 @@ class FrontPoint:
     ``refined``: the architecture came from the greedy refinement of the hypernetwork's choice
     (see :meth:`TrainedSearch.front`), not from the argmax itself. ``preference`` is ``None``
     for an architecture no preference chose: one the refinement evaluated on its way (a
-    neighbour of a chosen one) that turned out non-dominated.
+    neighbour of a chosen one) that turned out non-dominated. ``costs``: per hardware
+    objective, where its predicted value came from (:meth:`CostModel.describe`, e.g.
+    ``"learning predictor, kernel:1, 50 measurements"``), the same for every point of a front.
     """
 
     arch: str
@@ -68,6 +117,7 @@ class FrontPoint:
     index: int | None = None
     error_source: str | None = None
     refined: bool = False
+    costs: dict[str, str] | None = None
 
 
 class TrainedSearch:
@@ -120,6 +170,11 @@ class TrainedSearch:
         _load_weights(self.hyper, path / HYPERNET_FILE)
         self.hyper.eval()
         self._predictors: dict[str, Any] = {}
+        self._cost_models: OrderedDict[tuple[str, str, bool], CostModel] = OrderedDict()
+        #: False: every target's costs from the meta-predictor conditioned on its whole
+        #: embedding, further measurements included (the costs before learning predictors;
+        #: for comparison, as the fronts benchmark does)
+        self.learn_costs = True
         self._surrogate = None
         self._queried: dict[str, float] = {}
         self._supernet = None
@@ -272,8 +327,69 @@ class TrainedSearch:
             if o == "error":
                 cols.append(self._errors(codes, sources, cheap))
             else:
-                cols.append(self.predictor(o).predict_codes(codes, embeddings[o]))
+                cols.append(self.cost_model(o, embeddings[o]).predict(codes))
         return np.stack(cols, axis=1).astype(np.float64), sources
+
+    def cost_model(self, metric: str, embedding: TargetEmbedding) -> CostModel:
+        """The cost model of hardware objective ``metric`` for a target's ``embedding`` (see
+        the module docstring): the meta-predictor when the embedding has no further
+        measurements (exactly the costs the search was trained with), else the target's
+        learning predictor, fit once and kept (per embedding content, at most
+        :data:`COST_MODEL_CACHE` of them). With :attr:`learn_costs` False, the meta-predictor
+        conditioned on the whole embedding for every target."""
+        key = (metric, _embedding_key(embedding), bool(self.learn_costs))
+        model = self._cost_models.get(key)
+        if model is not None:
+            self._cost_models.move_to_end(key)
+            return model
+        meta = self.predictor(metric)
+        n_extra = len(embedding.support_values)
+        if n_extra == 0 or self.space.name != "nb201" or not self.learn_costs:
+            model = CostModel(metric, "meta-predictor", n_extra, _meta_costs(meta, embedding))
+        else:
+            from hilnas.pipeline.predictors_learning import nb201_features, nb201_group_column
+
+            lp = _smooth_floor_class()(
+                prior=_meta_costs(meta, embedding),
+                features=nb201_features,
+                reference_codes=np.asarray(self.space.reference_architectures(), np.int64),
+                reference_values=embedding.raw,
+                group_column=nb201_group_column(),
+                seed=int(self.config.seed),
+            ).fit(embedding.support_codes, embedding.support_values)
+            log.info(
+                "%s costs of %s: learning predictor (%s) on %d further measurements",
+                metric,
+                embedding.name,
+                lp.kind,
+                n_extra,
+            )
+            model = CostModel(metric, "learning predictor", n_extra, lp.predict, kind=lp.kind)
+        self._cost_models[key] = model
+        while len(self._cost_models) > COST_MODEL_CACHE:
+            self._cost_models.popitem(last=False)
+        return model
+
+    def pin_cost_model(self, embedding: TargetEmbedding, model: CostModel) -> None:
+        """Use ``model`` for ``model.metric`` of every target with ``embedding``'s content
+        (e.g. a benchmark's true table, to bound what better costs can give); until it falls
+        out of the cache of :data:`COST_MODEL_CACHE` models."""
+        if model.metric not in self.hardware_objectives:
+            raise SearchError(
+                f"{model.metric!r} is not a hardware objective of this search "
+                f"({', '.join(self.hardware_objectives)})"
+            )
+        key = (model.metric, _embedding_key(embedding), bool(self.learn_costs))
+        self._cost_models[key] = model
+        self._cost_models.move_to_end(key)
+
+    def cost_sources(
+        self, target: str | TargetEmbedding | Mapping[str, TargetEmbedding], store=None
+    ) -> dict[str, str]:
+        """Per hardware objective, where ``target``'s predicted values come from
+        (:meth:`CostModel.describe`): for a front's metadata."""
+        _, embs = self.embeddings(target, store)
+        return {o: self.cost_model(o, embs[o]).describe() for o in self.hardware_objectives}
 
     def _errors(
         self, codes: np.ndarray, sources: list[str | None], cheap: bool = False
@@ -320,7 +436,7 @@ class TrainedSearch:
         cols = [
             self._pool_errors
             if o == "error"
-            else self.predictor(o).predict_codes(self._pool_codes, embs[o])
+            else self.cost_model(o, embs[o]).predict(self._pool_codes)
             for o in self.objectives
         ]
         V = np.stack(cols, axis=1)
@@ -439,6 +555,11 @@ class TrainedSearch:
         fewer when the front holds fewer distinct architectures), sorted by the first hardware
         objective; one preference returns its (refined) architecture. ``points`` is at most
         :data:`MAX_FRONT_POINTS`.
+
+        The hardware values (what the refinement optimises and what the points report) come
+        from :meth:`cost_model`: for a target with further measurements, its learning
+        predictor (fit once per target); each point's ``costs`` says which, e.g.
+        ``{"latency_ms": "learning predictor, kernel:1, 50 measurements"}``.
         """
         if points is not None and preference is not None:
             raise SearchError("give either points (a sweep) or one preference, not both")
@@ -487,6 +608,7 @@ class TrainedSearch:
             keep[kept[spread_subset(values[kept], k)]] = True
         first_hw = self.objectives.index(self.hardware_objectives[0])
         order = [i for i in np.argsort(values[:, first_hw], kind="stable") if keep[i]]
+        costs = {o: self.cost_model(o, embs[o]).describe() for o in self.hardware_objectives}
         out = []
         for i in order:
             code = tuple(int(v) for v in ucodes[i])
@@ -502,6 +624,7 @@ class TrainedSearch:
                     index=index,
                     error_source=sources[i],
                     refined=refined,
+                    costs=dict(costs),
                 )
             )
         return out
@@ -518,3 +641,56 @@ class TrainedSearch:
             "seed": s["seed"],
             "wall_s": s.get("wall_s"),
         }
+
+
+#: Width of the smooth floor of a front's learned costs, as a share of the floor.
+SMOOTH_FLOOR_WIDTH = 1e-3
+
+
+def _smooth_floor(pred: np.ndarray, floor: float) -> np.ndarray:
+    """``floor + softplus-like(pred - floor)``: above ``floor``, strictly increasing in
+    ``pred`` (architectures predicted below the floor keep their order, just above it: a hard
+    floor would tie them, and the non-dominated filter would then drop all but one of the
+    cheapest architectures); within ``SMOOTH_FLOOR_WIDTH**2 / 4`` of the floor of ``pred``
+    from ``1.01 x floor`` up (so a residual model ``none`` keeps the prior's values)."""
+    d = np.asarray(pred, dtype=np.float64) - floor
+    eps = SMOOTH_FLOOR_WIDTH * floor
+    root = np.sqrt(d * d + eps * eps)
+    # 0.5 (d + root), written without cancellation below the floor (d < 0)
+    return floor + np.where(d >= 0, 0.5 * (d + root), 0.5 * eps * eps / (root - d))
+
+
+@functools.cache
+def _smooth_floor_class():
+    """:class:`~hilnas.pipeline.predictors_learning.LearningPredictor` whose floor is smooth
+    (:func:`_smooth_floor`, as the meta-predictor's is) instead of ``max(pred, floor)``."""
+    from hilnas.pipeline.predictors import cost_floor, is_flat
+    from hilnas.pipeline.predictors_learning import LearningPredictor
+
+    class SmoothFloorLearningPredictor(LearningPredictor):
+        def _bound(self, pred: np.ndarray) -> np.ndarray:
+            if is_flat(self._measured):
+                return np.full(np.shape(pred), float(np.median(self._measured)))
+            return _smooth_floor(pred, cost_floor(self._measured))
+
+    return SmoothFloorLearningPredictor
+
+
+def _meta_costs(meta, embedding: TargetEmbedding) -> Callable[[np.ndarray], np.ndarray]:
+    """codes -> the meta-predictor's values conditioned on ``embedding`` (all its values)."""
+
+    def predict(codes: np.ndarray) -> np.ndarray:
+        return meta.predict_codes(np.asarray(codes, dtype=np.int64), embedding)
+
+    return predict
+
+
+def _embedding_key(embedding: TargetEmbedding) -> str:
+    """A digest of what a cost model is fit on: name, network, reference values, further
+    measurements (two embeddings with the same content share one fitted model)."""
+    h = hashlib.sha256()
+    h.update(f"{embedding.name}\0{embedding.metric}\0{embedding.network}\0".encode())
+    for a in (embedding.raw, embedding.support_codes, embedding.support_values):
+        arr = np.ascontiguousarray(a)
+        h.update(str(arr.dtype).encode() + str(arr.shape).encode() + arr.tobytes())
+    return h.hexdigest()
