@@ -325,10 +325,11 @@ def front_command(
         records, note = front_with_intervals(
             device, pts, objectives, space=trained.space, store=store
         )
+        costs = trained.cost_sources(device, store)
     finally:
         if store is not None:
             store.close()
-    meta = {"search": trained.describe(), "points": points, "preference": pref}
+    meta = {"search": trained.describe(), "points": points, "preference": pref, "costs": costs}
     if note:
         meta["intervals"] = note
     written: list[Path] = []

@@ -394,7 +394,11 @@ def write_fronts(
                 records, note = front_with_intervals(
                     target, pts, objectives, space=trained.space, store=st
                 )
-                meta = {"search": str(trained.path), "mode": trained.settings.get("mode")}
+                meta = {
+                    "search": str(trained.path),
+                    "mode": trained.settings.get("mode"),
+                    "costs": trained.cost_sources(target, st),
+                }
                 if note:
                     meta["intervals"] = note
                 json_path = write_front_json(

@@ -106,6 +106,7 @@ def test_search_then_front_for_a_device_imported_afterwards(searched, tmp_path):
         assert p["interval_level"] == 0.8
     saved = json.loads((out / "front.json").read_text())
     assert saved["metadata"]["intervals"] == doc["intervals"]
+    assert "latency_ms" in saved["metadata"]["costs"]  # where the front's latencies come from
     assert [p["intervals"] for p in saved["points"]] == [p["intervals"] for p in doc["points"]]
     assert (out / "front.json").is_file() and (out / "front.png").stat().st_size > 1000
     table = invoke("front", "--device", "my_board", "--points", "12")
