@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,11 @@ from typing import Any
 import numpy as np
 from hilnas.devices.errors import InvalidInputError, NotFoundError
 from hilnas.pipeline.spaces import get_space
-from hilnas.pipeline.spacesearch.problem import DEFAULT_BOUNDS_SAMPLES, OracleProblem
+from hilnas.pipeline.spacesearch.problem import (
+    DEFAULT_BOUNDS_SAMPLES,
+    OracleProblem,
+    write_json_atomic,
+)
 
 __all__ = [
     "TEST_CONFIG",
@@ -51,16 +54,7 @@ TRAIN_RECORD = "train_record.json"
 ERROR_CACHE_FORMAT = "hilnas.ofa_error_cache/1"
 
 
-def _atomic_json(path: Path, doc: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_atomic_json = write_json_atomic
 
 
 # ----------------------------------------------------------------------------- error

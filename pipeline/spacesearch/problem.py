@@ -385,8 +385,9 @@ def _read_cached(path: Path, key: dict[str, Any], n_obj: int) -> np.ndarray | No
         return None
 
 
-def _write_cached(path: Path, key: dict[str, Any], codes: np.ndarray, F: np.ndarray) -> None:
-    doc = dict(key, codes=codes.tolist(), F=F.tolist())
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write ``doc`` as JSON to ``path`` through a temporary file in the same folder and an
+    atomic rename: a reader sees the old file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
@@ -396,6 +397,10 @@ def _write_cached(path: Path, key: dict[str, Any], codes: np.ndarray, F: np.ndar
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_cached(path: Path, key: dict[str, Any], codes: np.ndarray, F: np.ndarray) -> None:
+    write_json_atomic(path, dict(key, codes=codes.tolist(), F=F.tolist()))
 
 
 def reference_front(
