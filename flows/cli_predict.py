@@ -241,8 +241,7 @@ def _predict_other_space(
     from hilnas.pipeline import predictors_io as pio
     from hilnas.pipeline import predictors_space as PS
     from hilnas.pipeline.home import HomeError, home_dir
-    from hilnas.pipeline.predictors_learning import learning_predictor
-    from hilnas.pipeline.spaces import get_space
+    from hilnas.pipeline.spacesearch.targets import learning_predictor_for
 
     if archs is None:
         raise InvalidInputError(
@@ -255,8 +254,6 @@ def _predict_other_space(
         cache: Path | None = home_dir() / "models" / "spaces"
     except HomeError:
         cache = None  # a read-only home: train in memory, save nothing
-    references = set(get_space(space).reference_strings())
-    sp = get_space(space)
     preds: dict[str, np.ndarray] = {}
     bands: dict[str, pio.PredictionIntervals] = {}
     for m in metrics:
@@ -266,11 +263,9 @@ def _predict_other_space(
             if metric != "all":
                 raise
             continue  # e.g. no energy table for this space
-        measured: dict[str, float] = {}
-        if device in model.devices:
-            reference = model.reference_values(device)
-        else:
-            from hilnas.pipeline.spacesearch.targets import resolve_target
+        level = interval if interval else 0.8
+        store = None
+        if device not in model.devices:
             from hilnas.pipeline.store import MeasurementStore, StoreNotFoundError
 
             try:
@@ -281,27 +276,15 @@ def _predict_other_space(
                     f"and there is no store yet; import it with `hilnas devices import "
                     f"{device} --space {space} --csv FILE` or profile it"
                 ) from None
-            with store:
-                try:
-                    target = resolve_target(space, device, (m,), store)
-                except NotFoundError:
-                    if metric != "all" or m == "latency_ms":
-                        raise
-                    continue  # the device has no energy measurements of its references
-                reference = target.values(m)
-                table = (
-                    store.latency_table(target.name, space)
-                    if m == "latency_ms"
-                    else store.energy_table(target.name, space)
-                )
-                measured = {a: v for a, v in table.items() if a not in references and v > 0}
-        level = interval if interval else 0.8
-        learner = learning_predictor(space, reference, meta=model, metric=m, level=level)
-        extra = sorted(measured)
-        learner.fit(
-            np.asarray([sp.parse(a) for a in extra], dtype=np.int64).reshape(-1, codes.shape[1]),
-            np.asarray([measured[a] for a in extra], dtype=np.float64),
-        )
+        try:
+            learner = learning_predictor_for(space, device, m, model, store, level=level)
+        except NotFoundError:
+            if metric != "all" or m == "latency_ms":
+                raise
+            continue  # the device has no energy measurements of its references
+        finally:
+            if store is not None:
+                store.close()
         point, low, high = learner.predict_interval(codes, level)
         preds[m] = point
         if interval:

@@ -145,26 +145,34 @@ def front(
 
     space = trained.cfg.space
     names = [t.name for t in trained.targets]
+    from hilnas.flows.jobs import front_with_intervals
+
     store = None if device in names else _store(db, [device], space, trained.cfg.hardware, True)
+    objectives = trained.objectives
     try:
         pts = trained.front(device, points=points, preference=preference, store=store)
+        records, note = front_with_intervals(
+            device, pts, tuple(objectives), space=trained.space, store=store,
+            priors=trained.predictors,
+        )  # fmt: skip
     finally:
         if store is not None:
             store.close()
-    objectives = trained.objectives
     meta = {"search": trained.describe(), "points": points, "preference": preference}
+    if note:
+        meta["intervals"] = note
     written: list[Path] = []
     if out is not None:
         try:
             written.append(
-                fronts.write_front_json(out / "front.json", device, objectives, pts, meta)
+                fronts.write_front_json(out / "front.json", device, objectives, records, meta)
             )
             written.append(
                 fronts.plot_front_png(
                     out / "front.png",
                     device,
                     objectives,
-                    pts,
+                    records,
                     points_label="predicted",
                     title=f"{space} front on {device} ({len(pts)} points, predicted)",
                 )
@@ -179,7 +187,8 @@ def front(
     if as_json:
         from hilnas.flows.cli_search import echo_front_json
 
-        echo_front_json(device, objectives, pts, meta["search"], written, {"space": space})
+        extra = {"space": space, **({"intervals": note} if note else {})}
+        echo_front_json(device, objectives, records, meta["search"], written, extra)
         return
     table = Table(
         title=f"{space} front on {device} ({len(pts)} architectures; search "
@@ -190,18 +199,22 @@ def front(
     table.add_column("preference")
     for o in objectives:
         table.add_column(fronts.OBJECTIVE_LABELS.get(o, o), justify="right")
-    for i, p in enumerate(pts):
+    for i, (p, rec) in enumerate(zip(pts, records, strict=True)):
         pref = "-" if p.preference is None else ",".join(f"{v:.2f}" for v in p.preference)
+        bands = rec.get("intervals") or {}
         cells = []
         for o in objectives:
-            note = (
-                " (queried)"
-                if o == trained.cfg.quality_objective and p.quality_source == "queried"
-                else ""
-            )
-            cells.append(f"{p.objectives[o]:.2f}{note}")
+            queried = o == trained.cfg.quality_objective and p.quality_source == "queried"
+            band = f" [{bands[o][0]:.2f}, {bands[o][1]:.2f}]" if o in bands else ""
+            cells.append(f"{p.objectives[o]:.2f}{' (queried)' if queried else ''}{band}")
         table.add_row(str(i), p.arch, pref, *cells)
     cli_common.console.print(table)
+    for m, n in note.items():
+        cli_common.console.print(
+            f"[{m}]: {100 * n['level']:g} % prediction intervals of the {m} predictor "
+            f"({n['model']} on {n['measured']} measurements beyond the references)",
+            highlight=False,
+        )
     for path in written:
         cli_common.console.print(f"wrote {path}")
 

@@ -436,26 +436,51 @@ def front_with_intervals(
     space: Any,
     store: Any = None,
     level: float = FRONT_INTERVAL_LEVEL,
+    priors: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """``(records, note)``: an NB201 front's points with the ``level`` prediction interval of
-    each hardware objective (:func:`hilnas.pipeline.predictors_io.predict_intervals`: the
-    target's learning predictor, its split-conformal calibration) and a note for the front's
-    metadata (level, residual model, measurements it was fit on). Other spaces, and targets
-    without an embedding, get the plain records and an empty note."""
+    """``(records, note)``: a front's points with the ``level`` prediction interval of each
+    hardware objective, and a note for the front's metadata (level, residual model,
+    measurements it was fit on). The interval is the target's learning predictor's
+    (split-conformal; :mod:`hilnas.pipeline.predictors_learning`): for NB201 through
+    :func:`hilnas.pipeline.predictors_io.predict_intervals`, for another space from ``priors``
+    (``{metric: SpacePredictor}``, a saved space search's predictors) and
+    :func:`hilnas.pipeline.spacesearch.targets.learning_predictor_for`. Intervals are widened to
+    contain each point's own value. A target without the needed reference values gets the plain
+    records and an empty note."""
     from hilnas.pipeline import fronts
 
     hardware = [o for o in objectives if o in ("latency_ms", "energy_mj")]
-    if space.name != "nb201" or not hardware or not points:
-        return fronts.point_records(points, objectives), {}
+    records = fronts.point_records(points, objectives)
+    if not hardware or not points:
+        return records, {}
     import numpy as np
+    from hilnas.devices.errors import NotFoundError
     from hilnas.pipeline import predictors_io as pio
 
-    records = fronts.point_records(points, objectives)
     codes = np.array([space.parse(r["arch"]) for r in records], dtype=np.int64)
     values = {
         o: np.array([r["objectives"][o] for r in records], dtype=np.float64) for o in hardware
     }
-    bands = pio.predict_intervals(target, codes, values, level=level, store=store)
+    if space.name == "nb201":
+        bands = pio.predict_intervals(target, codes, values, level=level, store=store)
+    else:
+        from hilnas.pipeline.spacesearch.targets import learning_predictor_for
+
+        bands = {}
+        for m in hardware:
+            if priors is None or m not in priors:
+                continue
+            try:
+                learner = learning_predictor_for(
+                    space.name, target, m, priors[m], store, level=level
+                )
+            except NotFoundError:
+                continue  # e.g. no reference values of this metric in the store
+            _, lo, hi = learner.predict_interval(codes, level)
+            bands[m] = pio.PredictionIntervals(
+                low=lo, high=hi, level=float(level), kind=str(learner.kind),
+                n_extra=int(learner.n_extra),
+            )  # fmt: skip
     if not bands:
         return records, {}
     note = {

@@ -110,19 +110,46 @@ def space_search_task(cfg: dict[str, Any], targets: list[str]) -> str:
 
 @task(name="write-space-fronts")
 def space_fronts_task(search: str, targets: list[str], folder: str, points: int, onnx: bool):
-    from hilnas.flows.cli_spacesearch import export
-    from hilnas.pipeline import fronts
     from hilnas.pipeline.spacesearch.search import SpaceSearchModel
 
     model = SpaceSearchModel.load(search)
+    store = _read_store()
+    try:
+        return _write_space_fronts(model, targets, folder, points, onnx, store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _read_store():
+    """The default store read-only (a profiled target's measurements refine its front's
+    intervals), or None when there is none yet."""
+    from hilnas.pipeline.store import MeasurementStore, StoreNotFoundError
+
+    try:
+        return MeasurementStore(read_only=True)
+    except StoreNotFoundError:
+        return None
+
+
+def _write_space_fronts(model, targets, folder, points, onnx, store) -> list[dict[str, Any]]:
+    from hilnas.flows.cli_spacesearch import export
+    from hilnas.pipeline import fronts
+
     out = []
     for name in targets:
         d = Path(folder) / jobs.slug(name)
-        pts = model.front(name, points=points)
+        pts = model.front(name, points=points, store=store)
+        records, note = jobs.front_with_intervals(
+            name, pts, tuple(model.objectives), space=model.space, store=store,
+            priors=model.predictors,
+        )  # fmt: skip
         meta = {"search": model.describe(), "points": points}
-        js = fronts.write_front_json(d / "front.json", name, model.objectives, pts, meta)
+        if note:
+            meta["intervals"] = note
+        js = fronts.write_front_json(d / "front.json", name, model.objectives, records, meta)
         png = fronts.plot_front_png(
-            d / "front.png", name, model.objectives, pts, points_label="predicted"
+            d / "front.png", name, model.objectives, records, points_label="predicted"
         )
         files = export(model.space, pts, d / "onnx") if onnx else []
         best = {o: min(p.objectives[o] for p in pts) for o in model.objectives} if pts else {}

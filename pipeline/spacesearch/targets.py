@@ -212,3 +212,50 @@ def resolve_target(space: str, name: str, metrics: Sequence[str], store: Any = N
         ) from None
     ref = {m: _store_values(space, resolved, m, store) for m in metrics}
     return SpaceTarget(name=resolved, source="store", reference=ref)
+
+
+def learning_predictor_for(
+    space: str,
+    name: str,
+    metric: str,
+    prior: Any,
+    store: Any = None,
+    *,
+    level: float = 0.8,
+    seed: int = 0,
+):
+    """The per-device learning predictor of target ``name`` for ``metric``, fitted.
+
+    ``prior``: the space's cross-device predictor
+    (:class:`~hilnas.pipeline.predictors_space.SpacePredictor`, e.g. a saved search's). A
+    reference device of ``prior`` gets it conditioned on its reference values (zero-shot); a
+    store target (profiled or imported, resolved as :func:`resolve_target` does) also fits a
+    residual model on its further measurements of the space's default workload
+    (:func:`hilnas.pipeline.predictors_learning.learning_predictor`, chosen by
+    cross-validation). Raises :class:`NotFoundError` as :func:`resolve_target` does.
+    """
+    from hilnas.pipeline.predictors_learning import learning_predictor
+
+    sp = get_space(space)
+    measured: dict[str, float] = {}
+    if name in prior.devices:
+        reference = prior.reference_values(name)
+    else:
+        target = resolve_target(space, name, (metric,), store)
+        reference = target.values(metric)
+        table = (
+            store.latency_table(target.name, space)
+            if metric == "latency_ms"
+            else store.energy_table(target.name, space)
+        )
+        refs = set(sp.reference_strings())
+        measured = {a: v for a, v in table.items() if a not in refs and v > 0}
+    learner = learning_predictor(
+        space, reference, meta=prior, metric=metric, level=level, seed=seed
+    )
+    extra = sorted(measured)
+    learner.fit(
+        np.asarray([sp.parse(a) for a in extra], dtype=np.int64).reshape(-1, sp.num_decisions),
+        np.asarray([measured[a] for a in extra], dtype=np.float64),
+    )
+    return learner

@@ -4,6 +4,7 @@ embedded API (real layers, tiny sizes), and its bad input, refused before anythi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,6 @@ def test_gpt_main_job_from_a_config_file(hilnas_cli, hilnas_home, tmp_path):
     assert all(w["measured"] == 10 and w["failed"] == 0 for w in workloads.values())
     (front,) = summary["fronts"]
     assert front["error"] is None and 1 <= front["points"] <= 3
+    doc = json.loads(Path(front["json"]).read_text())
+    assert doc["metadata"]["intervals"]["latency_ms"]["measured"] == 0  # references only
+    assert all("latency_ms" in p["intervals"] for p in doc["points"])

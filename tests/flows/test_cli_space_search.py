@@ -108,6 +108,14 @@ def test_front_json_lists_the_trade_off(in_home, hilnas_cli):
     order = np.argsort(ppl)
     # non-dominated: as perplexity goes up, latency goes down
     assert np.all(np.diff(np.asarray(lat)[order]) <= 1e-9)
+    # each point carries its 80 % hardware intervals (zero-shot for a reference device)
+    hardware = [o for o in doc["objectives"] if o in ("latency_ms", "energy_mj")]
+    assert sorted(doc["intervals"]) == sorted(hardware)
+    assert all(n["level"] == 0.8 and n["measured"] == 0 for n in doc["intervals"].values())
+    for p in doc["points"]:
+        for o in hardware:
+            lo, hi = p["intervals"][o]
+            assert 0 < lo <= p["objectives"][o] <= hi
 
 
 def _gpt_reference_csv(path, device="rtx3080", scale=1.7):
@@ -135,7 +143,10 @@ def test_an_imported_device_gets_a_front_and_predictions_zero_shot(in_home, hiln
         ["front", "--space", "gpt_s", "--device", "my-laptop", "--points", "3", "--json"]
     )
     assert code == 0, err
-    assert len(json.loads(stdout)["points"]) >= 2
+    doc = json.loads(stdout)
+    assert len(doc["points"]) >= 2
+    assert doc["intervals"]["latency_ms"]["measured"] == 0  # imported with its references only
+    assert all(p["intervals"]["latency_ms"][0] > 0 for p in doc["points"])
     archs = tmp_path / "archs.txt"
     from hilnas.pipeline.spaces import get_space
 
