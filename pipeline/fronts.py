@@ -464,6 +464,21 @@ def plot_front_png(
             P = P[np.argsort(P[:, xi])]
             ax.step(P[:, xi], P[:, yi], where="post", c="C0", lw=1, alpha=0.7, zorder=2)
         if coloured:
+            # points no preference chose (found by the refinement) have no colour: grey
+            plain = ok & ~np.isfinite(pref_arr)
+            if plain.any():
+                ax.scatter(
+                    V[plain, xi],
+                    V[plain, yi],
+                    s=28,
+                    c="0.6",
+                    edgecolors="k",
+                    linewidths=0.4,
+                    label="refined (no preference)",
+                    zorder=3,
+                )
+                show_legend = True
+            ok = ok & np.isfinite(pref_arr)
             sc = ax.scatter(
                 V[ok, xi],
                 V[ok, yi],

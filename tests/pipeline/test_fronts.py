@@ -229,3 +229,23 @@ def test_plot_draws_the_intervals_as_error_bars(tmp_path, monkeypatch):
     calls.clear()
     fronts.plot_front_png(tmp_path / "g.png", "d", ("error", "latency_ms"), pts)
     assert not calls  # no intervals, no error bars
+
+
+def test_points_without_a_preference_are_drawn_too(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    drawn = []
+    orig = matplotlib.axes.Axes.scatter
+
+    def spy(self, x, y, *a, **k):
+        drawn.append(len(np.atleast_1d(x)))
+        return orig(self, x, y, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter", spy)
+    pts = [
+        {"arch": "a", "preference": [0.9, 0.1], "objectives": {"error": 10.0, "latency_ms": 2.0}},
+        {"arch": "b", "preference": None, "objectives": {"error": 8.0, "latency_ms": 3.0}},
+        {"arch": "c", "preference": None, "objectives": {"error": 6.0, "latency_ms": 4.0}},
+    ]
+    fronts.plot_front_png(tmp_path / "f.png", "d", ("error", "latency_ms"), pts)
+    assert sorted(drawn) == [1, 2]  # the coloured one and the two refined ones, in grey
