@@ -741,13 +741,7 @@ def main(argv: list[str] | None = None) -> int:
         result["benchmark_wall_s"] = time.perf_counter() - t0
         text = interference_markdown(result)
         print(text)
-        if not args.no_save:
-            args.out_dir.mkdir(parents=True, exist_ok=True)
-            (args.out_dir / "profiling_interference.json").write_text(
-                json.dumps(result, indent=2) + "\n"
-            )
-            (args.out_dir / "profiling_interference.md").write_text(text)
-            print(f"saved {args.out_dir / 'profiling_interference.json'} and .md")
+        _save(args, "profiling_interference", result, text)
         return 0
     result = run_benchmark(
         n=args.n,
@@ -760,12 +754,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["benchmark_wall_s"] = time.perf_counter() - t0
     print_table(result)
-    if not args.no_save:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        (args.out_dir / "profiling.json").write_text(json.dumps(result, indent=2) + "\n")
-        (args.out_dir / "profiling.md").write_text(to_markdown(result))
-        print(f"saved {args.out_dir / 'profiling.json'} and {args.out_dir / 'profiling.md'}")
+    _save(args, "profiling", result, to_markdown(result))
     return 0
+
+
+def _save(args: argparse.Namespace, stem: str, result: dict, text: str) -> None:
+    """Write ``<stem>.json`` and ``<stem>.md`` into ``--out-dir`` unless ``--no-save``."""
+    if args.no_save:
+        return
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out_dir / f"{stem}.md").write_text(text)
+    print(f"saved {args.out_dir / (stem + '.json')} and .md")
 
 
 if __name__ == "__main__":  # pragma: no cover
