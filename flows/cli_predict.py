@@ -56,7 +56,7 @@ def import_device_command(
     shipped reference devices whenever the device is used (only the measured rows are stored).
     Every row is checked before anything is stored.
     """
-    from hilnas.pipeline.predictors_io import (
+    from hilnas.pipeline.predictors.io import (
         check_device_name,
         import_device,
         read_measurements_csv,
@@ -89,7 +89,7 @@ def import_device_command(
         store.close()
     extra = " with energy_mj" if table.has_energy else ""
     if table.missing_references:
-        from hilnas.pipeline.predictors_io import shipped_reference_table
+        from hilnas.pipeline.predictors.io import shipped_reference_table
 
         n_miss = len(table.missing_references)
         cli_common.console.print(
@@ -158,8 +158,8 @@ def predict_command(
     the written prediction. Their coverage is a benchmark figure, not a guarantee.
     """
     import numpy as np
-    from hilnas.pipeline import predictors_io as pio
     from hilnas.pipeline import refdata
+    from hilnas.pipeline.predictors import io as pio
     from hilnas.pipeline.spaces import get_space
 
     space = get_space(space).name  # an unknown space is refused before anything else
@@ -230,17 +230,17 @@ def _predict_other_space(
     """``hilnas predict --space S`` for a space other than NB201.
 
     The prior is the space-generic cross-device predictor
-    (:mod:`hilnas.pipeline.predictors_space`), zero-shot from the device's values on the space's
+    (:mod:`hilnas.pipeline.predictors.space`), zero-shot from the device's values on the space's
     reference architectures: a reference device's from the shipped table, a profiled or
     imported device's from the store. A store device's further measurements (the space's default
     workload) then fit a per-device residual model on top of it
-    (:func:`hilnas.pipeline.predictors_learning.learning_predictor`, chosen by cross-validation;
+    (:func:`hilnas.pipeline.predictors.learning.learning_predictor`, chosen by cross-validation;
     the prior alone when nothing beats it), which also gives the ``interval`` columns. The
     prior is trained on first use (tens of seconds) and cached under HILNAS_HOME/models."""
     import numpy as np
-    from hilnas.pipeline import predictors_io as pio
-    from hilnas.pipeline import predictors_space as PS
     from hilnas.pipeline.home import HomeError, home_dir
+    from hilnas.pipeline.predictors import io as pio
+    from hilnas.pipeline.predictors import space as PS
     from hilnas.pipeline.spacesearch.targets import learning_predictor_for
 
     if archs is None:
@@ -309,7 +309,7 @@ def _write_predictions(
     intervals: dict[str, Any] | None = None,
 ) -> None:
     """The predictions as CSV (to ``out`` or standard output) and one summary line."""
-    from hilnas.pipeline import predictors_io as pio
+    from hilnas.pipeline.predictors import io as pio
 
     text = pio.write_predictions_csv(out, codes, preds, space, intervals=intervals)
     if text is not None:
@@ -378,7 +378,7 @@ def fit_command(
 ) -> None:
     """Refit per-device models (cross-validated) for targets with enough measurements of their
     own, and with --meta the meta-predictor, from what the store holds."""
-    from hilnas.pipeline import predictors_device as PD
+    from hilnas.pipeline.predictors import device as PD
 
     check_number("--folds", folds, low=2, high=MAX_FOLDS, fix=f"use --folds from 2 to {MAX_FOLDS}")
     check_number("--seed", seed, low=0, high=2**32 - 1)

@@ -234,7 +234,7 @@ def fit(*, store: Any = None, seed: int = 0, progress: Progress | None = None) -
     - a per-device predictor (chosen by cross-validation) for every target with enough
       measurements of its own; its CV quality is reported.
     """
-    from hilnas.pipeline import predictors_device as D
+    from hilnas.pipeline.predictors import device as D
     from hilnas.pipeline.store import MeasurementStore
 
     st = store if store is not None else MeasurementStore()
@@ -441,8 +441,8 @@ def front_with_intervals(
     """``(records, note)``: a front's points with the ``level`` prediction interval of each
     hardware objective, and a note for the front's metadata (level, residual model,
     measurements it was fit on). The interval is the target's learning predictor's
-    (split-conformal; :mod:`hilnas.pipeline.predictors_learning`): for NB201 through
-    :func:`hilnas.pipeline.predictors_io.predict_intervals`, for another space from ``priors``
+    (split-conformal; :mod:`hilnas.pipeline.predictors.learning`): for NB201 through
+    :func:`hilnas.pipeline.predictors.io.predict_intervals`, for another space from ``priors``
     (``{metric: SpacePredictor}``, a saved space search's predictors) and
     :func:`hilnas.pipeline.spacesearch.targets.learning_predictor_for`. Intervals are widened to
     contain each point's own value. A target without the needed reference values gets the plain
@@ -455,7 +455,7 @@ def front_with_intervals(
         return records, {}
     import numpy as np
     from hilnas.devices.errors import NotFoundError
-    from hilnas.pipeline import predictors_io as pio
+    from hilnas.pipeline.predictors import io as pio
 
     codes = np.array([space.parse(r["arch"]) for r in records], dtype=np.int64)
     values = {

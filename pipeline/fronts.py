@@ -268,7 +268,7 @@ def attach_intervals(
     """Front records (:func:`point_records`) with each point's prediction interval.
 
     ``intervals``: ``{objective: band}``, a band having ``low`` and ``high`` arrays in point
-    order and a ``level`` (e.g. :class:`~hilnas.pipeline.predictors_io.PredictionIntervals`).
+    order and a ``level`` (e.g. :class:`~hilnas.pipeline.predictors.io.PredictionIntervals`).
     Each record gains ``"intervals": {objective: [low, high]}`` and ``"interval_level"``; an
     interval always contains the point's own value (it is widened to it if needed). An
     objective not among ``objectives`` or a band of the wrong length is an error.

@@ -739,7 +739,7 @@ def profile_device(
 # active selection of the sampled part of the plan
 # ----------------------------------------------------------------------------------------------
 #: Strategies of the sampled part of the plan: ``random`` (a uniform seeded sample) or
-#: ``active`` (chosen by :func:`hilnas.pipeline.predictors_learning.select_next`).
+#: ``active`` (chosen by :func:`hilnas.pipeline.predictors.learning.select_next`).
 STRATEGIES: tuple[str, ...] = ("active", "random")
 #: Candidates the active strategy chooses from (a seeded uniform sample of the space).
 ACTIVE_POOL = 2000
@@ -819,12 +819,12 @@ def plan_active(
     non-reference architectures the device should have with ``key``'s settings: those already
     stored (ok or failed, oldest first, included ones aside) count, so a rerun resumes and a
     finished run measures nothing more (raise ``archs`` by N to measure N more). The rest are
-    chosen by :func:`~hilnas.pipeline.predictors_learning.select_next` (``"active"``) from a
+    chosen by :func:`~hilnas.pipeline.predictors.learning.select_next` (``"active"``) from a
     seeded uniform pool of ``max(pool_size, 2 * k)`` unmeasured architectures, using a
-    :class:`~hilnas.pipeline.predictors_learning.LearningPredictor` fit on the ok latencies
+    :class:`~hilnas.pipeline.predictors.learning.LearningPredictor` fit on the ok latencies
     the store holds. Raises PreconditionError when the references are not all stored ok.
     """
-    from hilnas.pipeline.predictors_learning import learning_predictor, select_next
+    from hilnas.pipeline.predictors.learning import learning_predictor, select_next
 
     rows = _stored_rows(st, key)
     refs = [tuple(r) for r in sp.reference_architectures()]

@@ -8,7 +8,7 @@
    architectures (uniform, seeded), and the test architectures a second time (``force``): the
    second pass is the measurement's own repeatability, the ceiling of any predictor;
 2. for K = 0, 10, 20, 50, ... ``--train`` measured architectures beyond the references: the
-   per-device learning predictor (:func:`hilnas.pipeline.predictors_learning.learning_predictor`:
+   per-device learning predictor (:func:`hilnas.pipeline.predictors.learning.learning_predictor`:
    the space's cross-device predictor as the prior, conditioned on this CPU's reference values,
    plus a residual model chosen by cross-validation; what ``hilnas predict --space`` uses), and
    for context a MACs proxy (a line in log MACs fit on the same K + reference measurements);
@@ -76,8 +76,8 @@ def run(
     log: Any = print,
 ) -> dict[str, Any]:
     """Profile, fit at every K, score on the test architectures; returns the JSON-able result."""
-    from hilnas.pipeline.predictors_learning import learning_predictor
-    from hilnas.pipeline.predictors_space import default_predictor
+    from hilnas.pipeline.predictors.learning import learning_predictor
+    from hilnas.pipeline.predictors.space import default_predictor
     from hilnas.pipeline.profiling import profile_device
     from hilnas.pipeline.spaces import get_space
     from hilnas.pipeline.store import MeasurementStore

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 from hilnas.pipeline import predictors as P
 from hilnas.pipeline import refdata
-from hilnas.pipeline.predictors_features import FEATURE_SETS, features_np
+from hilnas.pipeline.predictors.features import FEATURE_SETS, features_np
 
 RESULTS = Path(__file__).with_name("results")
 LOCAL_CPU_CSV = RESULTS / "local_cpu_latency.csv"
@@ -102,7 +102,7 @@ def _mean_q(qs: Sequence[dict[str, float]]) -> dict[str, float]:
 
 def _ridge_baseline(d: Data, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-device ridge on the v3 features fit on the samples alone (no other devices)."""
-    from hilnas.pipeline.predictors_device import _penalised, _ridge_fit
+    from hilnas.pipeline.predictors.device import _penalised, _ridge_fit
 
     scale = float(np.mean(y[d.refs]))
     t = y[idx] / scale
@@ -264,7 +264,7 @@ def local_cpu(seeds: int = 10, n_train: int = 100) -> dict[str, Any] | None:
     """Per-device model on this machine's measured CPU latencies (if the CSV is present)."""
     if not LOCAL_CPU_CSV.is_file():
         return None
-    from hilnas.pipeline.predictors_io import read_measurements_csv
+    from hilnas.pipeline.predictors.io import read_measurements_csv
 
     table = read_measurements_csv(LOCAL_CPU_CSV)
     header = json.loads(LOCAL_CPU_ABOUT.read_text())["about"] if LOCAL_CPU_ABOUT.is_file() else []
@@ -313,7 +313,7 @@ def local_cpu_profiled(
 
 
 def _local_quality(archs: list[str], y: np.ndarray, seeds: int, n_train: int) -> dict[str, Any]:
-    from hilnas.pipeline import predictors_device as PD
+    from hilnas.pipeline.predictors import device as PD
     from hilnas.pipeline.spaces import get_space
 
     sp = get_space("nb201")
@@ -370,7 +370,7 @@ FLOOR_KS = (0, 10, 20, 50, 100)
 def _floor_row(emb: P.TargetEmbedding, codes: np.ndarray, true_min: float | None) -> dict[str, Any]:
     """What a user gets for a target: the per-device model when it has enough measurements
     (fit as ``hilnas fit`` does), else the meta-predictor; its floor figures over ``codes``."""
-    from hilnas.pipeline import predictors_device as PD
+    from hilnas.pipeline.predictors import device as PD
 
     if len(emb.support_values) >= PD.MIN_EXTRA:
         model = PD.fit_device_predictor(emb)

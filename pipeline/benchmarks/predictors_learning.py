@@ -1,4 +1,4 @@
-"""Benchmark of the predictors that keep learning (:mod:`hilnas.pipeline.predictors_learning`).
+"""Benchmark of the predictors that keep learning (:mod:`hilnas.pipeline.predictors.learning`).
 
     python -m hilnas.pipeline.benchmarks.predictors_learning [--quick] [--seeds N]
         [--space-seeds N] [--devices A,B] [--no-spaces] [--out DIR]
@@ -13,14 +13,14 @@ device left out in turn:
 For each left-out device, the prior is the retrained meta-predictor's zero-shot prediction from
 the device's 10 reference values; K = 0, 10, 20, 50, 100, 200, 1000 further architectures are
 then measured (drawn from a pool, nested: the K = 20 set contains the K = 10 set), ``random``
-(uniform) or ``active`` (:func:`~hilnas.pipeline.predictors_learning.select_next`), and a
-:class:`~hilnas.pipeline.predictors_learning.LearningPredictor` is fit. Reported on a fixed test
+(uniform) or ``active`` (:func:`~hilnas.pipeline.predictors.learning.select_next`), and a
+:class:`~hilnas.pipeline.predictors.learning.LearningPredictor` is fit. Reported on a fixed test
 set of 5,000 architectures that are never measured (the same for every K and strategy): Spearman,
 share within +-10 %, coverage of the 80 % intervals, the residual model chosen; ``--seeds``
 (default 3; ``--lofo-seeds``, default 1, for lofo) repeats every curve, seed s drawing the same random pool order for both strategies,
 and active minus random is reported paired over (device, seed). The zero-shot interval width of
 a device comes from how well the prior fits the device's own 10 reference values
-(:func:`~hilnas.pipeline.predictors_learning.zero_shot_width_from_fit`), by a width model fit on
+(:func:`~hilnas.pipeline.predictors.learning.zero_shot_width_from_fit`), by a width model fit on
 the *other* devices of the split (their reference fit and their held-out 80 % width; no data of
 the device itself beyond its references); the pooled width of the other devices (the earlier
 rule) is reported beside it. The ceiling: gradient boosting on the features fit on 5,000 of the
@@ -29,7 +29,7 @@ device's own measurements (no prior), tested on the same test set.
 Also (when not ``--quick``): partial embeddings (2 of 10 references withheld and imputed from the
 training devices, zero-shot quality and coverage with the widened intervals), and the same K
 curve (random only) on ``ofa_mbv3`` (HELP's 9 GPU configurations, leave-one-out, the
-space-generic :class:`~hilnas.pipeline.predictors_space.SpacePredictor` as the prior, test set
+space-generic :class:`~hilnas.pipeline.predictors.space.SpacePredictor` as the prior, test set
 1,000 of the 5,000 subnets) and ``gpt_s`` (HW-GPT-Bench's 10 measured devices, latency); there
 the prior is fit on 1,000 rows outside the test set, its penalty chosen by leave-one-device-out
 once (with the first device held out) and reused.
@@ -51,8 +51,8 @@ from typing import Any
 
 import numpy as np
 from hilnas.pipeline import predictors as P
-from hilnas.pipeline import predictors_learning as L
 from hilnas.pipeline import refdata
+from hilnas.pipeline.predictors import learning as L
 
 RESULTS = Path(__file__).with_name("results")
 KS: tuple[int, ...] = (0, 10, 20, 50, 100, 200, 1000)
@@ -165,7 +165,7 @@ def width_models(
     test: np.ndarray,
     same_split: Any = None,
 ) -> dict[str, Any]:
-    """The zero-shot width model (:func:`~hilnas.pipeline.predictors_learning.fit_zero_shot_width_model`)
+    """The zero-shot width model (:func:`~hilnas.pipeline.predictors.learning.fit_zero_shot_width_model`)
     for each device, fit on the *other* devices (``same_split(dev, other)`` false excludes an
     other device too, e.g. its family for lofo): their reference-fit rms and their held-out 80 %
     width. Also the fit on all devices (``all``) and the per-device inputs."""
@@ -454,7 +454,7 @@ def partial(d: NB201, devices: Sequence[str], missing: int = 2, seed: int = 0) -
 def bench_space(space: str, *, ks, seeds: int, n_test: int, devices=None) -> dict[str, Any]:
     """LOO over a space's shipped table; the prior is the SpacePredictor trained without the
     device (penalty chosen once, on all devices but the first, as the spaces benchmark does)."""
-    from hilnas.pipeline import predictors_space as S
+    from hilnas.pipeline.predictors import space as S
     from hilnas.pipeline.spaces import get_space
 
     t0 = time.time()

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 from hilnas.pipeline.predictors import spearman
-from hilnas.pipeline.predictors_space import (
+from hilnas.pipeline.predictors.space import (
     DeviceTable,
     FewShotPredictor,
     arch_features,

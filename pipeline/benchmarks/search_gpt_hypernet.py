@@ -58,7 +58,7 @@ def loo_fronts(
     ``keep_models``: the trained model and the joined target in ``details[dev]["model"]`` /
     ``["target"]`` (not JSON)."""
     from hilnas.pipeline.predictors import spearman
-    from hilnas.pipeline.predictors_space import fit_predictor, gpt_measured_table
+    from hilnas.pipeline.predictors.space import fit_predictor, gpt_measured_table
     from hilnas.pipeline.spaces import get_space
     from hilnas.pipeline.spaces.gpt_s.surrogates import DEVICES, load_surrogates
     from hilnas.pipeline.spacesearch.search import (
@@ -145,7 +145,7 @@ def _surrogate_table(table: Any, sur: Any) -> Any:
 
 
 def _features(space: Any, codes: np.ndarray) -> np.ndarray:
-    from hilnas.pipeline.predictors_space import arch_features
+    from hilnas.pipeline.predictors.space import arch_features
 
     return arch_features(space, [tuple(int(v) for v in c) for c in codes])
 
@@ -290,7 +290,7 @@ def energy_extrapolation(devices: Sequence[str], log: Any = print) -> dict[str, 
     architectures (the predictors' training rows), and the left-out predictor's median relative
     error on the front vs on the measured rows."""
     from hilnas.pipeline.benchmarks.search_gpt import REFERENCE_EVALUATIONS, REFERENCE_SEED
-    from hilnas.pipeline.predictors_space import fit_predictor, gpt_measured_table
+    from hilnas.pipeline.predictors.space import fit_predictor, gpt_measured_table
     from hilnas.pipeline.spaces import get_space
     from hilnas.pipeline.spaces.gpt_s.surrogates import DEVICES, load_surrogates
     from hilnas.pipeline.spacesearch.baselines import nsga2

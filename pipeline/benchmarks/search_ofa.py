@@ -96,7 +96,7 @@ POOL = "pool"
 
 
 def _configs() -> tuple[str, ...]:
-    from hilnas.pipeline.predictors_space import ofa_latency_table
+    from hilnas.pipeline.predictors.space import ofa_latency_table
 
     return ofa_latency_table().devices
 
@@ -580,7 +580,7 @@ def run(
     res["oracles"] = {
         "error": supernet.describe(),
         "latency": {
-            "predictor": "hilnas.pipeline.predictors_space (ridge, zero-shot from the 10 "
+            "predictor": "hilnas.pipeline.predictors.space (ridge, zero-shot from the 10 "
             "reference latencies)",
             "train_configurations": list(predictor.info.get("train_devices", [])),
             "alpha": predictor.alpha,

@@ -149,7 +149,7 @@ def run(
     out_dir: Path = RESULTS_DIR,
     quick: bool = False,
 ) -> dict[str, Any]:
-    from hilnas.pipeline.predictors_device import fit_store_targets
+    from hilnas.pipeline.predictors.device import fit_store_targets
     from hilnas.pipeline.search import SearchConfig, TrainedSearch, run_search
     from hilnas.pipeline.store import MeasurementStore
 

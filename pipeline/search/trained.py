@@ -6,7 +6,7 @@ reference values alone gets the search's meta-predictor conditioned on its embed
 costs the hypernetwork was trained with). A target with further measurements of a hardware
 objective (store rows, an imported device's CSV rows beyond the references: the embedding's
 support set) gets its per-device learning predictor
-(:class:`~hilnas.pipeline.predictors_learning.LearningPredictor`) for that objective: its prior
+(:class:`~hilnas.pipeline.predictors.learning.LearningPredictor`) for that objective: its prior
 is the same meta-predictor conditioned on the whole embedding (references and further
 measurements), and a residual model on top, chosen by cross-validation over the further
 measurements, replaces it only where it predicts better (``none`` keeps the prior's costs). The
@@ -347,7 +347,7 @@ class TrainedSearch:
         if n_extra == 0 or self.space.name != "nb201" or not self.learn_costs:
             model = CostModel(metric, "meta-predictor", n_extra, _meta_costs(meta, embedding))
         else:
-            from hilnas.pipeline.predictors_learning import nb201_features, nb201_group_column
+            from hilnas.pipeline.predictors.learning import nb201_features, nb201_group_column
 
             lp = _smooth_floor_class()(
                 prior=_meta_costs(meta, embedding),
@@ -662,10 +662,10 @@ def _smooth_floor(pred: np.ndarray, floor: float) -> np.ndarray:
 
 @functools.cache
 def _smooth_floor_class():
-    """:class:`~hilnas.pipeline.predictors_learning.LearningPredictor` whose floor is smooth
+    """:class:`~hilnas.pipeline.predictors.learning.LearningPredictor` whose floor is smooth
     (:func:`_smooth_floor`, as the meta-predictor's is) instead of ``max(pred, floor)``."""
     from hilnas.pipeline.predictors import cost_floor, is_flat
-    from hilnas.pipeline.predictors_learning import LearningPredictor
+    from hilnas.pipeline.predictors.learning import LearningPredictor
 
     class SmoothFloorLearningPredictor(LearningPredictor):
         def _bound(self, pred: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 Both read an architecture as the space's *masked one-hot*: the one-hot of every decision with
 the rows of inactive decisions (layers beyond a stage's depth, GPT layers beyond ``layers``)
 zeroed, flattened over the real options only (``space.option_mask``), the same layout as the
-one-hot block of :func:`hilnas.pipeline.predictors_space.arch_features`. A hard straight-through
+one-hot block of :func:`hilnas.pipeline.predictors.space.arch_features`. A hard straight-through
 sample of the hypernetwork, masked the same way, flows through them with a gradient.
 
 - :class:`QualityModel`: an ensemble of small MLPs fit on the quality oracle's answers (the
@@ -78,7 +78,7 @@ def _fit(
 def cost_extras(space: SearchSpace, codes: Sequence[Sequence[int]]) -> np.ndarray:
     """``(n, len(space.cost_feature_names))`` float32 ``log1p`` of the space's cost features
     (GPT-S: MACs, parameters, KV-cache size, depth, attention width): what quality follows
-    most, next to the one-hot, as in :func:`hilnas.pipeline.predictors_space.arch_features`."""
+    most, next to the one-hot, as in :func:`hilnas.pipeline.predictors.space.arch_features`."""
     cost = space.cost_features_batch([tuple(int(v) for v in c) for c in codes])
     return np.log1p(np.maximum(np.asarray(cost, dtype=np.float64), 0.0)).astype(np.float32)
 

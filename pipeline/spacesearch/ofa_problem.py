@@ -9,7 +9,7 @@ What :func:`ofa_problem` builds for one target (all minimised):
   depend on the device, so an architecture is evaluated once for all targets (cached by its
   canonical code; optionally on disk, keyed by the supernet's weights and data);
 - ``latency_ms``: the space's cross-device latency predictor
-  (:class:`~hilnas.pipeline.predictors_space.SpacePredictor`), zero-shot from the target's
+  (:class:`~hilnas.pipeline.predictors.space.SpacePredictor`), zero-shot from the target's
   values on the space's 10 reference architectures. :func:`latency_predictor` trains it on
   HELP's GPU configurations without the held-out ones (default ``titan_rtx_64``, MODNAS's
   test configuration), so that a held-out configuration is predicted zero-shot.
@@ -239,7 +239,7 @@ def latency_predictor(
     :class:`InvalidInputError` when fewer than two remain.
     """
     from hilnas.devices.errors import DataIntegrityError
-    from hilnas.pipeline.predictors_space import fit_predictor, load_predictor, ofa_latency_table
+    from hilnas.pipeline.predictors.space import fit_predictor, load_predictor, ofa_latency_table
 
     table = table if table is not None else ofa_latency_table()
     unknown = [d for d in exclude if d not in table.devices]
@@ -294,7 +294,7 @@ def ofa_problem(
     ``space.sample(bounds_samples, seed=bounds_seed)``, the same architectures for every
     device, so their errors are evaluated once for all.
     """
-    from hilnas.pipeline.predictors_space import arch_features, ofa_latency_table
+    from hilnas.pipeline.predictors.space import arch_features, ofa_latency_table
 
     space = get_space("ofa_mbv3")
     if reference_values is None:

@@ -24,7 +24,7 @@ What the objectives are (all minimised):
   each bin (ensemble spread). ``query_strategy="hypernet"`` (the earlier rule) queries the
   architectures the hypernetwork picks for the most training targets.
 - **latency_ms / energy_mj**: the frozen space-generic cross-device predictor
-  (:mod:`hilnas.pipeline.predictors_space`) zero-shot from each target's reference values,
+  (:mod:`hilnas.pipeline.predictors.space`) zero-shot from each target's reference values,
   distilled into a differentiable per-metric network for training
   (:class:`~hilnas.pipeline.spacesearch.models.CostNet`); fronts use the predictor itself.
 
@@ -336,7 +336,7 @@ class SpaceSearchModel:
         codes = [tuple(int(v) for v in c) for c in codes]
         out = np.zeros((len(codes), len(self.objectives)))
         # the masked one-hot is both the quality model's input and the first block of the
-        # predictors' features (predictors_space.arch_features), computed once
+        # predictors' features (predictors.space.arch_features), computed once
         onehot = self.space.one_hot_batch(codes)[:, self.space.option_mask]
         feats = None
         for j, o in enumerate(self.objectives):
@@ -645,7 +645,7 @@ class SpaceSearchModel:
     def load(cls, path: str | Path) -> SpaceSearchModel:
         """Load a saved space search; a damaged or foreign run raises DataIntegrityError."""
         from hilnas.pipeline.hypernet import MetaHypernetwork
-        from hilnas.pipeline.predictors_space import load_predictor
+        from hilnas.pipeline.predictors.space import load_predictor
         from hilnas.pipeline.search import (
             HYPERNET_FILE,
             SETTINGS_FILE,
@@ -733,7 +733,7 @@ def train_space_search(
     """Train the hypernetwork for ``targets`` (see the module docstring); nothing is saved."""
     import torch
     from hilnas.pipeline.hypernet import MetaHypernetwork, ReinMaxSampler
-    from hilnas.pipeline.predictors_space import arch_features
+    from hilnas.pipeline.predictors.space import arch_features
     from hilnas.pipeline.search import (
         _annealed_scale,
         _set_grads,
@@ -1013,7 +1013,7 @@ def run_space_search(
 ) -> Path:
     """Resolve the targets, build the predictors and the quality oracle, train, save."""
     from hilnas.pipeline.home import home_dir
-    from hilnas.pipeline.predictors_space import default_predictor
+    from hilnas.pipeline.predictors.space import default_predictor
 
     names = list(cfg.targets) or reference_targets(cfg.space, cfg.hardware)
     if not names:

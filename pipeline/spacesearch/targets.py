@@ -64,7 +64,7 @@ def parse_objectives(space: str, value: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def _table_devices(space: str, metric: str) -> tuple[str, ...]:
-    from hilnas.pipeline.predictors_space import shipped_table
+    from hilnas.pipeline.predictors.space import shipped_table
 
     try:
         return shipped_table(space, metric).devices
@@ -163,7 +163,7 @@ def resolve_target(space: str, name: str, metrics: Sequence[str], store: Any = N
     (a configuration key, a device id with one configuration, or an imported device).
     """
     space = check_space(space)
-    from hilnas.pipeline.predictors_space import shipped_table
+    from hilnas.pipeline.predictors.space import shipped_table
 
     tables = {m: _table_devices(space, m) for m in metrics}
     if store is None:
@@ -227,14 +227,14 @@ def learning_predictor_for(
     """The per-device learning predictor of target ``name`` for ``metric``, fitted.
 
     ``prior``: the space's cross-device predictor
-    (:class:`~hilnas.pipeline.predictors_space.SpacePredictor`, e.g. a saved search's). A
+    (:class:`~hilnas.pipeline.predictors.space.SpacePredictor`, e.g. a saved search's). A
     reference device of ``prior`` gets it conditioned on its reference values (zero-shot); a
     store target (profiled or imported, resolved as :func:`resolve_target` does) also fits a
     residual model on its further measurements of the space's default workload
-    (:func:`hilnas.pipeline.predictors_learning.learning_predictor`, chosen by
+    (:func:`hilnas.pipeline.predictors.learning.learning_predictor`, chosen by
     cross-validation). Raises :class:`NotFoundError` as :func:`resolve_target` does.
     """
-    from hilnas.pipeline.predictors_learning import learning_predictor
+    from hilnas.pipeline.predictors.learning import learning_predictor
 
     sp = get_space(space)
     measured: dict[str, float] = {}

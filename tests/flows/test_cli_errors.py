@@ -42,7 +42,7 @@ def module_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("cli-errors-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HILNAS_HOME", str(home))
-        from hilnas.pipeline.predictors_io import import_device
+        from hilnas.pipeline.predictors.io import import_device
         from hilnas.pipeline.search import SearchConfig, run_search
         from hilnas.pipeline.store import MeasurementStore
 

@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 import pytest
-from hilnas.pipeline import predictors_space as PS
+from hilnas.pipeline.predictors import space as PS
 from hilnas.pipeline.spaces import get_space
 
 

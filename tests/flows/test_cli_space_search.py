@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def predictor_cache(tmp_path_factory):
     """The gpt_s latency predictor trained once (tens of seconds) for the module's homes."""
-    from hilnas.pipeline.predictors_space import default_predictor
+    from hilnas.pipeline.predictors.space import default_predictor
 
     cache = tmp_path_factory.mktemp("models") / "spaces"
     cache.mkdir()
@@ -119,7 +119,7 @@ def test_front_json_lists_the_trade_off(in_home, hilnas_cli):
 
 
 def _gpt_reference_csv(path, device="rtx3080", scale=1.7):
-    from hilnas.pipeline.predictors_space import gpt_measured_table
+    from hilnas.pipeline.predictors.space import gpt_measured_table
     from hilnas.pipeline.spaces import get_space
 
     table = gpt_measured_table("latency_ms")

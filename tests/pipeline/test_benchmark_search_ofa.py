@@ -14,7 +14,7 @@ import pytest
 import torch
 from hilnas.devices.errors import InvalidInputError, NotFoundError
 from hilnas.pipeline.benchmarks import search_ofa
-from hilnas.pipeline.predictors_space import DeviceTable, arch_features, ofa_latency_table
+from hilnas.pipeline.predictors.space import DeviceTable, arch_features, ofa_latency_table
 from hilnas.pipeline.spaces import get_space
 from hilnas.pipeline.spaces.ofa_mbv3.mnist import load_mnist
 from hilnas.pipeline.spaces.ofa_mbv3.train import OFATrainSettings

@@ -124,7 +124,7 @@ def test_further_measurements_move_the_front_onto_the_learned_costs(trained):
 
 
 def test_the_learning_predictor_is_fit_once_per_target(trained, monkeypatch):
-    from hilnas.pipeline import predictors_learning as L
+    from hilnas.pipeline.predictors import learning as L
 
     codes, y, refs = _patterned_device()
     emb = _embedding(y, refs, codes, _measured(codes, refs, 30))
@@ -145,7 +145,7 @@ def test_the_learning_predictor_is_fit_once_per_target(trained, monkeypatch):
 
 
 def test_a_store_device_with_further_rows_gets_its_learning_predictor(trained, tmp_path):
-    from hilnas.pipeline import predictors_io as PIO
+    from hilnas.pipeline.predictors import io as PIO
     from hilnas.pipeline.store import MeasurementStore
 
     codes, y, refs = _patterned_device()

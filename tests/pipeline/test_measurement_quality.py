@@ -26,7 +26,7 @@ from hilnas.devices.base import DeviceInfo, DeviceKind
 from hilnas.devices.errors import InvalidInputError
 from hilnas.flows.cli import app
 from hilnas.pipeline.export import OnnxExporter
-from hilnas.pipeline.predictors_io import store_fit_data, target_embedding
+from hilnas.pipeline.predictors.io import store_fit_data, target_embedding
 from hilnas.pipeline.profiling import profile_device
 from hilnas.pipeline.spaces import ModelConfig, get_space
 from hilnas.pipeline.store import (

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 from hilnas.pipeline import predictors as P
-from hilnas.pipeline import predictors_device as PD
-from hilnas.pipeline import predictors_io as PIO
 from hilnas.pipeline import refdata
-from hilnas.pipeline.predictors_features import features_np, one_hot_codes
+from hilnas.pipeline.predictors import device as PD
+from hilnas.pipeline.predictors import io as PIO
+from hilnas.pipeline.predictors.features import features_np, one_hot_codes
 
 LOCAL_CPU_CSV = Path(P.__file__).parent / "benchmarks" / "results" / "local_cpu_latency.csv"
 

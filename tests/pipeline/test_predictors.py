@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 from hilnas.pipeline import predictors as P
-from hilnas.pipeline import predictors_device as PD
-from hilnas.pipeline import predictors_io as PIO
 from hilnas.pipeline import refdata
-from hilnas.pipeline.predictors_features import (
+from hilnas.pipeline.predictors import device as PD
+from hilnas.pipeline.predictors import io as PIO
+from hilnas.pipeline.predictors.features import (
     FEATURE_SETS,
     arch_features,
     features_np,

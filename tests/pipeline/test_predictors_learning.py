@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hilnas.devices.errors import InvalidInputError, PreconditionError
 from hilnas.pipeline import predictors as P
-from hilnas.pipeline import predictors_learning as L
 from hilnas.pipeline import refdata
+from hilnas.pipeline.predictors import learning as L
 
 DEVICE = "raspi4"  # a MODNAS test device (edge board) the shipped meta-predictor never saw
 
@@ -123,7 +123,7 @@ def test_learning_predictor_end_to_end_nb201(nb201):
 
 
 def test_space_generic_gpt_s():
-    from hilnas.pipeline import predictors_space as S
+    from hilnas.pipeline.predictors import space as S
 
     table = S.gpt_measured_table("latency_ms")
     dev = table.devices[0]

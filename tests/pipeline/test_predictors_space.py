@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hilnas.devices.errors import DataIntegrityError, NotFoundError, UserError
 from hilnas.pipeline.predictors import cost_floor, spearman
-from hilnas.pipeline.predictors_space import (
+from hilnas.pipeline.predictors.space import (
     ALPHAS,
     FewShotPredictor,
     SpacePredictor,

@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 from hilnas.devices.errors import InvalidInputError, NotFoundError
 from hilnas.pipeline import mo
-from hilnas.pipeline.predictors_space import DeviceTable, fit_predictor, gpt_measured_table
+from hilnas.pipeline.predictors.space import DeviceTable, fit_predictor, gpt_measured_table
 from hilnas.pipeline.spaces import get_space
 from hilnas.pipeline.spaces.gpt_s.surrogates import load_surrogates
 from hilnas.pipeline.spacesearch.search import (

@@ -49,7 +49,7 @@ from hilnas.pipeline.predictors import (
     quality,
     reference_codes,
 )
-from hilnas.pipeline.predictors_features import (
+from hilnas.pipeline.predictors.features import (
     BLOCK_SIZES,
     COMPACT_BLOCKS,
     FEATURE_SETS,

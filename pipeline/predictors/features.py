@@ -25,7 +25,7 @@ Feature sets (``FEATURE_SETS``), each a list of named blocks:
 
 The ``additive`` set (``bias``, ``used_ops``, ``used_adds``) is the per-device model's
 "fixed skeleton cost + one non-negative cost per op that runs" (fitted with non-negative
-coefficients in :mod:`hilnas.pipeline.predictors_device`).
+coefficients in :mod:`hilnas.pipeline.predictors.device`).
 """
 
 from __future__ import annotations

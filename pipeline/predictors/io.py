@@ -287,7 +287,7 @@ def import_device(
 def min_known_references() -> int:
     """Fewest of NB201's 10 reference architectures a device must have measured to join
     (``ceil(MIN_KNOWN_SHARE * 10)`` = 6); the rest are imputed."""
-    from hilnas.pipeline.predictors_learning import MIN_KNOWN_SHARE
+    from hilnas.pipeline.predictors.learning import MIN_KNOWN_SHARE
 
     return math.ceil(MIN_KNOWN_SHARE * len(reference_strings()) - 1e-9)
 
@@ -307,16 +307,16 @@ def shipped_reference_table(metric: str = "latency_ms") -> np.ndarray:
 def complete_references(name: str, metric: str, table: dict[str, float]) -> tuple[Any, Any]:
     """``(embedding, imputed)`` of an NB201 target from its measurements ``table`` (arch
     string -> value) when it lacks some reference architectures: the missing values imputed by
-    :func:`~hilnas.pipeline.predictors_learning.impute_references` from the shipped reference
+    :func:`~hilnas.pipeline.predictors.learning.impute_references` from the shipped reference
     devices, the other measurements its support set. ``imputed`` is the
-    :class:`~hilnas.pipeline.predictors_learning.ImputedReferences` (its ``widening`` widens
+    :class:`~hilnas.pipeline.predictors.learning.ImputedReferences` (its ``widening`` widens
     the prediction intervals). Raises :class:`MissingReferenceError` naming the references to
     measure when fewer than :func:`min_known_references` are known, :class:`NoEmbeddingError`
     when the shipped data cannot impute this metric (energy: too few devices).
     """
     from hilnas.devices.errors import InvalidInputError
     from hilnas.pipeline.predictors import TargetEmbedding, _space, canonical_values
-    from hilnas.pipeline.predictors_learning import impute_references
+    from hilnas.pipeline.predictors.learning import impute_references
 
     sp = _space()
     refs = reference_strings()
@@ -578,7 +578,7 @@ def predict_target(
             continue
         model = None
         if use_device_models:
-            from hilnas.pipeline.predictors_device import load_device_predictor
+            from hilnas.pipeline.predictors.device import load_device_predictor
 
             model = load_device_predictor(emb)
         if model is not None:
@@ -614,15 +614,15 @@ def predict_intervals(
     """NB201 prediction intervals at ``level`` for every metric of ``points`` (the predictions
     written beside them, ``{metric: values}`` over ``codes``).
 
-    Each comes from a :class:`~hilnas.pipeline.predictors_learning.LearningPredictor` (the
+    Each comes from a :class:`~hilnas.pipeline.predictors.learning.LearningPredictor` (the
     shipped meta-predictor as its prior) conditioned on the target's reference values (imputed
     ones widen it) and fit on its further measurements: its split-conformal interval, extended
     where needed to contain the written prediction (so ``low <= point <= high`` always; the
-    calibration is the learning predictor's, see :mod:`hilnas.pipeline.predictors_learning`).
+    calibration is the learning predictor's, see :mod:`hilnas.pipeline.predictors.learning`).
     A metric without an embedding is left out.
     """
     from hilnas.pipeline.predictors import load_meta_predictor
-    from hilnas.pipeline.predictors_learning import learning_predictor
+    from hilnas.pipeline.predictors.learning import learning_predictor
 
     out: dict[str, PredictionIntervals] = {}
     c = np.asarray(codes, dtype=np.int64)

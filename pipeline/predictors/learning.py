@@ -3,7 +3,7 @@
 A device joins with its values on the space's reference architectures; a cross-device
 meta-predictor turns them into a zero-shot prediction for every architecture (the *prior*:
 :class:`~hilnas.pipeline.predictors.MetaPredictor` for NB201,
-:class:`~hilnas.pipeline.predictors_space.SpacePredictor` for any space). Every further
+:class:`~hilnas.pipeline.predictors.space.SpacePredictor` for any space). Every further
 measurement of the device then feeds a *residual model* on the log scale,
 
     log cost(a) = log prior(a) + r(a),
@@ -46,7 +46,7 @@ Promises:
 - Predictions are strictly positive, in the device's units, and never below
   :func:`~hilnas.pipeline.predictors.cost_floor` of the values the model was given (0.8x the
   smallest); a device whose measured values are all equal is predicted flat at their median
-  (as :func:`hilnas.pipeline.predictors_device.bounded` does).
+  (as :func:`hilnas.pipeline.predictors.device.bounded` does).
 - Intervals (:meth:`LearningPredictor.predict_interval`): split-conformal on the log scale. The
   half-width is the ``level`` quantile of the absolute out-of-fold log residuals of the chosen
   model on the non-reference measurements, pooled with the zero-shot width as ``PRIOR_WEIGHT``
@@ -156,7 +156,7 @@ _BOOST_PARAMS = {
 def nb201_features(codes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
     """NB201 features: the meta-predictor's ``v3`` set (ops per edge, ops on live edges, live op
     counts, distinct pools, additions, disconnected) plus the space's log cost features."""
-    from hilnas.pipeline.predictors_features import FEATURE_SETS, features_np
+    from hilnas.pipeline.predictors.features import FEATURE_SETS, features_np
     from hilnas.pipeline.spaces import get_space
 
     c = np.asarray(codes, dtype=np.int64).reshape(-1, 6)
@@ -169,7 +169,7 @@ def nb201_group_column() -> int:
     ``disconnected`` block): some runtimes then compute almost nothing (HW-NAS-Bench's
     Raspberry Pi 4 and Pixel 3 measure them at ~0.01 ms), which no prior conditioned on 10
     connected references can know; :class:`LearningPredictor` gives them their own level."""
-    from hilnas.pipeline.predictors_features import BLOCK_SIZES, FEATURE_SETS
+    from hilnas.pipeline.predictors.features import BLOCK_SIZES, FEATURE_SETS
 
     blocks = FEATURE_SETS["v3"]
     return sum(BLOCK_SIZES[b] for b in blocks[: blocks.index("disconnected")])
@@ -178,10 +178,10 @@ def nb201_group_column() -> int:
 def space_features(space: str) -> Callable[[np.ndarray], np.ndarray]:
     """The feature function of a registered space: :func:`nb201_features` for ``nb201``, the
     space-generic masked one-hot + log cost features otherwise
-    (:func:`hilnas.pipeline.predictors_space.arch_features`)."""
+    (:func:`hilnas.pipeline.predictors.space.arch_features`)."""
     if space == "nb201":
         return nb201_features
-    from hilnas.pipeline.predictors_space import arch_features
+    from hilnas.pipeline.predictors.space import arch_features
     from hilnas.pipeline.spaces import get_space
 
     sp = get_space(space)
@@ -772,8 +772,8 @@ def learning_predictor(
 
     ``meta``: the prior's model: a :class:`~hilnas.pipeline.predictors.MetaPredictor` (NB201;
     default for ``nb201``: the shipped one for ``metric``) or a
-    :class:`~hilnas.pipeline.predictors_space.SpacePredictor` (any space; default for the other
-    spaces: :func:`~hilnas.pipeline.predictors_space.default_predictor`, trained in tens of
+    :class:`~hilnas.pipeline.predictors.space.SpacePredictor` (any space; default for the other
+    spaces: :func:`~hilnas.pipeline.predictors.space.default_predictor`, trained in tens of
     seconds). ``network`` is the NB201 embedding's network type. Further keyword arguments go to
     :class:`LearningPredictor`.
     """
@@ -793,7 +793,7 @@ def learning_predictor(
         if space == "nb201":
             meta = load_meta_predictor(metric)
         else:
-            from hilnas.pipeline.predictors_space import default_predictor
+            from hilnas.pipeline.predictors.space import default_predictor
 
             meta = default_predictor(space, metric)
     if isinstance(meta, MetaPredictor):
