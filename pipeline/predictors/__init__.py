@@ -1,50 +1,33 @@
-"""Hardware cost predictors: cross-device meta-predictor, hardware embeddings, per-device models.
+"""Hardware cost predictors: hardware embeddings, the cross-device meta-predictor, per-device
+models, predictors that keep learning, and the space-generic cross-device predictor.
 
 A *target* is a device configuration (``cpu-1a2b3c4d/cpu/t1/b1``), an external device imported
-from a CSV, or one of the 27 NB201 reference device configurations shipped in
-:mod:`hilnas.pipeline.refdata`. Its *embedding* for a metric (``latency_ms`` or ``energy_mj``) is
-its values on the 10 reference architectures of the space (``space.reference_architectures()``),
-min-max normalised among themselves; the raw values are kept so predictions come out in ms / mJ.
+from a CSV, or a reference device configuration of a space (NB201's 27 in
+:mod:`hilnas.pipeline.refdata`). Its *embedding* for a metric is its values on the space's
+reference architectures; every predictor here conditions on it.
 
-The meta-predictor (:class:`MetaPredictor`) is a hierarchical (empirical-Bayes) linear cost model
-on differentiable architecture features (:mod:`hilnas.pipeline.predictors.features`):
+Modules:
 
-    cost(a, d) = s_d * phi(a) . w_d,      s_d = mean of d's 10 reference values,
-    w_d ~ mixture of N(w_k, c Sigma) over training devices k and N(mean_k w_k, Sigma)
+- :mod:`~hilnas.pipeline.predictors.errors`: the errors (each names the problem and the fix).
+- :mod:`~hilnas.pipeline.predictors.embedding`: targets' embeddings, the physical floor
+  (:func:`cost_floor`) and flat targets.
+- :mod:`~hilnas.pipeline.predictors.meta`: NB201's cross-device meta-predictor
+  (:class:`MetaPredictor`): the model, its promises, training, save and load.
+- :mod:`~hilnas.pipeline.predictors.features`: NB201's differentiable architecture features.
+- :mod:`~hilnas.pipeline.predictors.device`: per-device models chosen by cross-validation
+  (``hilnas fit``).
+- :mod:`~hilnas.pipeline.predictors.learning`: predictors that keep learning from a device's
+  measurements, calibrated intervals, imputed references and active selection.
+- :mod:`~hilnas.pipeline.predictors.io`: measurement CSVs, device imports, predictions and
+  their intervals (``hilnas predict``).
+- :mod:`~hilnas.pipeline.predictors.space`: the cross-device predictor of the other spaces
+  (ofa_mbv3, gpt_s).
+- :mod:`~hilnas.pipeline.predictors.metrics`: Spearman, Kendall, share within a tolerance.
 
-The training devices' weights ``w_k`` and their covariance ``Sigma`` are learned across devices
-(the noise level and kernel scale are averaged over by marginal likelihood). For a target
-it conditions on the 10 reference measurements (zero-shot) and on any further measurements
-(few-shot): the posterior mean of ``w_d`` is a closed-form, differentiable function of the support
-set, so ``predict`` is differentiable in the architecture encoding. Costs are additive over the
-operations of a network, which is why the model works in linear (not log) space; the benchmark
-in :mod:`hilnas.pipeline.benchmarks.predictors` compares the alternatives.
-
-Promises:
-- ``predict`` returns strictly positive values in the target's units; it never trains.
-- The floor: no architecture, connected or not, is ever predicted below ``FLOOR_SHARE`` (0.8)
-  times the smallest value measured on the target that the prediction was given (its 10
-  reference values and any further measurements; :func:`cost_floor`). Every network of every
-  space pays for its skeleton (NB201: the stem, the two residual reductions, the head), also
-  when its cells compute nothing, so the cheapest network measured there bounds what any other
-  can cost. The bound is smooth (differentiable in the architecture) and needs nothing from the
-  space but the measured values, so it holds unchanged for every registered space.
-- A target whose measured values are all equal (within ``FLAT_SPREAD``, 1 %) carries no ranking
-  information: it is predicted flat, at its median value, for every architecture (a degenerate
-  front: on that device the architectures cannot be told apart by cost), and
-  :func:`embedding_for` logs a warning saying so and what to measure (:func:`flat_warning`).
-- Trained weights are safetensors + a JSON metadata file holding the training-data fingerprint
-  (reference-data sha256, device list, seed, hyper-parameters, hilnas version, sha256 of the
-  tensor file); loading checks all of it and raises :class:`PredictorFingerprintError` on a
-  mismatch. No pickles are read.
-- Training is deterministic for a seed on CPU.
+The names re-exported below are the public API of errors, embedding, meta, features and
+metrics.
 """
 
-# The package's modules: errors, embedding (targets and their hardware embeddings, the floor),
-# meta (the meta-predictor: model, training, save/load), metrics, features (architecture
-# features), device (per-device models), learning (predictors that keep learning, intervals,
-# active selection), io (measurement CSVs, imports, predictions) and space (the space-generic
-# cross-device predictor of ofa_mbv3 and gpt_s). The names below are the public API.
 from hilnas.pipeline.predictors.embedding import (
     FLAT_SPREAD,
     FLOOR_SHARE,

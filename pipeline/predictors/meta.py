@@ -1,10 +1,6 @@
 """The cross-device meta-predictor: model, training, save and load.
 
-A *target* is a device configuration (``cpu-1a2b3c4d/cpu/t1/b1``), an external device imported
-from a CSV, or one of the 27 NB201 reference device configurations shipped in
-:mod:`hilnas.pipeline.refdata`. Its *embedding* for a metric (``latency_ms`` or ``energy_mj``) is
-its values on the 10 reference architectures of the space (``space.reference_architectures()``),
-min-max normalised among themselves; the raw values are kept so predictions come out in ms / mJ.
+Targets and their embeddings: :mod:`hilnas.pipeline.predictors.embedding`.
 
 The meta-predictor (:class:`MetaPredictor`) is a hierarchical (empirical-Bayes) linear cost model
 on differentiable architecture features (:mod:`hilnas.pipeline.predictors.features`):

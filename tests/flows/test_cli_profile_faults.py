@@ -28,7 +28,8 @@ from hilnas.devices import get_device
 from hilnas.pipeline import refdata
 from hilnas.pipeline.spaces import get_space
 from hilnas.pipeline.store import MeasurementKey, MeasurementStore
-from hilnas.profilers.base import EnergyMethod, Measurement, MeasurementStatus
+from hilnas.profilers.base import Measurement
+from hilnas.profilers.testing import fake_measurement
 
 SPACE = get_space("nb201")
 REFS = [SPACE.format(a) for a in SPACE.reference_architectures()]
@@ -78,31 +79,14 @@ def seeded_store(home: Path, n: int = 12) -> Path:
 
 
 def _ok() -> Measurement:
-    return Measurement(
-        status=MeasurementStatus.OK,
-        error=None,
-        latency_ms_median=0.5,
-        latency_ms_mean=0.5,
+    return fake_measurement(
+        0.5,
         latency_ms_p90=0.6,
         latency_ms_iqr=0.01,
-        latency_ms_cv=0.01,
         latency_ms_min=0.4,
-        energy_mj=None,
-        energy_method=EnergyMethod.UNKNOWN,
-        energy_reason="no counter in tests",
-        peak_memory_mb=None,
-        memory_method=None,
-        onnxruntime_version="1.0",
-        execution_provider="CPUExecutionProvider",
-        intra_op_threads=1,
-        batch_size=1,
         warmup=5,
         repetitions=30,
-        session_create_s=0.01,
         timed_s=0.015,
-        wall_s=0.05,
-        started_at="2026-01-01T00:00:00+00:00",
-        finished_at="2026-01-01T00:00:01+00:00",
     )
 
 

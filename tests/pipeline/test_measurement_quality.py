@@ -36,7 +36,7 @@ from hilnas.pipeline.store import (
     MeasurementStore,
 )
 from hilnas.profilers import OrtProfiler
-from hilnas.profilers.base import EnergyMethod, Measurement, MeasurementStatus
+from hilnas.profilers.base import Measurement
 from hilnas.profilers.quality import (
     CpuProbe,
     MeasurementQuality,
@@ -46,6 +46,7 @@ from hilnas.profilers.quality import (
     sentinel_drift,
 )
 from hilnas.profilers.stats import latency_stats
+from hilnas.profilers.testing import fake_measurement
 from typer.testing import CliRunner
 
 SPACE = get_space("nb201")
@@ -71,32 +72,7 @@ def key(arch: str) -> MeasurementKey:
 
 
 def measurement(latency: float = 1.25, cv: float = 0.01) -> Measurement:
-    return Measurement(
-        status=MeasurementStatus.OK,
-        error=None,
-        latency_ms_median=latency,
-        latency_ms_mean=latency,
-        latency_ms_p90=latency,
-        latency_ms_iqr=0.0,
-        latency_ms_cv=cv,
-        latency_ms_min=latency,
-        energy_mj=None,
-        energy_method=EnergyMethod.UNKNOWN,
-        energy_reason="no counter",
-        peak_memory_mb=None,
-        memory_method=None,
-        onnxruntime_version="1.0",
-        execution_provider="CPUExecutionProvider",
-        intra_op_threads=1,
-        batch_size=1,
-        warmup=1,
-        repetitions=3,
-        session_create_s=0.01,
-        timed_s=0.01,
-        wall_s=0.05,
-        started_at="2026-01-01T00:00:00+00:00",
-        finished_at="2026-01-01T00:00:01+00:00",
-    )
+    return fake_measurement(latency, cv=cv)
 
 
 NOISY = MeasurementQuality(Quality.NOISY, "repetitions spread: CV 80.0 % > 50 %", 3.1, 0.1)

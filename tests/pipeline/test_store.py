@@ -27,6 +27,7 @@ from hilnas.pipeline.store import (
     read_external_csv,
 )
 from hilnas.profilers.base import EnergyMethod, Measurement, MeasurementStatus
+from hilnas.profilers.testing import fake_measurement
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -118,16 +119,11 @@ def key(arch=REFS[0], dev_id="cpu-0badc0de", **kw) -> MeasurementKey:
 def measurement(k: MeasurementKey | None = None, latency=1.5, **kw) -> Measurement:
     k = k or key()
     values = dict(
-        status=MeasurementStatus.OK,
-        error=None,
-        latency_ms_median=latency,
         latency_ms_mean=latency * 1.01,
         latency_ms_p90=latency * 1.1,
         latency_ms_iqr=latency * 0.05,
         latency_ms_cv=0.03,
         latency_ms_min=latency * 0.95,
-        energy_mj=None,
-        energy_method=EnergyMethod.UNKNOWN,
         energy_reason="no RAPL in tests",
         peak_memory_mb=12.5,
         memory_method="rss_delta",
@@ -137,22 +133,18 @@ def measurement(k: MeasurementKey | None = None, latency=1.5, **kw) -> Measureme
         batch_size=k.batch_size,
         warmup=k.warmup,
         repetitions=k.repetitions,
-        session_create_s=0.01,
         timed_s=latency * k.repetitions / 1000,
         wall_s=0.2,
-        started_at="2026-01-01T00:00:00+00:00",
-        finished_at="2026-01-01T00:00:01+00:00",
     )
     values.update(kw)
-    return Measurement(**values)
+    return fake_measurement(latency, **values)
 
 
 def failed(k: MeasurementKey | None = None, error="worker crashed (SIGSEGV)") -> Measurement:
     return measurement(
         k,
-        status=MeasurementStatus.FAILED,
+        ok=False,
         error=error,
-        latency_ms_median=None,
         latency_ms_mean=None,
         latency_ms_p90=None,
         latency_ms_iqr=None,

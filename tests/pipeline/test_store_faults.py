@@ -43,7 +43,8 @@ from hilnas.pipeline.store import (
     check_external_name,
     read_external_csv,
 )
-from hilnas.profilers.base import EnergyMethod, Measurement, MeasurementStatus
+from hilnas.profilers.base import Measurement, MeasurementStatus
+from hilnas.profilers.testing import fake_measurement
 from sqlalchemy import Engine, event
 
 SPACE = get_space("nb201")
@@ -66,32 +67,7 @@ def key(arch: str = REFS[0]) -> MeasurementKey:
 
 
 def measurement(ok: bool = True, latency: float = 1.25) -> Measurement:
-    return Measurement(
-        status=MeasurementStatus.OK if ok else MeasurementStatus.FAILED,
-        error=None if ok else "timed out after 0.001 s",
-        latency_ms_median=latency if ok else None,
-        latency_ms_mean=latency if ok else None,
-        latency_ms_p90=latency if ok else None,
-        latency_ms_iqr=0.0 if ok else None,
-        latency_ms_cv=0.0 if ok else None,
-        latency_ms_min=latency if ok else None,
-        energy_mj=None,
-        energy_method=EnergyMethod.UNKNOWN,
-        energy_reason="no counter",
-        peak_memory_mb=None,
-        memory_method=None,
-        onnxruntime_version="1.0",
-        execution_provider="CPUExecutionProvider",
-        intra_op_threads=1,
-        batch_size=1,
-        warmup=1,
-        repetitions=3,
-        session_create_s=0.01,
-        timed_s=0.01 if ok else None,
-        wall_s=0.05,
-        started_at="2026-01-01T00:00:00+00:00",
-        finished_at="2026-01-01T00:00:01+00:00",
-    )
+    return fake_measurement(latency, ok=ok, cv=0.0)
 
 
 def make_store(path: Path, n: int = 12) -> Path:
