@@ -25,6 +25,33 @@ def prefect_harness(tmp_path_factory):
 
 
 @pytest.fixture
+def wide_console(monkeypatch):
+    """One-line messages stay on one line (rich wraps at the terminal width otherwise); a test
+    module opts in with ``pytestmark = pytest.mark.usefixtures("wide_console")``."""
+    from hilnas.flows import cli_common
+
+    for console in (cli_common.console, cli_common.err_console):
+        monkeypatch.setattr(console, "_width", 300)
+
+
+def invoke(*args: str):
+    """``hilnas ARGS`` in-process through typer's runner (the exception stays on the result)."""
+    from hilnas.flows.cli import app
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(app, list(args))
+
+
+def user_error(result) -> str:
+    """The message of the UserError a failed ``invoke`` raised (asserts it was one)."""
+    from hilnas.flows.cli_common import UserError
+
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, UserError), (result.exception, result.output)
+    return str(result.exception)
+
+
+@pytest.fixture
 def hilnas_cli(capsys):
     """``hilnas_cli(args, env=None) -> (exit code, stdout, stderr)``."""
     return lambda args, env=None: run_cli(args, capsys, env)

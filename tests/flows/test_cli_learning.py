@@ -17,19 +17,12 @@ import pytest
 from hilnas.pipeline import refdata
 from hilnas.pipeline.spaces import get_space
 
+pytestmark = pytest.mark.usefixtures("wide_console")
+
 SP = get_space("nb201")
 REF = refdata.load_nb201()
 REF_IDX = list(REF.reference_indices)
 REF_STRS = [SP.format(REF.arch_codes[i]) for i in REF_IDX]
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch):
-    """One-line messages stay on one line (rich wraps at the terminal width otherwise)."""
-    from hilnas.flows import cli_common
-
-    for console in (cli_common.console, cli_common.err_console):
-        monkeypatch.setattr(console, "_width", 300)
 
 
 def arch_file(path, n=500, seed=3):

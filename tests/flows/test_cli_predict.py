@@ -7,31 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from hilnas.flows.cli import app
-from hilnas.flows.cli_common import UserError
 from hilnas.pipeline import predictors as P
 from hilnas.pipeline import refdata
-from typer.testing import CliRunner
 
-runner = CliRunner()
+from .conftest import invoke, user_error
 
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch):
-    from hilnas.flows import cli_common
-
-    for console in (cli_common.console, cli_common.err_console):
-        monkeypatch.setattr(console, "_width", 300)
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def user_error(result) -> str:
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, UserError), (result.exception, result.output)
-    return str(result.exception)
+pytestmark = pytest.mark.usefixtures("wide_console")
 
 
 def write_device_csv(path, device="raspi4", extra=0, energy_device=None):

@@ -10,31 +10,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from hilnas.flows.cli import app
-from hilnas.flows.cli_common import UserError
-from typer.testing import CliRunner
 
-from .conftest import reference_csv
+from .conftest import invoke, reference_csv, user_error
 
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch):
-    from hilnas.flows import cli_common
-
-    for console in (cli_common.console, cli_common.err_console):
-        monkeypatch.setattr(console, "_width", 300)
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def user_error(result) -> str:
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, UserError), (result.exception, result.output)
-    return str(result.exception)
+pytestmark = pytest.mark.usefixtures("wide_console")
 
 
 @pytest.fixture(scope="module")
