@@ -205,3 +205,30 @@ def stage_progress(transient: bool) -> Iterator[Callable[..., None]]:
             bar.update(tasks[stage], completed=done, total=total, note=note)  # type: ignore[arg-type]
 
         yield update
+
+
+def train_search(
+    train: Callable[[Callable[..., None]], Path],
+    store,
+    describe: Callable[[Path], dict],
+    as_json: bool,
+    saved_line: Callable[[dict, Path], str],
+) -> None:
+    """Run ``train(update)`` (a search; ``update`` is its stage-progress callback), close
+    ``store`` whatever happens, then print the saved search's ``describe(path)`` as JSON or
+    ``saved_line(summary, path)``. One path for ``hilnas search`` in every space."""
+    import json
+
+    import typer
+
+    try:
+        with stage_progress(as_json) as update:
+            path = train(update)
+    finally:
+        if store is not None:
+            store.close()
+    summary = describe(path)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    console.print(saved_line(summary, path))

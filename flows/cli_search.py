@@ -205,25 +205,21 @@ def search_command(
     except SearchError as exc:
         raise SearchError(_in_flags(str(exc))) from None
     store = _store(db, _needs_store(list(cfg.train_targets)))
-    try:
-        with cli_common.stage_progress(as_json) as update:
-            path = run_search(
-                cfg,
-                store=store,
-                progress=lambda p: update(p.stage, p.done, p.total, p.message),
-            )
-    finally:
-        if store is not None:
-            store.close()
-    summary = TrainedSearch.load(path).describe()
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    cli_common.console.print(
-        f"saved search [bold]{summary['run_id']}[/] ({summary['mode']}, "
-        f"{', '.join(summary['objectives'])}; {len(summary['train_targets'])} training targets; "
-        f"{summary['wall_s']:.0f} s) to {path}\n"
-        f"fronts: `hilnas front --device NAME` (any device with its 10 reference measurements)"
+    cli_common.train_search(
+        lambda update: run_search(
+            cfg,
+            store=store,
+            progress=lambda p: update(p.stage, p.done, p.total, p.message),
+        ),
+        store,
+        lambda path: TrainedSearch.load(path).describe(),
+        as_json,
+        lambda summary, path: (
+            f"saved search [bold]{summary['run_id']}[/] ({summary['mode']}, "
+            f"{', '.join(summary['objectives'])}; {len(summary['train_targets'])} training "
+            f"targets; {summary['wall_s']:.0f} s) to {path}\n"
+            "fronts: `hilnas front --device NAME` (any device with its 10 reference measurements)"
+        ),
     )
 
 

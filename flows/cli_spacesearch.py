@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import typer
 from hilnas.devices.errors import InvalidInputError, PreconditionError
 from hilnas.flows import cli_common
 from rich.table import Table
@@ -82,22 +81,18 @@ def run_search(
         kwargs["targets"] = tuple(devices)
     cfg = SpaceSearchConfig(**kwargs)
     store = _store(db, list(cfg.targets), cfg.space, cfg.hardware, read_only=False)
-    try:
-        with cli_common.stage_progress(as_json) as update:
-            path = run_space_search(cfg, store=store, progress=update)
-    finally:
-        if store is not None:
-            store.close()
-    summary = SpaceSearchModel.load(path).describe()
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    cli_common.console.print(
-        f"saved search [bold]{summary['run_id']}[/] ({space}, {summary['mode']}, "
-        f"{', '.join(summary['objectives'])}; {len(summary['train_targets'])} training targets; "
-        f"{summary['queries_used']} quality queries; {summary['wall_s']:.0f} s) to {path}\n"
-        f"fronts: `hilnas front --space {space} --device NAME` (any device with its "
-        "reference measurements)"
+    cli_common.train_search(
+        lambda update: run_space_search(cfg, store=store, progress=update),
+        store,
+        lambda path: SpaceSearchModel.load(path).describe(),
+        as_json,
+        lambda summary, path: (
+            f"saved search [bold]{summary['run_id']}[/] ({space}, {summary['mode']}, "
+            f"{', '.join(summary['objectives'])}; {len(summary['train_targets'])} training "
+            f"targets; {summary['queries_used']} quality queries; {summary['wall_s']:.0f} s) "
+            f"to {path}\nfronts: `hilnas front --space {space} --device NAME` (any device "
+            "with its reference measurements)"
+        ),
     )
 
 
