@@ -89,6 +89,7 @@ def run(
     chosen = [p.arch for p in pts]
     t = time.perf_counter()
     measured: dict[str, dict[str, float]] = {}
+    flagged: dict[str, list[str]] = {}
     for c in configs:
         profile_device(
             "cpu",
@@ -103,7 +104,14 @@ def run(
         )
         with MeasurementStore(db, read_only=True) as store:
             mck = (c or sp.default_model_config()).key()
-            measured[mck] = store.latency_table(key, space, model_config_key=mck)
+            # every measurement of a chosen architecture counts here, flagged ones too (a short
+            # run of a fast subnet on a busy machine is often flagged noisy); which ones were
+            # flagged is recorded beside the figures
+            measured[mck] = store.latency_table(
+                key, space, model_config_key=mck, include_flagged=True
+            )
+            unflagged = store.latency_table(key, space, model_config_key=mck)
+            flagged[mck] = [a for a in chosen if a in measured[mck] and a not in unflagged]
     times["measure_front_s"] = round(time.perf_counter() - t, 1)
     q = QUALITY[space]
     w = np.array([p.preference[0] if p.preference else np.nan for p in pts])
@@ -147,6 +155,7 @@ def run(
         rel = np.abs(pred[ok] / lat[ok] - 1.0)
         out["workloads"][mck] = {
             "measured_latency_ms": lat.round(4).tolist(),
+            "flagged": [i for i, a in enumerate(chosen) if a in flagged[mck]],
             "spearman_quality_weight_vs_measured_latency": (
                 round(float(spearman(w[has_w], lat[has_w])), 3) if has_w.sum() >= 3 else None
             ),
@@ -181,11 +190,17 @@ def markdown(res: dict[str, Any]) -> str:
         )
     lines += [
         "",
+        "Measurements the quality check flagged (noisy or interfered: a short run of a fast "
+        "subnet on a busy machine) are kept in these figures and marked.",
+        "",
         "| # | preference | predicted | measured latency (ms) per workload |",
         "|---|---|---|---|",
     ]
     for i, p in enumerate(res["points"]):
-        lat = ", ".join(f"{w['measured_latency_ms'][i]:.2f}" for w in res["workloads"].values())
+        lat = ", ".join(
+            f"{w['measured_latency_ms'][i]:.2f}" + (" (flagged)" if i in w["flagged"] else "")
+            for w in res["workloads"].values()
+        )
         pref = "-" if not p["preference"] else ",".join(f"{v:.2f}" for v in p["preference"])
         pv = ", ".join(f"{k} {v:.3g}" for k, v in p["predicted"].items())
         lines.append(f"| {i} | {pref} | {pv} | {lat} |")
