@@ -171,7 +171,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         f"# Hardware in the loop: the {res['space']} front of this CPU, measured",
         "",
-        f"`python -m hilnas.pipeline.benchmarks.search_local --space {res['space']}`; "
+        f"`python -m hilnas.pipeline.benchmarks.search_local --space {res['space']}"
+        f"{' --decode' if len(res['workloads']) > 1 else ''}`; "
         f"load {res['load_before']} before, {res['load_after']} after; settings "
         f"{json.dumps(res['settings'])}; wall times {json.dumps(res['times'])}.",
         "",
