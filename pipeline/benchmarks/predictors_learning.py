@@ -23,7 +23,17 @@ a device comes from how well the prior fits the device's own 10 reference values
 (:func:`~hilnas.pipeline.predictors.learning.zero_shot_width_from_fit`), by a width model fit on
 the *other* devices of the split (their reference fit and their held-out 80 % width; no data of
 the device itself beyond its references); the pooled width of the other devices (the earlier
-rule) is reported beside it. The ceiling: gradient boosting on the features fit on 5,000 of the
+rule) is reported beside it.
+
+Interval calibration, before / after (printed and saved side by side): *before*, one log
+half-width per device (the rule above at K = 0; from K on, the conformal quantile of the
+chosen model's out-of-fold residuals with the zero-shot width as pseudo-residuals); *after*,
+normalised intervals (:func:`~hilnas.pipeline.predictors.learning.ensemble_difficulty`: the
+prior's distance from the prior conditioned on the device's 3 nearest training devices of the
+split, mapped to its scale), their zero-shot scale the 80 % quantile of ``|log error| /
+difficulty`` over the other devices of the split (other families for lofo). The figure: the
+share of (device, seed, K) cells with coverage within 80 +- 5 % and the mean
+``|coverage - 0.8|``, for NB201 lodo and lofo (both strategies), ofa_mbv3 and gpt_s. The ceiling: gradient boosting on the features fit on 5,000 of the
 device's own measurements (no prior), tested on the same test set.
 
 Also (when not ``--quick``): partial embeddings (2 of 10 references withheld and imputed from the
@@ -124,9 +134,11 @@ class NB201:
         return np.asarray(self.ref.latency(dev), np.float64)
 
 
-def _priors(d: NB201, split: str, devices: Sequence[str]) -> dict[str, np.ndarray]:
+def _priors(
+    d: NB201, split: str, devices: Sequence[str], used: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
     """Log zero-shot predictions over the space for each device, meta trained without it
-    (``lodo``) or without its family (``lofo``)."""
+    (``lodo``) or without its family (``lofo``); ``used`` receives each device's meta."""
     out = {}
     models: dict[str, P.MetaPredictor] = {}
     for dev in devices:
@@ -142,6 +154,8 @@ def _priors(d: NB201, split: str, devices: Sequence[str]) -> dict[str, np.ndarra
             dev, "latency_ms", d.y(dev)[d.refs], source="refdata", network="unpruned"
         )
         out[dev] = np.log(models[key].predict_space(emb))
+        if used is not None:
+            used[dev] = models[key]
     return out
 
 
@@ -203,9 +217,14 @@ def k_curve(
     seed: int,
     width_model: tuple[float, float],
     group_column: int | None = None,
+    difficulty: np.ndarray | None = None,
+    zero_shot_scale: float | None = None,
 ) -> dict[str, Any]:
     """Quality on ``test`` after measuring K pool architectures (nested sets) per K; the
-    zero-shot width comes from ``width_model`` and the device's reference fit."""
+    zero-shot width comes from ``width_model`` and the device's reference fit. With
+    ``difficulty`` (per architecture, over the whole space) the coverage of the normalised
+    intervals (zero-shot scale ``zero_shot_scale``) is ``coverage`` and the one-width-per-device
+    rule's (before) ``coverage_before``; without it ``coverage`` is the latter."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(pool)
     measured: list[int] = []
@@ -240,9 +259,84 @@ def k_curve(
             zero_shot_model=width_model,
             group_column=group_column,
             seed=seed,
-        ).fit_arrays(x[rows], lp[rows], y[rows])
-        pred, lo, hi = model.interval_arrays(x[test], lp[test])
+            **({} if zero_shot_scale is None else {"zero_shot_scale": zero_shot_scale}),
+        ).fit_arrays(
+            x[rows], lp[rows], y[rows], difficulty=None if difficulty is None else difficulty[rows]
+        )
+        pred, lo, hi = model.interval_arrays(
+            x[test], lp[test], difficulty=None if difficulty is None else difficulty[test]
+        )
         out[str(k)] = {**_quality(pred, y[test], lo, hi), "kind": model.kind}
+        if difficulty is not None:
+            # before: one log half-width per device (the group's own where it has one)
+            w = np.full(len(test), model.width_at())
+            if model.group_width_at() is not None:
+                w = np.where(model._group_mask(x[test]), model.group_width_at(), w)
+            out[str(k)]["coverage_before"] = _quality(
+                pred, y[test], pred * np.exp(-w), pred * np.exp(w)
+            )["coverage"]
+    return out
+
+
+def difficulties(
+    ref_values: dict[str, np.ndarray],
+    priors: dict[str, np.ndarray],
+    log_predict: Any,
+    same_split: Any = None,
+) -> dict[str, np.ndarray]:
+    """Per device: :func:`~hilnas.pipeline.predictors.learning.ensemble_difficulty` of its
+    prior against the ensemble of the prior conditioned on its nearest training devices of the
+    split (``same_split(dev, other)`` false excludes ``other``, e.g. its family for lofo);
+    ``log_predict(dev, values)``: log predictions of ``dev``'s prior model (trained without it)
+    for a device with reference ``values``."""
+    out = {}
+    for dev in priors:
+        near = {
+            o: v
+            for o, v in ref_values.items()
+            if o != dev and (same_split is None or same_split(dev, o))
+        }
+        ens = L.ensemble_log_prediction(
+            ref_values[dev], near, lambda v, dev=dev: log_predict(dev, v)
+        )
+        out[dev] = L.ensemble_difficulty(priors[dev], ens)
+    return out
+
+
+def normalised_scales(
+    ys: dict[str, np.ndarray],
+    priors: dict[str, np.ndarray],
+    diff: dict[str, np.ndarray],
+    test: np.ndarray,
+    same_split: Any = None,
+) -> dict[str, Any]:
+    """The zero-shot scale of the normalised intervals for each device: the ``DEFAULT_LEVEL``
+    quantile of ``|log error| / difficulty`` of the *other* devices' zero-shot predictions on
+    the test set (``same_split`` as in :func:`width_models`), and over all devices (``all``,
+    what :data:`~hilnas.pipeline.predictors.learning.ZS_NORM_Q` ships)."""
+    e = {d: np.abs(np.log(ys[d][test]) - priors[d][test]) / diff[d][test] for d in priors}
+    per = {}
+    for dev in priors:
+        others = [o for o in priors if o != dev and (same_split is None or same_split(dev, o))]
+        per[dev] = float(np.quantile(np.concatenate([e[o] for o in others]), L.DEFAULT_LEVEL))
+    return {
+        "per_device": per,
+        "all": round(float(np.quantile(np.concatenate(list(e.values())), L.DEFAULT_LEVEL)), 4),
+    }
+
+
+def cell_figures(curves: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Over the (device, seed, K) cells of ``curves`` (:func:`k_curve` results): the share
+    whose coverage is within 80 +- 5 % and the mean |coverage - 0.8|, for the normalised
+    intervals (``after``) and the one-width-per-device rule (``before``)."""
+    out = {}
+    for name, q in (("after", "coverage"), ("before", "coverage_before")):
+        cov = np.array([c[k][q] for c in curves for k in c])
+        out[name] = {
+            "cells": int(len(cov)),
+            "within_5pt": round(float(np.mean(np.abs(cov - L.DEFAULT_LEVEL) <= 0.05)), 4),
+            "mean_abs_error": round(float(np.mean(np.abs(cov - L.DEFAULT_LEVEL))), 4),
+        }
     return out
 
 
@@ -259,15 +353,19 @@ def bench_nb201(
     d: NB201, split: str, devices: Sequence[str], *, ks, strategies, seeds: int
 ) -> dict[str, Any]:
     t0 = time.time()
-    all_priors = _priors(d, split, d.devices)
+    metas: dict[str, Any] = {}
+    all_priors = _priors(d, split, d.devices, metas)
     pooled = _widths(d, split, all_priors)
-    wm = width_models(
-        {x: d.y(x) for x in d.devices},
-        all_priors,
-        d.refs,
-        d.test,
-        None if split == "lodo" else (lambda a, b: family_of(a) != family_of(b)),
-    )
+    same = None if split == "lodo" else (lambda a, b: family_of(a) != family_of(b))
+    ys = {x: d.y(x) for x in d.devices}
+    wm = width_models(ys, all_priors, d.refs, d.test, same)
+
+    def log_predict(dev: str, values: np.ndarray) -> np.ndarray:
+        emb = P.TargetEmbedding.from_raw("near", "latency_ms", values, network="unpruned")
+        return np.log(metas[dev].predict_space(emb))
+
+    diff = difficulties({x: ys[x][d.refs] for x in d.devices}, all_priors, log_predict, same)
+    ns = normalised_scales(ys, all_priors, diff, d.test, same)
     widths = {
         dev: L.zero_shot_width_from_fit(
             np.log(d.y(dev)[d.refs]) - all_priors[dev][d.refs], wm["models"][dev]
@@ -294,6 +392,8 @@ def bench_nb201(
                     seed=s,
                     width_model=wm["models"][dev],
                     group_column=L.nb201_group_column(),
+                    difficulty=diff[dev],
+                    zero_shot_scale=ns["per_device"][dev],
                 )
                 for s in range(seeds)
             ]
@@ -304,24 +404,38 @@ def bench_nb201(
         "split": split,
         "devices": rows,
         "mean": _mean_rows(rows, strategies, ks),
+        "cells": {
+            s: cell_figures([c for r in rows.values() for c in r[s + "_seeds"]]) for s in strategies
+        },
         "active_vs_random": _paired(rows, ks) if "active" in strategies else None,
-        "zero_shot_all": _zero_shot_all(d, all_priors, widths, pooled),
+        "zero_shot_all": _zero_shot_all(d, all_priors, widths, pooled, diff, ns["per_device"]),
         "zero_shot_width_model": {k: v for k, v in wm.items() if k != "models"},
+        "normalised_scale": {
+            "all": ns["all"],
+            "per_device": {k: round(v, 4) for k, v in ns["per_device"].items()},
+        },
         "seconds": round(time.time() - t0, 1),
     }
 
 
-def _zero_shot_all(d: NB201, priors, widths, pooled) -> dict[str, Any]:
+def _zero_shot_all(d: NB201, priors, widths, pooled, diff, scales) -> dict[str, Any]:
     """Zero-shot (K = 0) quality of every device of the split (cheap: no fitting); coverage
-    with the device's width (``widths``) and with the pooled width of the other devices."""
+    of the normalised intervals (``coverage``: scale ``scales`` x difficulty ``diff``), with
+    the device's one width (``coverage_before``, ``widths``) and with the pooled width of the
+    other devices (``coverage_pooled``)."""
     out = {}
     for dev, lp in priors.items():
         y = d.y(dev)
         pred = np.maximum(np.exp(lp[d.test]), P.cost_floor(y[d.refs]))
         w, wp = widths[dev], pooled[dev]
+        wn = scales[dev] * diff[dev][d.test]
         out[dev] = {
-            **_quality(pred, y[d.test], pred * np.exp(-w), pred * np.exp(w)),
+            **_quality(pred, y[d.test], pred * np.exp(-wn), pred * np.exp(wn)),
+            "coverage_before": _quality(pred, y[d.test], pred * np.exp(-w), pred * np.exp(w))[
+                "coverage"
+            ],
             "width": round(w, 4),
+            "median_width": round(float(np.median(wn)), 4),
             "coverage_pooled": _quality(pred, y[d.test], pred * np.exp(-wp), pred * np.exp(wp))[
                 "coverage"
             ],
@@ -343,6 +457,19 @@ def _zero_shot_all(d: NB201, priors, widths, pooled) -> dict[str, Any]:
             round(max(q["coverage"] for q in out.values()), 4),
         ],
         "coverage_within_5pt": int(sum(abs(q["coverage"] - 0.8) <= 0.05 for q in out.values())),
+        "mean_coverage_before": round(
+            float(np.mean([q["coverage_before"] for q in out.values()])), 4
+        ),
+        "coverage_range_before": [
+            round(min(q["coverage_before"] for q in out.values()), 4),
+            round(max(q["coverage_before"] for q in out.values()), 4),
+        ],
+        "coverage_within_5pt_before": int(
+            sum(abs(q["coverage_before"] - 0.8) <= 0.05 for q in out.values())
+        ),
+        "mean_abs_coverage_error_before": round(
+            float(np.mean([abs(q["coverage_before"] - 0.8) for q in out.values()])), 4
+        ),
         "coverage_within_5pt_pooled": int(
             sum(abs(q["coverage_pooled"] - 0.8) <= 0.05 for q in out.values())
         ),
@@ -361,7 +488,8 @@ def _mean_curves(curves: list[dict[str, Any]]) -> dict[str, Any]:
     for k in curves[0]:
         out[k] = {
             q: round(float(np.mean([c[k][q] for c in curves])), 4)
-            for q in ("spearman", "within10", "coverage", "spearman_bulk")
+            for q in ("spearman", "within10", "coverage", "spearman_bulk", "coverage_before")
+            if q in curves[0][k]
         }
         out[k]["kind"] = "/".join(sorted({c[k]["kind"] for c in curves}))
     return out
@@ -473,6 +601,7 @@ def bench_space(space: str, *, ks, seeds: int, n_test: int, devices=None) -> dic
     )
     first = fit_alpha = None
     priors = {}
+    metas: dict[str, Any] = {}
     for dev in table.devices:
         others = [x_ for x_ in table.devices if x_ != dev]
         if first is None:
@@ -482,8 +611,15 @@ def bench_space(space: str, *, ks, seeds: int, n_test: int, devices=None) -> dic
         else:
             m = S.fit_predictor(table, others, train_rows, alpha=fit_alpha)
         priors[dev] = np.log(m.predict_features(x, table.reference_values(dev)))
+        metas[dev] = m
     ys = {dev: np.asarray(table.column(dev), np.float64) for dev in table.devices}
     wm = width_models(ys, priors, refs, test)
+    diff = difficulties(
+        {dev: np.asarray(table.reference_values(dev), np.float64) for dev in table.devices},
+        priors,
+        lambda dev, v: np.log(metas[dev].predict_features(x, v)),
+    )
+    ns = normalised_scales(ys, priors, diff, test)
     rows = {}
     ceil_train = np.random.default_rng(1).choice(pool, min(5000, len(pool)), replace=False)
     for dev in devices or table.devices:
@@ -502,12 +638,15 @@ def bench_space(space: str, *, ks, seeds: int, n_test: int, devices=None) -> dic
                 strategy="random",
                 seed=s,
                 width_model=wm["models"][dev],
+                difficulty=diff[dev],
+                zero_shot_scale=ns["per_device"][dev],
             )
             for s in range(seeds)
         ]
         rows[dev] = {
             "zero_shot_width": round(width, 4),
             "random": _mean_curves(curves),
+            "random_seeds": curves,
             "ceiling": {**ceiling(x, y, ceil_train, test), "n_train": int(len(ceil_train))},
         }
     kk = [str(k) for k in ks if k <= len(pool)]
@@ -519,9 +658,14 @@ def bench_space(space: str, *, ks, seeds: int, n_test: int, devices=None) -> dic
         "mean": {
             k: {
                 q: round(float(np.mean([r["random"][k][q] for r in rows.values()])), 4)
-                for q in ("spearman", "within10", "coverage")
+                for q in ("spearman", "within10", "coverage", "coverage_before")
             }
             for k in kk
+        },
+        "cells": {"random": cell_figures([c for r in rows.values() for c in r["random_seeds"]])},
+        "normalised_scale": {
+            "all": ns["all"],
+            "per_device": {k: round(v, 4) for k, v in ns["per_device"].items()},
         },
         "mean_ceiling_spearman": round(
             float(np.mean([r["ceiling"]["spearman"] for r in rows.values()])), 4
@@ -535,6 +679,10 @@ def bench_space(space: str, *, ks, seeds: int, n_test: int, devices=None) -> dic
 # ----------------------------------------------------------------------------------------------
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+def _fmt2(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -552,7 +700,29 @@ def markdown(res: dict[str, Any]) -> str:
         "the 10 references; the prior is the meta-predictor retrained without the device "
         "(lodo) or its family (lofo).",
         "",
+        "## 80 % intervals per device and K: before / after",
+        "",
+        "*Before*: one log half-width per device (split-conformal on the chosen model's "
+        "out-of-fold residuals, the zero-shot width from the prior's fit to the reference "
+        "values as pseudo-residuals). *After*: normalised intervals, half-width "
+        "``q u(a)`` with ``u(a)`` the distance of the prior's log prediction from the ensemble "
+        f"of the prior conditioned on the {L.ENSEMBLE_SIZE} training devices nearest to the device "
+        "(``ensemble_difficulty``), ``q`` the conformal quantile of ``|residual| / u`` with the "
+        "zero-shot scale (fit on the other devices of the split) as pseudo-residuals. Cells: "
+        "(device, seed, K) of the K curves below; target: coverage within 80 +- 5 %.",
+        "",
+        "| benchmark | strategy | cells | within 80 +- 5 % (before) | (after) | "
+        "mean abs(coverage - 0.8) (before) | (after) |",
+        "|---|---|---|---|---|---|---|",
     ]
+    for name in ("lodo", "lofo", "ofa_mbv3", "gpt_s"):
+        for strat, f in res.get(name, {}).get("cells", {}).items():
+            lines.append(
+                f"| {name} | {strat} | {f['after']['cells']} | {f['before']['within_5pt']:.3f} | "
+                f"{f['after']['within_5pt']:.3f} | {f['before']['mean_abs_error']:.3f} | "
+                f"{f['after']['mean_abs_error']:.3f} |"
+            )
+    lines.append("")
     for split in ("lodo", "lofo"):
         if split not in res:
             continue
@@ -566,31 +736,42 @@ def markdown(res: dict[str, Any]) -> str:
             "Per family (mean Spearman): "
             + ", ".join(f"{f} {v:.3f}" for f, v in z["family_mean_spearman"].items()),
             "",
-            "80 % intervals at K = 0: the device's width from how well the prior fits its own "
-            "reference values (width model fit on the other devices of the split"
-            + ("" if split == "lodo" else ", other families only")
-            + f"; on all 27: log w = {wmod.get('all', ['?', '?'])[0]} + "
-            f"{wmod.get('all', ['?', '?'])[1]} log(rms + {L.ZS_WIDTH_EPS})): mean coverage "
-            f"{z['mean_coverage']:.3f}, range {z['coverage_range'][0]:.2f}-"
-            f"{z['coverage_range'][1]:.2f}, {z['coverage_within_5pt']} of 27 within 80 +- 5 %, "
-            f"mean |coverage - 0.8| {z['mean_abs_coverage_error']:.3f}; with the pooled width "
-            f"of the other devices (before): mean {z['mean_coverage_pooled']:.3f}, "
+            "80 % intervals at K = 0. With the pooled width of the other devices (the first "
+            f"rule): mean coverage {z['mean_coverage_pooled']:.3f}, "
             f"{z['coverage_within_5pt_pooled']} of 27 within 80 +- 5 %, mean |coverage - 0.8| "
             f"{z['mean_abs_coverage_error_pooled']:.3f}.",
             "",
-            "| device | family | Spearman | within10 | width | coverage | coverage (pooled width) |",
-            "|---|---|---|---|---|---|---|",
+            "Before (the device's one width from how well the prior fits its own reference "
+            "values, width model fit on the other devices of the split"
+            + ("" if split == "lodo" else ", other families only")
+            + f"; on all 27: log w = {wmod.get('all', ['?', '?'])[0]} + "
+            f"{wmod.get('all', ['?', '?'])[1]} log(rms + {L.ZS_WIDTH_EPS})): mean coverage "
+            f"{z['mean_coverage_before']:.3f}, range {z['coverage_range_before'][0]:.2f}-"
+            f"{z['coverage_range_before'][1]:.2f}, {z['coverage_within_5pt_before']} of 27 within "
+            f"80 +- 5 %, mean |coverage - 0.8| {z['mean_abs_coverage_error_before']:.3f}. After "
+            "(normalised, zero-shot scale fit on the other devices of the split; on all 27: "
+            f"{b.get('normalised_scale', {}).get('all', '?')}): mean coverage "
+            f"{z['mean_coverage']:.3f}, range {z['coverage_range'][0]:.2f}-"
+            f"{z['coverage_range'][1]:.2f}, {z['coverage_within_5pt']} of 27 within 80 +- 5 %, "
+            f"mean |coverage - 0.8| {z['mean_abs_coverage_error']:.3f}.",
+            "",
+            "| device | family | Spearman | within10 | width (before) | coverage (before) | "
+            "median width (after) | coverage (after) | coverage (pooled width) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for dev, q in z["devices"].items():
             lines.append(
                 f"| {dev} | {family_of(dev)} | {q['spearman']:.3f} | {q['within10']:.3f} | "
-                f"{q['width']:.3f} | {q['coverage']:.3f} | {q['coverage_pooled']:.3f} |"
+                f"{q['width']:.3f} | {q['coverage_before']:.3f} | {q['median_width']:.3f} | "
+                f"{q['coverage']:.3f} | {q['coverage_pooled']:.3f} |"
             )
         strategies = [s for s in ("random", "active") if s in b["mean"]]
         ks = list(next(iter(b["mean"].values())))
         lines += [
             "",
             f"## {split}: K curve ({len(b['devices'])} devices: {', '.join(b['devices'])})",
+            "",
+            "Spearman / within10 / coverage after [before] (residual model):",
             "",
             "| device | strategy | " + " | ".join(f"K={k}" for k in ks) + " | ceiling |",
             "|---|---|" + "---|" * (len(ks) + 1),
@@ -600,7 +781,8 @@ def markdown(res: dict[str, Any]) -> str:
             for s in strategies:
                 cells = [
                     f"{row[s][k]['spearman']:.3f} / {row[s][k]['within10']:.2f} / "
-                    f"{row[s][k]['coverage']:.2f} ({row[s][k]['kind']})"
+                    f"{row[s][k]['coverage']:.2f} [{_fmt2(row[s][k].get('coverage_before'))}] "
+                    f"({row[s][k]['kind']})"
                     for k in ks
                 ]
                 lines.append(f"| {dev} | {s} | " + " | ".join(cells) + f" | {_fmt(c)} |")
@@ -687,13 +869,17 @@ def markdown(res: dict[str, Any]) -> str:
         lines += [
             f"## {space}: leave-one-device-out, random measurements ({b['n_test']} test archs)",
             "",
+            "Spearman / within10 / coverage after [before] (residual model); zero-shot scale "
+            f"of the normalised intervals on all devices: {b.get('normalised_scale', {}).get('all', '?')}.",
+            "",
             "| device | " + " | ".join(f"K={k}" for k in ks) + " | ceiling |",
             "|---|" + "---|" * (len(ks) + 1),
         ]
         for dev, row in b["devices"].items():
             cells = [
                 f"{row['random'][k]['spearman']:.3f} / {row['random'][k]['within10']:.2f} / "
-                f"{row['random'][k]['coverage']:.2f} ({row['random'][k]['kind']})"
+                f"{row['random'][k]['coverage']:.2f} "
+                f"[{_fmt2(row['random'][k].get('coverage_before'))}] ({row['random'][k]['kind']})"
                 for k in ks
             ]
             lines.append(

@@ -17,7 +17,6 @@ its hardware values came from (``costs``).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
@@ -347,9 +346,14 @@ class TrainedSearch:
         if n_extra == 0 or self.space.name != "nb201" or not self.learn_costs:
             model = CostModel(metric, "meta-predictor", n_extra, _meta_costs(meta, embedding))
         else:
-            from hilnas.pipeline.predictors.learning import nb201_features, nb201_group_column
+            from hilnas.pipeline.predictors.learning import (
+                LearningPredictor,
+                nb201_features,
+                nb201_group_column,
+            )
 
-            lp = _smooth_floor_class()(
+            lp = LearningPredictor(
+                floor="smooth",
                 prior=_meta_costs(meta, embedding),
                 features=nb201_features,
                 reference_codes=np.asarray(self.space.reference_architectures(), np.int64),
@@ -641,39 +645,6 @@ class TrainedSearch:
             "seed": s["seed"],
             "wall_s": s.get("wall_s"),
         }
-
-
-#: Width of the smooth floor of a front's learned costs, as a share of the floor.
-SMOOTH_FLOOR_WIDTH = 1e-3
-
-
-def _smooth_floor(pred: np.ndarray, floor: float) -> np.ndarray:
-    """``floor + softplus-like(pred - floor)``: above ``floor``, strictly increasing in
-    ``pred`` (architectures predicted below the floor keep their order, just above it: a hard
-    floor would tie them, and the non-dominated filter would then drop all but one of the
-    cheapest architectures); within ``SMOOTH_FLOOR_WIDTH**2 / 4`` of the floor of ``pred``
-    from ``1.01 x floor`` up (so a residual model ``none`` keeps the prior's values)."""
-    d = np.asarray(pred, dtype=np.float64) - floor
-    eps = SMOOTH_FLOOR_WIDTH * floor
-    root = np.sqrt(d * d + eps * eps)
-    # 0.5 (d + root), written without cancellation below the floor (d < 0)
-    return floor + np.where(d >= 0, 0.5 * (d + root), 0.5 * eps * eps / (root - d))
-
-
-@functools.cache
-def _smooth_floor_class():
-    """:class:`~hilnas.pipeline.predictors.learning.LearningPredictor` whose floor is smooth
-    (:func:`_smooth_floor`, as the meta-predictor's is) instead of ``max(pred, floor)``."""
-    from hilnas.pipeline.predictors import cost_floor, is_flat
-    from hilnas.pipeline.predictors.learning import LearningPredictor
-
-    class SmoothFloorLearningPredictor(LearningPredictor):
-        def _bound(self, pred: np.ndarray) -> np.ndarray:
-            if is_flat(self._measured):
-                return np.full(np.shape(pred), float(np.median(self._measured)))
-            return _smooth_floor(pred, cost_floor(self._measured))
-
-    return SmoothFloorLearningPredictor
 
 
 def _meta_costs(meta, embedding: TargetEmbedding) -> Callable[[np.ndarray], np.ndarray]:

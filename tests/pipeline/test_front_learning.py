@@ -171,10 +171,10 @@ def test_bad_targets_are_refused_as_before(trained):
 
 
 def test_learned_costs_keep_the_order_of_architectures_below_the_floor():
-    from hilnas.pipeline.search.trained import _smooth_floor
+    from hilnas.pipeline.predictors.learning import smooth_floor
 
     pred = np.array([0.01, 0.5, 1.0, 1.6, 2.0, 4.0, 40.0])
-    out = _smooth_floor(pred, 2.0)
+    out = smooth_floor(pred, 2.0)
     # never below the floor, strictly increasing (a hard floor would tie the first five, and
     # the non-dominated filter would keep one of them), ~unchanged well above it
     assert np.all(out > 2.0) and np.all(np.diff(out) > 0)

@@ -331,3 +331,122 @@ def test_active_measures_the_group_the_prior_cannot_see(nb201):
     assert len(set(a.tolist())) == 20
     plain = L.select_next(_fit(d, 20), d["codes"][cand], 20, "active", seed=1, **kw)
     assert dis[plain].sum() < dis[a].sum()  # no group column: no group picks
+
+
+# ----------------------------------------------------------------------------------------------
+# normalised intervals, the smooth floor, predict_intervals
+# ----------------------------------------------------------------------------------------------
+def test_normalised_intervals_follow_the_ensemble_difficulty(nb201):
+    """raspi4 (never seen by the shipped prior), zero-shot and after 100 measurements: the
+    interval's log half-width is q u(a), per architecture, and covers held-out architectures
+    near 80 %; the per-device rule (ensemble=False) keeps one width."""
+    y, refs, codes, t = nb201["y"], nb201["refs"], nb201["codes"], nb201["test"]
+    for k in (0, 100):
+        m = L.learning_predictor("nb201", y[refs], network="unpruned")
+        extra = nb201["pool"][:k]
+        m.fit(codes[extra], y[extra])
+        pred, lo, hi = m.predict_interval(codes[t])
+        u = m.difficulty(codes[t])
+        half = np.log(hi / pred)
+        assert np.allclose(half, m.scale_at() * u, rtol=1e-9)
+        assert np.std(half) > 0.2 * np.mean(half)  # per architecture, not one width
+        cover = float(np.mean((y[t] >= lo) & (y[t] <= hi)))
+        assert 0.7 <= cover <= 0.92, (k, cover)
+        assert m.summary()["normalised_scale"] == pytest.approx(m.scale_at(), abs=1e-6)
+        assert m.scale_at(0.95) > m.scale_at()
+    plain = L.learning_predictor("nb201", y[refs], network="unpruned", ensemble=False).fit()
+    _, lo, hi = plain.predict_interval(codes[t[:50]])
+    assert np.allclose(np.log(hi / lo), np.log(hi[0] / lo[0]))
+    with pytest.raises(PreconditionError, match="without difficulties"):
+        plain.scale_at()
+
+
+def test_normalised_intervals_refuse_rows_without_difficulty(nb201):
+    d = nb201
+    rows = np.concatenate([d["refs"], d["pool"][:20]])
+    m = L.LearningPredictor(
+        prior=lambda c: None,
+        features=lambda c: None,
+        reference_codes=d["codes"][d["refs"]],
+        reference_values=d["y"][d["refs"]],
+    ).fit_arrays(d["x"][rows], d["lp"][rows], d["y"][rows], difficulty=np.full(len(rows), 0.1))
+    t = d["test"][:5]
+    with pytest.raises(InvalidInputError, match="difficulty="):
+        m.interval_arrays(d["x"][t], d["lp"][t])
+    with pytest.raises(InvalidInputError, match="one difficulty per row"):
+        m.interval_arrays(d["x"][t], d["lp"][t], difficulty=np.ones(3))
+    with pytest.raises(InvalidInputError, match="finite and > 0"):
+        m.interval_arrays(d["x"][t], d["lp"][t], difficulty=np.zeros(5))
+    with pytest.raises(InvalidInputError, match="one difficulty per row"):
+        m.fit_arrays(d["x"][rows], d["lp"][rows], d["y"][rows], difficulty=np.ones(2))
+
+
+def test_nearest_devices_skip_the_device_itself():
+    ref = refdata.load_nb201()
+    idx = list(ref.reference_indices)
+    table = {n: np.asarray(ref.latency(n))[idx] for n in ref.latency_devices}
+    near = L.nearest_devices(table["titan_rtx_256"], table, m=3)
+    names = [n for n, _, _ in near]
+    assert "titan_rtx_256" not in names and len(names) == 3
+    assert any(n.endswith("_256") for n in names)  # batch-256 GPUs look alike
+    with pytest.raises(InvalidInputError, match="at least one other"):
+        L.nearest_devices(table["pixel2"], {"pixel2": table["pixel2"]})
+
+
+def test_smooth_floor_option_keeps_the_order_below_the_floor(nb201):
+    d = dict(nb201)
+    d["lp"] = nb201["lp"].copy()
+    # the prior alone (residual model none), 20 test architectures far below the floor, in order
+    d["lp"][d["test"][:20]] = np.log(nb201["y"].min()) - np.linspace(3.0, 1.0, 20)
+    hard = _fit(d, 30, candidates=("none",))
+    smooth = _fit(d, 30, candidates=("none",), floor="smooth")
+    t = d["test"]
+    ph, ps = (
+        hard.predict_arrays(d["x"][t], d["lp"][t]),
+        smooth.predict_arrays(d["x"][t], d["lp"][t]),
+    )
+    floor = P.cost_floor(np.concatenate([d["y"][d["refs"]], d["y"][d["pool"][:30]]]))
+    assert np.all(ph[:20] == floor) and np.all(ps >= floor)
+    assert np.all(np.diff(ps[:20]) > 0)  # the hard floor ties them, the smooth one keeps order
+    high = ph > 1.01 * floor
+    assert np.allclose(ps[high], ph[high], rtol=3e-5)  # eps^2 / (4 d) above 1.01x floor
+    with pytest.raises(InvalidInputError, match="floor must be one of hard, smooth"):
+        _fit(d, 0, floor="soft")
+
+
+def test_predict_intervals_condition_on_further_measurements():
+    """predict_intervals (what ``hilnas predict`` writes) fits the residual model on the
+    store device's further measurements: a real SQLite store, raspi4's real latencies under a
+    new name with 100 further measurements, and the same device from its references only."""
+    from hilnas.pipeline.predictors import io as pio
+    from hilnas.pipeline.spaces import get_space
+    from hilnas.pipeline.store import MeasurementStore
+
+    sp = get_space("nb201")
+    ref = refdata.load_nb201()
+    idx = list(ref.reference_indices)
+    lat = np.asarray(ref.latency("raspi4"))
+    rest = np.setdiff1d(np.arange(len(lat)), idx)
+    perm = np.random.default_rng(4).permutation(rest)
+    extra, held = perm[:100], perm[100:2100]
+
+    def rows(ii):
+        return [(sp.format(ref.arch_codes[i]), float(lat[i])) for i in ii]
+
+    codes = ref.arch_codes[held].astype(np.int64)
+    with MeasurementStore() as st:
+        st.import_external_device("edge_m", rows(list(idx) + list(extra)))
+        st.import_external_device("edge_z", rows(idx))
+        out = {}
+        for name in ("edge_m", "edge_z"):
+            pts = pio.predict_target(name, codes, metrics=("latency_ms",), store=st)
+            out[name] = pio.predict_intervals(name, codes, pts, store=st)["latency_ms"]
+    m, z = out["edge_m"], out["edge_z"]
+    assert (m.n_extra, z.n_extra) == (100, 0)
+    assert m.kind != "none" and z.kind == "none"
+    cover = {
+        n: float(np.mean((lat[held] >= b.low) & (lat[held] <= b.high))) for n, b in out.items()
+    }
+    assert 0.7 <= cover["edge_m"] <= 0.92, cover
+    # the measurements are used: the intervals differ from the zero-shot ones
+    assert not np.allclose(m.low, z.low)
