@@ -285,16 +285,9 @@ def _predict_other_space(
         finally:
             if store is not None:
                 store.close()
-        point, low, high = learner.predict_interval(codes, level)
-        preds[m] = point
+        preds[m], band = pio.PredictionIntervals.from_learner(learner, codes, level)
         if interval:
-            bands[m] = pio.PredictionIntervals(
-                low=np.minimum(low, point),
-                high=np.maximum(high, point),
-                level=float(level),
-                kind=str(learner.kind),
-                n_extra=int(learner.n_extra),
-            )
+            bands[m] = band
     if not preds:
         raise NotFoundError(f"no {space} predictor for {metric}")
     _write_predictions(out, codes, preds, device, space, intervals=bands)

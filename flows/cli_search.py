@@ -311,7 +311,7 @@ def front_command(
             as_json=as_json,
         )
         return
-    from hilnas.flows.jobs import front_with_intervals
+    from hilnas.pipeline.fronts import front_with_intervals
 
     trained = TrainedSearch.load(search)
     objectives = tuple(trained.objectives)

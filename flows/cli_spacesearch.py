@@ -140,7 +140,7 @@ def front(
 
     space = trained.cfg.space
     names = [t.name for t in trained.targets]
-    from hilnas.flows.jobs import front_with_intervals
+    from hilnas.pipeline.fronts import front_with_intervals
 
     store = None if device in names else _store(db, [device], space, trained.cfg.hardware, True)
     objectives = trained.objectives

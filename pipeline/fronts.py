@@ -515,3 +515,62 @@ def plot_front_png(
     _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi), ".png")
     plt.close(fig)
     return path
+
+
+#: Level of the prediction intervals a front carries (as ``hilnas predict --interval``).
+FRONT_INTERVAL_LEVEL = 0.8
+
+
+def front_with_intervals(
+    target: str,
+    points: list[Any],
+    objectives: tuple[str, ...],
+    *,
+    space: Any,
+    store: Any = None,
+    level: float = FRONT_INTERVAL_LEVEL,
+    priors: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``(records, note)``: a front's points with the ``level`` prediction interval of each
+    hardware objective, and a note for the front's metadata (level, residual model,
+    measurements it was fit on). The interval is the target's learning predictor's
+    (split-conformal; :mod:`hilnas.pipeline.predictors.learning`): for NB201 through
+    :func:`hilnas.pipeline.predictors.io.predict_intervals`, for another space from ``priors``
+    (``{metric: SpacePredictor}``, a saved space search's predictors) and
+    :func:`hilnas.pipeline.spacesearch.targets.learning_predictor_for`. Intervals are widened to
+    contain each point's own value. A target without the needed reference values gets the plain
+    records and an empty note."""
+    hardware = [o for o in objectives if o in ("latency_ms", "energy_mj")]
+    records = point_records(points, objectives)
+    if not hardware or not points:
+        return records, {}
+    from hilnas.devices.errors import NotFoundError
+    from hilnas.pipeline.predictors import io as pio
+
+    codes = np.array([space.parse(r["arch"]) for r in records], dtype=np.int64)
+    values = {
+        o: np.array([r["objectives"][o] for r in records], dtype=np.float64) for o in hardware
+    }
+    if space.name == "nb201":
+        bands = pio.predict_intervals(target, codes, values, level=level, store=store)
+    else:
+        from hilnas.pipeline.spacesearch.targets import learning_predictor_for
+
+        bands = {}
+        for m in hardware:
+            if priors is None or m not in priors:
+                continue
+            try:
+                learner = learning_predictor_for(
+                    space.name, target, m, priors[m], store, level=level
+                )
+            except NotFoundError:
+                continue  # e.g. no reference values of this metric in the store
+            bands[m] = pio.PredictionIntervals.from_learner(learner, codes, level)[1]
+    if not bands:
+        return records, {}
+    note = {
+        m: {"level": b.level, "model": b.kind, "measured": b.n_extra, "imputed": b.imputed}
+        for m, b in bands.items()
+    }
+    return attach_intervals(points, objectives, bands), note

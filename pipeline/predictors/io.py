@@ -601,6 +601,22 @@ class PredictionIntervals:
     n_extra: int
     imputed: int = 0
 
+    @classmethod
+    def from_learner(
+        cls, learner: Any, codes: np.ndarray, level: float
+    ) -> tuple[np.ndarray, PredictionIntervals]:
+        """``(point, intervals)`` of a fitted learning predictor over ``codes`` at ``level``;
+        each interval contains its point."""
+        point, low, high = learner.predict_interval(codes, level)
+        band = cls(
+            low=np.minimum(low, point),
+            high=np.maximum(high, point),
+            level=float(level),
+            kind=str(learner.kind),
+            n_extra=int(learner.n_extra),
+        )
+        return point, band
+
 
 def predict_intervals(
     name: str,
