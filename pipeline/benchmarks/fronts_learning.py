@@ -94,6 +94,43 @@ def score_front(points: Sequence[Any], problem: Any, true_latency: np.ndarray) -
     }
 
 
+def front_interval_coverage(
+    store: Any,
+    name: str,
+    space: Any,
+    codes: np.ndarray,
+    measured: np.ndarray,
+    true_latency: np.ndarray,
+    points: Sequence[Any],
+    objectives: Sequence[str],
+) -> dict[str, Any]:
+    """The front's 80 % latency intervals as ``hilnas front`` writes them: the device is
+    imported into ``store`` (a real SQLite store) with the TRUE latencies of ``measured``
+    (references + the K measured architectures), and
+    :func:`hilnas.pipeline.fronts.front_with_intervals` gives each point's interval. Returns the
+    share of the front's architectures whose TRUE latency lies inside (a front is chosen for
+    being predicted cheap, so this is the selection-biased coverage a user sees) and the median
+    half-width in log space."""
+    from hilnas.pipeline.fronts import front_with_intervals
+
+    rows = [(space.format(codes[i]), float(true_latency[i]), None) for i in measured]
+    store.import_external_device(name, rows, space="nb201", source="fronts_learning", replace=True)
+    records, note = front_with_intervals(
+        name, list(points), tuple(objectives), space=space, store=store
+    )
+    if not note or "latency_ms" not in note:
+        return {"interval_coverage": None, "interval_half_width": None}
+    lo = np.array([r["intervals"]["latency_ms"][0] for r in records], dtype=np.float64)
+    hi = np.array([r["intervals"]["latency_ms"][1] for r in records], dtype=np.float64)
+    true = true_latency[np.array([p.index for p in points], dtype=np.int64)]
+    inside = (true >= lo) & (true <= hi)
+    return {
+        "interval_coverage": round(float(inside.mean()), 4),
+        "interval_half_width": round(float(np.median(np.log(hi / lo) / 2)), 4),
+        "interval_level": note["latency_ms"]["level"],
+    }
+
+
 #: The synthetic device: a shipped device's latencies times a pattern no prior conditioned on 10
 #: reference values can know (x2 when edges 0 and 5 are both 3x3 convolutions, x1.5 with three
 #: or more of them), as the tests use.
@@ -179,6 +216,11 @@ def run(
         progress(f"search trained in {search_s:.1f} s")
         trained = TrainedSearch.load(path)
         from hilnas.pipeline import fronts
+        from hilnas.pipeline.spaces import get_space
+        from hilnas.pipeline.store import MeasurementStore
+
+        space = get_space("nb201")
+        store = MeasurementStore()  # SQLite in the temporary home
 
         tables = {d: np.asarray(ref.latency(d), dtype=np.float64) for d in devices}
         problems = {d: fronts.nb201_problem(d) for d in devices}
@@ -221,6 +263,17 @@ def run(
                             "space_spearman": space_rho,
                             "wall_s": round(wall, 2),
                         }
+                        if variant == "learning" and draw == 0:
+                            rec |= front_interval_coverage(
+                                store,
+                                f"{device}-bench-k{k}",
+                                space,
+                                codes,
+                                np.concatenate([refs, sel]),
+                                y,
+                                pts,
+                                trained.objectives,
+                            )
                         rows.append(rec)
                         if k == 0 and variant == "learning":
                             rows.append({**rec, "variant": "meta"})
@@ -229,6 +282,7 @@ def run(
                             f"front rho {rec['front_spearman']}, {rec['costs']} ({wall:.1f} s)"
                         )
         trained.learn_costs = True
+        store.close()
     return {
         "benchmark": "fronts_learning",
         "command": "python -m hilnas.pipeline.benchmarks.fronts_learning",
@@ -312,8 +366,32 @@ def summarise(rows: list[dict[str, Any]], devices: Sequence[str], ks: Sequence[i
         )
         for d in devices
     }
+    cover = {
+        d: {
+            str(k): next(
+                (
+                    (r.get("interval_coverage"), r.get("interval_half_width"))
+                    for r in rows
+                    if r["variant"] == "learning"
+                    and r["device"] == d
+                    and r["k"] == k
+                    and r["draw"] == 0
+                    and r.get("interval_coverage") is not None
+                ),
+                (None, None),
+            )
+            for k in ks
+        }
+        for d in devices
+    }
+    vals = [c for dev in cover.values() for c, _ in dev.values() if c is not None]
     return {
         "per": per,
+        "front_interval_coverage": cover,
+        "front_interval_cells_within": (
+            f"{sum(abs(c - 0.8) <= 0.05 for c in vals)}/{len(vals)}" if vals else None
+        ),
+        "front_interval_mean_coverage": round(float(np.mean(vals)), 4) if vals else None,
         "hv_se_max": se,
         "monotone_hv_within_2se": noise,
         "target": {
@@ -442,6 +520,33 @@ def markdown(res: dict[str, Any]) -> str:
             for k in ks
         ]
         out.append(f"| {'**mean**' if dev == 'mean' else dev} | " + " | ".join(cells) + " |")
+    if s.get("front_interval_coverage"):
+        out += [
+            "",
+            "## Coverage of the front's 80 % latency intervals (draw 0)",
+            "",
+            "Each front point's interval as `hilnas front` writes it (the device imported into a "
+            "SQLite store with its references and K true latencies, "
+            "`pipeline.fronts.front_with_intervals`): the share of the front's architectures "
+            "whose TRUE latency lies inside, and in brackets the median half-width in log space. "
+            "A front is chosen for being predicted cheap, so its points are where a model's "
+            "errors lean optimistic: this is the coverage a user reading a front sees, not the "
+            "coverage over random architectures (predictors_learning).",
+            "",
+            "| device | " + " | ".join(f"K={k}" for k in ks) + " |",
+            "|---|" + "---|" * len(ks),
+        ]
+        for dev in res["devices"]:
+            cells = []
+            for k in ks:
+                c, w = s["front_interval_coverage"][dev][str(k)]
+                cells.append("-" if c is None else f"{c:.2f} ({w:.3f})")
+            out.append(f"| {dev} | " + " | ".join(cells) + " |")
+        out += [
+            "",
+            f"Cells within 80 +- 5 %: {s['front_interval_cells_within']}; mean coverage "
+            f"{_f(s['front_interval_mean_coverage'], 3)}.",
+        ]
     sp = res.get("summary_patterned")
     if sp:
         name = res["patterned"]

@@ -633,8 +633,7 @@ def predict_intervals(
     Each comes from a :class:`~hilnas.pipeline.predictors.learning.LearningPredictor` (the
     shipped meta-predictor as its prior) conditioned on the target's reference values (imputed
     ones widen it) and fit on its further measurements (the store's, as ``hilnas predict``
-    promises; ``n_extra`` counts them): its normalised split-conformal interval (per
-    architecture, :func:`~hilnas.pipeline.predictors.learning.ensemble_difficulty`), extended
+    promises; ``n_extra`` counts them): its split-conformal interval, extended
     where needed to contain the written prediction (so ``low <= point <= high`` always; the
     calibration is the learning predictor's, see :mod:`hilnas.pipeline.predictors.learning`).
     A metric without an embedding is left out.

@@ -339,10 +339,10 @@ def test_active_measures_the_group_the_prior_cannot_see(nb201):
 def test_normalised_intervals_follow_the_ensemble_difficulty(nb201):
     """raspi4 (never seen by the shipped prior), zero-shot and after 100 measurements: the
     interval's log half-width is q u(a), per architecture, and covers held-out architectures
-    near 80 %; the per-device rule (ensemble=False) keeps one width."""
+    near 80 %; the per-device rule (the default, ensemble=False) keeps one width."""
     y, refs, codes, t = nb201["y"], nb201["refs"], nb201["codes"], nb201["test"]
     for k in (0, 100):
-        m = L.learning_predictor("nb201", y[refs], network="unpruned")
+        m = L.learning_predictor("nb201", y[refs], network="unpruned", ensemble=True)
         extra = nb201["pool"][:k]
         m.fit(codes[extra], y[extra])
         pred, lo, hi = m.predict_interval(codes[t])
@@ -354,7 +354,7 @@ def test_normalised_intervals_follow_the_ensemble_difficulty(nb201):
         assert 0.7 <= cover <= 0.92, (k, cover)
         assert m.summary()["normalised_scale"] == pytest.approx(m.scale_at(), abs=1e-6)
         assert m.scale_at(0.95) > m.scale_at()
-    plain = L.learning_predictor("nb201", y[refs], network="unpruned", ensemble=False).fit()
+    plain = L.learning_predictor("nb201", y[refs], network="unpruned").fit()
     _, lo, hi = plain.predict_interval(codes[t[:50]])
     assert np.allclose(np.log(hi / lo), np.log(hi[0] / lo[0]))
     with pytest.raises(PreconditionError, match="without difficulties"):
