@@ -709,7 +709,10 @@ def markdown(res: dict[str, Any]) -> str:
         f"of the prior conditioned on the {L.ENSEMBLE_SIZE} training devices nearest to the device "
         "(``ensemble_difficulty``), ``q`` the conformal quantile of ``|residual| / u`` with the "
         "zero-shot scale (fit on the other devices of the split) as pseudo-residuals. Cells: "
-        "(device, seed, K) of the K curves below; target: coverage within 80 +- 5 %.",
+        "(device, seed, K) of the K curves below; target: coverage within 80 +- 5 %. "
+        "*Before* is the library's default (``learning_predictor(ensemble=False)``); *after* "
+        "is the option ``ensemble=True``: it did not help leave-one-family-out on the training "
+        "devices, nor on fronts (``fronts_learning``).",
         "",
         "| benchmark | strategy | cells | within 80 +- 5 % (before) | (after) | "
         "mean abs(coverage - 0.8) (before) | (after) |",
