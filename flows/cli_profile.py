@@ -261,7 +261,7 @@ def profile_command(
     measured in both phases. The summary reports the ONNX disk use per subnet; the cache is
     bounded by HILNAS_ONNX_CACHE_MB (default 4096; least recently used entries are evicted).
     """
-    from hilnas.pipeline.profiling import STRATEGIES, profile_device, workload_configs
+    from hilnas.pipeline.profiling import STRATEGIES, ProfileRequest, profile_request
     from hilnas.pipeline.spaces import get_space
 
     if strategy is not None and strategy not in STRATEGIES:
@@ -269,8 +269,8 @@ def profile_command(
             f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
         )
 
-    # every bound (reps, warm-up, timeout, threads, batch size, archs) is checked by
-    # profile_device before a worker starts or the store is opened; the workload here
+    # every bound (reps, warm-up, timeout, threads, batch size, archs) and the workload are
+    # checked by the request before a worker starts or the store is opened
     include: list[str | int] = [int(a) if a.strip().isdigit() else a for a in arch]
     sp = get_space(space)
     settings = _workload_settings(
@@ -285,39 +285,33 @@ def profile_command(
         },
         config_set,
     )
-    configs = workload_configs(sp, settings)
-    if settings or len(configs) > 1:
-        model_configs: list[Any] = configs
-    else:
-        model_configs = [None]  # the space's default, exactly as before
+    request = ProfileRequest(
+        device=device,
+        space=space,
+        archs=archs,
+        reps=reps,
+        warmup=warmup,
+        seed=seed,
+        threads=threads,
+        batch_size=batch_size,
+        force=force,
+        retry_failed=retry_failed,
+        retry_flagged=retry_flagged,
+        include=tuple(include),
+        settings=settings,
+        timeout_s=timeout,
+        strategy=strategy,
+    )
+    labelled = request.labelled  # the space's default alone is just "measuring"
     progress = _ProgressBar(enabled=not as_json)
-    reports = []
+
+    def on_workload(cfg: Any) -> None:
+        progress.label = f"measuring {cfg.key()}" if labelled else "measuring"
+
     try:
         with progress:
-            for cfg in model_configs:
-                progress.label = "measuring" if cfg is None else f"measuring {cfg.key()}"
-                # the store is opened by profile_device once every input has been validated
-                reports.append(
-                    profile_device(
-                        device,
-                        archs=archs,
-                        reps=reps,
-                        warmup=warmup,
-                        seed=seed,
-                        space=space,
-                        threads=threads,
-                        batch_size=batch_size,
-                        force=force,
-                        retry_failed=retry_failed,
-                        retry_flagged=retry_flagged,
-                        store=db,
-                        progress=progress,
-                        include=include,
-                        model_config=cfg,
-                        timeout_s=timeout,
-                        strategy=strategy,
-                    )
-                )
+            # the store is opened by profile_request once every input has been validated
+            reports = profile_request(request, store=db, progress=progress, on_workload=on_workload)
     except KeyboardInterrupt:
         raise cli_common.Interrupted(progress.interrupted_message()) from None
     if as_json:

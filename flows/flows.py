@@ -46,35 +46,15 @@ def _no_retry_for_user_errors(task: Any, task_run: Any, state: Any) -> bool:
 # ----------------------------------------------------------------------------- tasks
 @task(
     name="profile-device",
-    task_run_name="profile-{device}",
+    task_run_name="profile-{request[device]}",
     retries=2,
     retry_delay_seconds=5,
     retry_condition_fn=_no_retry_for_user_errors,
 )
-def profile_task(
-    device: str | None,
-    archs: int,
-    reps: int,
-    warmup: int,
-    seed: int,
-    space: str,
-    threads: int,
-    batch_size: int,
-    force: bool = False,
-) -> dict[str, Any]:
+def profile_task(request: dict[str, Any]) -> dict[str, Any]:
+    """Run one profiling request (a ``ProfileRequest`` as JSON; ``device`` None: the agent's)."""
     logger = get_run_logger()
-    summary = jobs.profile(
-        device,
-        archs=archs,
-        reps=reps,
-        warmup=warmup,
-        seed=seed,
-        space=space,
-        threads=threads,
-        batch_size=batch_size,
-        force=force,
-        progress=logger.info,
-    )
+    summary = jobs.profile_job(request, progress=logger.info)
     logger.info(
         "profiled %s (%s): %s measured, %s failed, %s already stored; %.1f s",
         summary.get("device_id"),
@@ -85,6 +65,20 @@ def profile_task(
         summary.get("wall_s") or 0.0,
     )
     return summary
+
+
+def run_config_request(cfg: Any, device: str) -> dict[str, Any]:
+    """The profiling request of one local device of a :class:`~hilnas.flows.config.RunConfig`."""
+    return {
+        "device": device,
+        "archs": cfg.archs,
+        "reps": cfg.reps,
+        "warmup": cfg.warmup,
+        "seed": cfg.seed,
+        "space": cfg.space,
+        "threads": cfg.threads,
+        "batch_size": cfg.batch_size,
+    }
 
 
 @task(name="fit-predictors")
@@ -181,7 +175,18 @@ def profile_flow(
     ``device`` is an id or alias (``cpu``, ``gpu0``); left out, the device of the agent running
     the flow (``HILNAS_AGENT_DEVICE``), else ``cpu``. Resumable: what the store holds is skipped.
     """
-    summary = profile_task(device, archs, reps, warmup, seed, space, threads, batch_size, force)
+    request = {
+        "device": device,
+        "archs": archs,
+        "reps": reps,
+        "warmup": warmup,
+        "seed": seed,
+        "space": space,
+        "threads": threads,
+        "batch_size": batch_size,
+        "force": force,
+    }
+    summary = profile_task(request)
     create_table_artifact(
         key=f"profile-{jobs.slug(str(summary.get('device_id', device)))}"[:100],
         table=[{k: v for k, v in summary.items() if not isinstance(v, (list, dict))}],
@@ -258,18 +263,7 @@ def pipeline_flow(config: dict[str, Any]) -> dict[str, Any]:
         logger.info("devices: %s", ", ".join(d.id for d in devices))
         failures: dict[str, BaseException | None] = {}
         for info in devices:
-            state = profile_task(
-                info.id,
-                cfg.archs,
-                cfg.reps,
-                cfg.warmup,
-                cfg.seed,
-                cfg.space,
-                cfg.threads,
-                cfg.batch_size,
-                False,
-                return_state=True,
-            )
+            state = profile_task(run_config_request(cfg, info.id), return_state=True)
             if state.is_completed():
                 result["devices"][info.id] = state.result()
             else:

@@ -136,6 +136,28 @@ def profile(
 ) -> dict[str, Any]:
     """Profile one device (10 reference architectures + ``archs`` sampled); resumable.
 
+    The keyword form of :func:`profile_job` (see there for the summary it returns).
+    """
+    request = {
+        "device": device,
+        "archs": archs,
+        "reps": reps,
+        "warmup": warmup,
+        "seed": seed,
+        "space": space,
+        "threads": threads,
+        "batch_size": batch_size,
+        "force": force,
+    }
+    return profile_job(request, artifacts=artifacts, progress=progress)
+
+
+def profile_job(
+    request: Any, *, artifacts: bool | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run a profiling request: a ``ProfileRequest`` or its JSON form (``to_dict``), whose
+    ``device`` may be None (the agent's device, else ``cpu``; :func:`resolve_device`).
+
     Every workload of the space is measured, as ``hilnas profile`` does (gpt_s: prefill and
     decode, each its own measurement key); a space with one workload measures its default.
     ``artifacts``: take the ONNX files from the artifact location by content hash instead of
@@ -144,17 +166,28 @@ def profile(
     workloads the counts and times are summed, ``config_key`` lists every workload's key, and
     ``workloads`` holds one summary per workload.
     """
-    from hilnas.pipeline.profiling import profile_device, workload_configs
-    from hilnas.pipeline.spaces import get_space
+    from dataclasses import replace
 
-    info = resolve_device(device)
-    configs = workload_configs(get_space(space))  # validates the space before any work
-    model_configs: list[Any] = configs if len(configs) > 1 else [None]
+    from hilnas.pipeline.profiling import ProfileRequest, profile_request
+
+    values = request.to_dict() if isinstance(request, ProfileRequest) else dict(request or {})
+    info = resolve_device(values.get("device"))
+    # validates every input (the space and its workloads included) before any work
+    req = ProfileRequest.from_dict({**values, "device": info.id})
     exporter = None
     if agent_mode() if artifacts is None else artifacts:
         from hilnas.flows.artifacts import ArtifactExporter
 
+        # the artifact location holds the published (random) plan only; active selection
+        # would ask for architectures nobody exported
+        if req.strategy not in (None, "random"):
+            raise InvalidInputError(
+                f"strategy {req.strategy!r} cannot use the artifact location (it holds the "
+                "published random plan); use strategy random or export locally "
+                "(artifacts=False)"
+            )
         exporter = ArtifactExporter()
+        req = replace(req, strategy="random")
 
     def on_progress(event: Any) -> None:
         if progress is not None:
@@ -163,24 +196,7 @@ def profile(
                 progress(text)
 
     summaries = []
-    for cfg in model_configs:
-        report = profile_device(
-            info.id,
-            archs=archs,
-            reps=reps,
-            warmup=warmup,
-            seed=seed,
-            space=space,
-            threads=threads,
-            batch_size=batch_size,
-            force=force,
-            progress=on_progress,
-            exporter=exporter,
-            model_config=cfg,
-            # the artifact location holds the published (random) plan only; active selection
-            # would ask for architectures nobody exported
-            strategy="random" if exporter is not None else None,
-        )
+    for report in profile_request(req, progress=on_progress, exporter=exporter):
         summary = plain({k: v for k, v in report.to_dict().items() if k != "rows"})
         summary["failures"] = [
             {"arch": r.arch, "error": r.error} for r in report.rows if r.outcome == "failed"
@@ -376,7 +392,7 @@ def write_fronts(
     A target that cannot be served (e.g. no embedding) is reported with its error; the others
     go on.
     """
-    from hilnas.pipeline.fronts import plot_front_png, write_front_json
+    from hilnas.pipeline.fronts import front_with_intervals, plot_front_png, write_front_json
     from hilnas.pipeline.search import TrainedSearch
     from hilnas.pipeline.store import MeasurementStore
 
@@ -422,72 +438,6 @@ def write_fronts(
         if store is None:
             st.close()
     return results
-
-
-#: Level of the prediction intervals a front carries (as ``hilnas predict --interval``).
-FRONT_INTERVAL_LEVEL = 0.8
-
-
-def front_with_intervals(
-    target: str,
-    points: list[Any],
-    objectives: tuple[str, ...],
-    *,
-    space: Any,
-    store: Any = None,
-    level: float = FRONT_INTERVAL_LEVEL,
-    priors: dict[str, Any] | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """``(records, note)``: a front's points with the ``level`` prediction interval of each
-    hardware objective, and a note for the front's metadata (level, residual model,
-    measurements it was fit on). The interval is the target's learning predictor's
-    (split-conformal; :mod:`hilnas.pipeline.predictors.learning`): for NB201 through
-    :func:`hilnas.pipeline.predictors.io.predict_intervals`, for another space from ``priors``
-    (``{metric: SpacePredictor}``, a saved space search's predictors) and
-    :func:`hilnas.pipeline.spacesearch.targets.learning_predictor_for`. Intervals are widened to
-    contain each point's own value. A target without the needed reference values gets the plain
-    records and an empty note."""
-    from hilnas.pipeline import fronts
-
-    hardware = [o for o in objectives if o in ("latency_ms", "energy_mj")]
-    records = fronts.point_records(points, objectives)
-    if not hardware or not points:
-        return records, {}
-    import numpy as np
-    from hilnas.devices.errors import NotFoundError
-    from hilnas.pipeline.predictors import io as pio
-
-    codes = np.array([space.parse(r["arch"]) for r in records], dtype=np.int64)
-    values = {
-        o: np.array([r["objectives"][o] for r in records], dtype=np.float64) for o in hardware
-    }
-    if space.name == "nb201":
-        bands = pio.predict_intervals(target, codes, values, level=level, store=store)
-    else:
-        from hilnas.pipeline.spacesearch.targets import learning_predictor_for
-
-        bands = {}
-        for m in hardware:
-            if priors is None or m not in priors:
-                continue
-            try:
-                learner = learning_predictor_for(
-                    space.name, target, m, priors[m], store, level=level
-                )
-            except NotFoundError:
-                continue  # e.g. no reference values of this metric in the store
-            _, lo, hi = learner.predict_interval(codes, level)
-            bands[m] = pio.PredictionIntervals(
-                low=lo, high=hi, level=float(level), kind=str(learner.kind),
-                n_extra=int(learner.n_extra),
-            )  # fmt: skip
-    if not bands:
-        return records, {}
-    note = {
-        m: {"level": b.level, "model": b.kind, "measured": b.n_extra, "imputed": b.imputed}
-        for m, b in bands.items()
-    }
-    return fronts.attach_intervals(points, objectives, bands), note
 
 
 def _export_front(

@@ -47,27 +47,21 @@ class SpaceRunConfig(BaseModel):
 def profile_space_task(device: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Profile one local device in every workload of the space's sweep; returns its config
     keys (the default workload's first: the one a search target uses)."""
-    from hilnas.pipeline.profiling import profile_defaults, profile_device, workload_configs
-    from hilnas.pipeline.spaces import get_space
+    from hilnas.pipeline.profiling import ProfileRequest, profile_request
 
     c = SpaceRunConfig.model_validate(cfg)
-    space = get_space(c.space)
-    d = profile_defaults(space.name)
-    reports = []
-    for mc in workload_configs(space, {}):
-        reports.append(
-            profile_device(
-                device,
-                archs=d.archs if c.archs is None else c.archs,
-                reps=d.reps if c.reps is None else c.reps,
-                warmup=d.warmup if c.warmup is None else c.warmup,
-                seed=c.seed,
-                space=space.name,
-                threads=c.threads,
-                model_config=mc,
-            )
-        )
-    default_key = space.default_model_config().key()
+    # archs, reps and warm-up left out (None) are the space's defaults, resolved by the request
+    request = ProfileRequest(
+        device=device,
+        space=c.space,
+        archs=c.archs,
+        reps=c.reps,
+        warmup=c.warmup,
+        seed=c.seed,
+        threads=c.threads,
+    )
+    reports = profile_request(request)
+    default_key = request.search_space().default_model_config().key()
     return {
         "config_key": reports[0].config_key,
         "workloads": [
@@ -140,7 +134,7 @@ def _write_space_fronts(model, targets, folder, points, onnx, store) -> list[dic
     for name in targets:
         d = Path(folder) / jobs.slug(name)
         pts = model.front(name, points=points, store=store)
-        records, note = jobs.front_with_intervals(
+        records, note = fronts.front_with_intervals(
             name, pts, tuple(model.objectives), space=model.space, store=store,
             priors=model.predictors,
         )  # fmt: skip

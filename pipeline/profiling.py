@@ -1,7 +1,12 @@
 """Profile one local device: export sampled subnets, measure them, store each result at once.
 
-:func:`profile_device` is the one function behind ``hilnas profile`` and the Prefect ``profile``
-flow. The plan is the space's reference architectures (always: they form the device's hardware
+A :class:`ProfileRequest` is one record of what is profiled and how (device, space, plan size,
+timing, workload settings; validated when built, JSON-ready for Prefect), and
+:func:`profile_request` runs every workload of it: the one path behind ``hilnas profile``, the
+Prefect ``profile`` flows, ``jobs.profile`` and the space flow. :func:`profile_device` is its
+keyword form for one workload (a thin wrapper building a request).
+
+The plan is the space's reference architectures (always: they form the device's hardware
 embedding), then any explicitly included architectures, then ``archs`` sampled with ``seed``
 (excluding the references). Keys already in the store are skipped; every other architecture is
 exported (content-addressed cache), measured in the profiler's isolated worker and stored in its
@@ -15,7 +20,7 @@ for a failure: when the re-measurement fails, the ok row is kept and the failed 
 recorded beside it (``MeasurementStore.attempts``).
 
 Everything that can be checked beforehand is checked before the store is opened: bounds of
-every size (``ProfileSettings`` and :func:`profile_device`), the device, the architectures, the
+every size (``ProfileSettings`` and :class:`ProfileRequest`), the device, the architectures, the
 packages the exporter and the profiler need (:class:`PreconditionError` naming the extra), and
 that the store is not an in-memory database that would throw the results away. An export failure is not stored (it says
 nothing about the device) and is retried on the next run.
@@ -23,7 +28,7 @@ nothing about the device) and is retried on the next run.
 Workloads: a space's configuration fields (NB201's channels and cells, GPT-S's phase, seq_len,
 vocab_size, context_length) are settable from strings by :func:`workload_configs`, which also
 expands a *sweep* (GPT-S: ``phase`` over prefill and decode unless one is chosen). Each
-configuration is one :func:`profile_device` call; its ``config.key()`` is part of every
+configuration is one report of :func:`profile_request`; its ``config.key()`` is part of every
 measurement key, so prefill and decode of one architecture are two rows. Per-space defaults of
 the plan size, repetitions and warm-up are in :data:`SPACE_PROFILE_DEFAULTS`.
 
@@ -49,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -205,6 +211,239 @@ def workload_configs(space: SearchSpace, settings: dict[str, object] | None = No
                 "settings in `hilnas profile --help`"
             ) from exc
     return configs
+
+
+# ----------------------------------------------------------------------------------------------
+# the request: what is profiled and how, validated once
+# ----------------------------------------------------------------------------------------------
+#: Flags of a request (JSON booleans only: a string "false" is refused, not read as true).
+_REQUEST_FLAGS = ("force", "retry_failed", "retry_flagged")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRequest:
+    """One profiling run: the device, the space, the plan and how each model is measured.
+
+    Built by every caller (``hilnas profile``, the Prefect flows, ``jobs.profile``, the space
+    flow, :func:`profile_device`) from its own inputs and run by :func:`profile_request`.
+    Validated when built, before any store is opened, with the messages of the CLI options
+    (``--reps``, ``--threads``...): the timing numbers by
+    :class:`~hilnas.profilers.base.ProfileSettings` (their one bound check), the rest here.
+    ``archs``, ``reps`` and ``warmup`` left None take the space's defaults
+    (:func:`profile_defaults`) here, so a built request holds the numbers it runs with.
+
+    ``settings``: configuration fields of the space's workload (strings are converted,
+    ``--config-set`` style; :func:`workload_configs`); the space's sweep (GPT-S: prefill and
+    decode) is expanded unless the swept field is set. ``include``: extra architectures
+    (strings, indices or codes). JSON-ready: :meth:`to_dict` / :meth:`from_dict` round-trip
+    (Prefect task parameters). The device is checked when the request runs (it is looked up
+    on the host that measures).
+    """
+
+    device: str
+    space: str = "nb201"
+    archs: int | None = None
+    reps: int | None = None
+    warmup: int | None = None
+    seed: int = 0
+    threads: int = 1
+    batch_size: int = 1
+    force: bool = False
+    retry_failed: bool = False
+    retry_flagged: bool = False
+    include: tuple[str | int | tuple[int, ...], ...] = ()
+    settings: tuple[tuple[str, Any], ...] = ()
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    strategy: str | None = None
+    opset: int = DEFAULT_OPSET
+    execution_provider: str | None = None
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__  # frozen: normalised values are set once, here
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise InvalidInputError(
+                f"device must be a device id or alias, got {self.device!r}; see "
+                "`hilnas devices list`"
+            )
+        sp = get_space(self.space)  # UnknownSpaceError listing the known spaces
+        put(self, "space", sp.name)
+        defaults = profile_defaults(sp.name)
+        put(self, "archs", defaults.archs if self.archs is None else self.archs)
+        put(self, "reps", defaults.reps if self.reps is None else self.reps)
+        put(self, "warmup", defaults.warmup if self.warmup is None else self.warmup)
+        timing = self.profile_settings()  # reps, warm-up and timeout: their one bound check
+        put(self, "timeout_s", float(timing.timeout_s))
+        cpus = os.cpu_count() or 1
+        put(
+            self,
+            "threads",
+            check_number(
+                "threads (--threads)",
+                self.threads,
+                low=0,
+                high=cpus,
+                fix=f"this machine has {cpus} logical CPUs: use --threads from 0 (the "
+                f"runtime's default) to {cpus}",
+            ),
+        )
+        put(
+            self,
+            "batch_size",
+            check_number(
+                "batch_size (--batch-size)",
+                self.batch_size,
+                low=1,
+                high=MAX_BATCH_SIZE,
+                fix=f"use --batch-size from 1 to {MAX_BATCH_SIZE}",
+            ),
+        )
+        most = max(sp.size() - len(sp.reference_architectures()), 0)
+        put(
+            self,
+            "archs",
+            check_number(
+                "archs (--archs)",
+                self.archs,
+                low=0,
+                high=most,
+                fix=f"use --archs from 0 (the references only) to {most:,} (every other "
+                f"{sp.name} architecture)",
+            ),
+        )
+        put(
+            self,
+            "opset",
+            check_number(
+                "opset",
+                self.opset,
+                low=7,
+                high=MAX_OPSET,
+                fix=f"use an opset from 7 to {MAX_OPSET}",
+            ),
+        )
+        put(
+            self,
+            "seed",
+            check_number(
+                "seed (--seed)",
+                self.seed,
+                low=0,
+                high=2**32 - 1,
+                fix="use --seed from 0 to 2**32-1",
+            ),
+        )
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise InvalidInputError(
+                f"unknown strategy {self.strategy!r} (--strategy); use one of "
+                f"{', '.join(STRATEGIES)}"
+            )
+        for name in _REQUEST_FLAGS:
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInputError(
+                    f"{name} must be true or false, got {getattr(self, name)!r}; pass a boolean"
+                )
+        if self.execution_provider is not None and not (
+            isinstance(self.execution_provider, str) and self.execution_provider.strip()
+        ):
+            raise InvalidInputError(
+                f"execution_provider must be an ONNX Runtime provider name or None, got "
+                f"{self.execution_provider!r}; leave it out for the device's default"
+            )
+        put(self, "settings", _settings_pairs(self.settings))
+        workload_configs(sp, dict(self.settings))  # InvalidInputError naming the bad setting
+        put(self, "include", tuple(_include_item(sp, a) for a in self.include))
+
+    # ---- derived ------------------------------------------------------------------------------
+    def search_space(self) -> SearchSpace:
+        return get_space(self.space)
+
+    def profile_settings(self) -> ProfileSettings:
+        """How each model is timed (validated by :class:`ProfileSettings`)."""
+        return ProfileSettings(warmup=self.warmup, repetitions=self.reps, timeout_s=self.timeout_s)  # type: ignore[arg-type]
+
+    def workloads(self) -> list[Any]:
+        """The model configurations this request measures, in order (one report each)."""
+        sp = self.search_space()
+        configs = workload_configs(sp, dict(self.settings))
+        if not self.settings and len(configs) == 1:
+            return [sp.default_model_config()]
+        return configs
+
+    @property
+    def labelled(self) -> bool:
+        """True when the workloads are worth naming (settings given, or a sweep)."""
+        return bool(self.settings) or len(self.workloads()) > 1
+
+    # ---- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The request as JSON-ready values (:meth:`from_dict` builds it again)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["include"] = [list(a) if isinstance(a, tuple) else a for a in self.include]
+        out["settings"] = dict(self.settings)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ProfileRequest:
+        """A request from :meth:`to_dict`'s form (validated); unknown keys are refused."""
+        if not isinstance(data, dict):
+            raise InvalidInputError(
+                f"a profile request must be a mapping of its fields, got {type(data).__name__}"
+            )
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(map(str, data)) - set(names))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown profile request field(s) {', '.join(unknown)}; its fields are "
+                f"{', '.join(names)}"
+            )
+        if "device" not in data:
+            raise InvalidInputError("a profile request needs a device (e.g. device='cpu')")
+        values = dict(data)
+        if isinstance(values.get("include"), list):
+            values["include"] = tuple(
+                tuple(a) if isinstance(a, list) else a for a in values["include"]
+            )
+        return cls(**values)
+
+
+def _settings_pairs(settings: Any) -> tuple[tuple[str, Any], ...]:
+    """Workload settings as sorted ``(field, value)`` pairs (from a mapping or pairs)."""
+    if isinstance(settings, dict):
+        items = list(settings.items())
+    else:
+        try:
+            items = [(k, v) for k, v in settings]
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"settings must map workload fields to values, got {settings!r}; e.g. "
+                "{'phase': 'decode'}"
+            ) from None
+    for k, v in items:
+        if not isinstance(v, (str, int, float, bool)) or (
+            isinstance(v, float) and not math.isfinite(v)
+        ):
+            raise InvalidInputError(
+                f"workload setting {k}={v!r} is not a string, number or boolean; give one value"
+            )
+    return tuple(sorted((str(k), v) for k, v in items))
+
+
+def _include_item(sp: SearchSpace, a: Any) -> str | int | tuple[int, ...]:
+    """One ``include`` entry, checked against the space and kept JSON-ready."""
+    try:
+        sp.coerce(a)
+    except (IndexError, TypeError) as exc:  # as plan_architectures says it
+        raise ArchitectureError(f"cannot measure architecture {a!r}: {exc}") from exc
+    if isinstance(a, str):
+        return a
+    if isinstance(a, numbers.Integral):
+        return int(a)
+    return tuple(int(x) for x in a)
+
+
+def config_settings(config: Any) -> dict[str, Any]:
+    """A model configuration's fields as workload settings (``ProfileRequest.settings``)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
 class ProfilingDependencyError(PreconditionError, RuntimeError):
@@ -598,68 +837,91 @@ def profile_device(
     pool_size: int | None = None,
     quality: QualityThresholds | None = None,
 ) -> ProfileReport:
-    """Measure the plan on a local device and store each result at once (see module docstring).
+    """Measure the plan of one workload on a local device and store each result at once.
 
-    ``device_id``: a local device id or alias (``cpu``, ``gpu0``...). ``store``: a store, a
-    database URL, or None (the default store); a store opened here is closed here, after the
-    inputs were validated (bad input never creates or touches a store). ``include``: extra
-    architectures (strings, indices or codes). ``exporter`` (an ``OnnxExporter``) and
-    ``profiler_factory`` (called like ``OrtProfiler(device, config, settings)``) can be
-    injected. ``archs``, ``reps`` and ``warmup`` default to the space's
-    (:func:`profile_defaults`). ``references=False`` drops the reference architectures (benchmarks only: a
-    device profiled so has no hardware embedding). ``strategy`` chooses the sampled part of the
-    plan (:data:`STRATEGIES`; None: :func:`default_strategy`, see :func:`plan_active`);
-    ``pool_size`` is the active strategy's candidate pool (default :data:`ACTIVE_POOL`).
-    ``quality``: the thresholds of the quality checks, the sentinel and the re-measurement
-    policy (default :data:`~hilnas.profilers.quality.DEFAULT_THRESHOLDS`); ``retry_flagged``
-    re-measures stored ok rows flagged ``noisy`` or ``interfered`` (the better of the two
-    measurements is kept). All
-    inputs are validated before anything is written: ``ValueError`` (bad numbers, unknown space, malformed architecture),
+    A thin wrapper: builds a :class:`ProfileRequest` of the keyword arguments (``model_config``
+    becomes its ``settings``: one workload, the space's default when None) and runs it with
+    :func:`profile_request`, which documents ``store``, ``progress``, ``exporter``,
+    ``profiler_factory``, ``references``, ``pool_size`` and ``quality``. ``device_id``: a local
+    device id or alias (``cpu``, ``gpu0``...). ``archs``, ``reps`` and ``warmup`` default to the
+    space's (:func:`profile_defaults`). All inputs are validated before anything is written:
+    ``ValueError`` (bad numbers, unknown space, malformed architecture),
     ``DeviceNotFoundError``, :class:`StoreError`.
     """
     t_start = time.perf_counter()
-    # ---- validate everything before touching the store --------------------------------------
-    # reps, warm-up and timeout are bounded by ProfileSettings (one place for every caller)
-    sp = get_space(space)  # UnknownSpaceError listing the known spaces
-    defaults = profile_defaults(sp.name)  # None: the space's default (SPACE_PROFILE_DEFAULTS)
-    archs = defaults.archs if archs is None else archs
-    reps = defaults.reps if reps is None else reps
-    warmup = defaults.warmup if warmup is None else warmup
-    settings = ProfileSettings(warmup=warmup, repetitions=reps, timeout_s=timeout_s)
-    cpus = os.cpu_count() or 1
-    check_number(
-        "threads (--threads)",
-        threads,
-        low=0,
-        high=cpus,
-        fix=f"this machine has {cpus} logical CPUs: use --threads from 0 (the runtime's "
-        f"default) to {cpus}",
+    request = ProfileRequest(
+        device=device_id,
+        space=space,
+        archs=archs,
+        reps=reps,
+        warmup=warmup,
+        seed=seed,
+        threads=threads,
+        batch_size=batch_size,
+        force=force,
+        retry_failed=retry_failed,
+        retry_flagged=retry_flagged,
+        include=tuple(include),
+        timeout_s=timeout_s,
+        strategy=strategy,
+        opset=opset,
+        execution_provider=execution_provider,
     )
-    check_number(
-        "batch_size (--batch-size)",
-        batch_size,
-        low=1,
-        high=MAX_BATCH_SIZE,
-        fix=f"use --batch-size from 1 to {MAX_BATCH_SIZE}",
+    if model_config is not None:
+        request.search_space().check_config(model_config)  # another space's configuration
+        request = dataclasses.replace(request, settings=config_settings(model_config))
+    (report,) = profile_request(
+        request,
+        store=store,
+        progress=progress,
+        exporter=exporter,
+        profiler_factory=profiler_factory,
+        references=references,
+        pool_size=pool_size,
+        quality=quality,
+        t_start=t_start,
     )
-    most = max(sp.size() - len(sp.reference_architectures()), 0)
-    check_number(
-        "archs (--archs)",
-        archs,
-        low=0,
-        high=most,
-        fix=f"use --archs from 0 (the references only) to {most:,} (every other {sp.name} "
-        "architecture)",
-    )
-    check_number("opset", opset, low=7, high=MAX_OPSET, fix=f"use an opset from 7 to {MAX_OPSET}")
-    check_number("seed (--seed)", seed, low=0, high=2**32 - 1, fix="use --seed from 0 to 2**32-1")
-    cfg = model_config or sp.default_model_config()
-    sp.check_config(cfg)  # InvalidInputError for another space's configuration
-    # ArchitectureError for bad strings
-    if strategy is not None and strategy not in STRATEGIES:
+    return report
+
+
+def profile_request(
+    request: ProfileRequest,
+    *,
+    store: MeasurementStore | str | None = None,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    exporter: Any | None = None,
+    profiler_factory: Callable[..., Any] | None = None,
+    references: bool = True,
+    pool_size: int | None = None,
+    quality: QualityThresholds | None = None,
+    on_workload: Callable[[Any], None] | None = None,
+    t_start: float | None = None,
+) -> list[ProfileReport]:
+    """Measure every workload of ``request`` (one report each, in order; see the module).
+
+    ``store``: a store, a database URL, or None (the default store); a store opened here is
+    opened once, after every input was validated (bad input never creates or touches a
+    store), and closed here. ``exporter`` (an ``OnnxExporter``) and ``profiler_factory``
+    (called like ``OrtProfiler(device, config, settings)``) can be injected.
+    ``references=False`` drops the reference architectures (benchmarks only: a device profiled
+    so has no hardware embedding). ``pool_size`` is the active strategy's candidate pool
+    (default :data:`ACTIVE_POOL`; the request's ``strategy`` None is :func:`default_strategy`,
+    see :func:`plan_active`). ``quality``: the thresholds of the quality checks, the sentinel
+    and the re-measurement policy (default
+    :data:`~hilnas.profilers.quality.DEFAULT_THRESHOLDS`); the request's ``retry_flagged``
+    re-measures stored ok rows flagged ``noisy`` or ``interfered`` (the better of the two
+    measurements is kept). ``on_workload(config)`` is called before each workload starts.
+    """
+    t_start = time.perf_counter() if t_start is None else t_start
+    if not isinstance(request, ProfileRequest):
         raise InvalidInputError(
-            f"unknown strategy {strategy!r} (--strategy); use one of {', '.join(STRATEGIES)}"
+            f"profile_request needs a ProfileRequest, got {type(request).__name__}; build one "
+            "with ProfileRequest(device=..., ...) or ProfileRequest.from_dict(...)"
         )
+    # ---- validate everything before touching the store (the request is validated) ------------
+    sp = request.search_space()
+    configs = request.workloads()
+    settings = request.profile_settings()
     if quality is not None and not isinstance(quality, QualityThresholds):
         raise InvalidInputError(
             f"quality must be a QualityThresholds, got {type(quality).__name__}; build one with "
@@ -668,16 +930,17 @@ def profile_device(
     thresholds = quality or DEFAULT_THRESHOLDS
     pool_size = ACTIVE_POOL if pool_size is None else pool_size
     check_number("pool_size", pool_size, low=1, high=10**6, fix="use a pool of 1 to 1,000,000")
+    archs, seed, include = int(request.archs or 0), request.seed, request.include  # resolved
     plan = plan_architectures(sp, archs, seed, include, references=references)
 
     from hilnas.devices import default_execution_provider, get_device
     from hilnas.devices.base import DeviceConfig, DeviceKind
 
-    device: DeviceInfo = get_device(device_id)  # DeviceNotFoundError lists known ids
+    device: DeviceInfo = get_device(request.device)  # DeviceNotFoundError lists known ids
     if device.kind is DeviceKind.EXTERNAL:  # pragma: no cover - discovery never returns these
         raise InvalidInputError(f"{device.id} is an external device; it cannot be measured here")
-    ep = execution_provider or default_execution_provider(device)
-    dconf = DeviceConfig(device.id, ep, threads, batch_size)
+    ep = request.execution_provider or default_execution_provider(device)
+    dconf = DeviceConfig(device.id, ep, request.threads, request.batch_size)
 
     if exporter is None:
         # a missing package is known now: say so before anything is stored
@@ -698,38 +961,45 @@ def profile_device(
     except BaseException:
         st.close()
         raise
+    reports: list[ProfileReport] = []
     try:
-        chosen = strategy
-        if references and archs > 0 and strategy != "random":
-            key0 = _key_template(sp, cfg, device, dconf, settings, opset)
-            if strategy is None:
-                chosen = default_strategy(st, sp, key0)
-            if chosen == "active":
-                base = plan_architectures(sp, 0, seed, include, references=references)
-                plan = plan_active(
-                    st, sp, key0, base, archs, seed, pool_size=pool_size, metric="latency_ms"
-                )
-        report = _run(
-            st,
-            sp,
-            cfg,
-            plan,
-            device,
-            dconf,
-            settings,
-            seed=seed,
-            opset=opset,
-            force=force,
-            retry_failed=retry_failed,
-            retry_flagged=retry_flagged,
-            progress=progress,
-            exporter=exporter,
-            profiler_factory=profiler_factory,
-            t_start=t_start,
-            thresholds=thresholds,
-        )
-        report.strategy = chosen or "random"
-        return report
+        for cfg in configs:
+            if reports:
+                t_start = time.perf_counter()  # each report times its own workload
+            if on_workload is not None:
+                on_workload(cfg)
+            chosen, workload_plan = request.strategy, plan
+            if references and archs > 0 and request.strategy != "random":
+                key0 = _key_template(sp, cfg, device, dconf, settings, request.opset)
+                if chosen is None:
+                    chosen = default_strategy(st, sp, key0)
+                if chosen == "active":
+                    base = plan_architectures(sp, 0, seed, include, references=references)
+                    workload_plan = plan_active(
+                        st, sp, key0, base, archs, seed, pool_size=pool_size, metric="latency_ms"
+                    )
+            report = _run(
+                st,
+                sp,
+                cfg,
+                workload_plan,
+                device,
+                dconf,
+                settings,
+                seed=seed,
+                opset=request.opset,
+                force=request.force,
+                retry_failed=request.retry_failed,
+                retry_flagged=request.retry_flagged,
+                progress=progress,
+                exporter=exporter,
+                profiler_factory=profiler_factory,
+                t_start=t_start,
+                thresholds=thresholds,
+            )
+            report.strategy = chosen or "random"
+            reports.append(report)
+        return reports
     finally:
         if own_store:
             st.close()
@@ -1615,6 +1885,7 @@ __all__ = [
     "DEFAULT_WARMUP",
     "ArchitectureError",
     "ProfileReport",
+    "ProfileRequest",
     "ProfileRow",
     "ProfilingError",
     "ProgressEvent",
@@ -1623,11 +1894,13 @@ __all__ = [
     "STRATEGIES",
     "SpaceProfileDefaults",
     "config_fields",
+    "config_settings",
     "default_strategy",
     "device_lock",
     "plan_active",
     "plan_architectures",
     "profile_defaults",
     "profile_device",
+    "profile_request",
     "workload_configs",
 ]
