@@ -19,7 +19,6 @@ from typing import Any
 
 from hilnas.devices.errors import PreconditionError, UserError
 from hilnas.flows import jobs
-from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -161,9 +160,9 @@ def _round(v: Any) -> Any:
 @flow(name="hilnas-profile")
 def profile_flow(
     device: str | None = None,
-    archs: int = DEFAULT_ARCHS,
-    reps: int = DEFAULT_REPS,
-    warmup: int = DEFAULT_WARMUP,
+    archs: int | None = None,
+    reps: int | None = None,
+    warmup: int | None = None,
     seed: int = 0,
     space: str = "nb201",
     threads: int = 1,
@@ -174,6 +173,8 @@ def profile_flow(
 
     ``device`` is an id or alias (``cpu``, ``gpu0``); left out, the device of the agent running
     the flow (``HILNAS_AGENT_DEVICE``), else ``cpu``. Resumable: what the store holds is skipped.
+    ``archs``, ``reps`` and ``warmup`` left out are the space's defaults, as for ``hilnas
+    profile`` (nb201 50 / 30 / 5, gpt_s 20 / 20 / 3).
     """
     request = {
         "device": device,

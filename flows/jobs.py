@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from hilnas.devices.errors import InvalidInputError
-from hilnas.pipeline.profiling import DEFAULT_ARCHS, DEFAULT_REPS, DEFAULT_WARMUP
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +122,9 @@ def agent_mode() -> bool:
 def profile(
     device: str | None = None,
     *,
-    archs: int = DEFAULT_ARCHS,
-    reps: int = DEFAULT_REPS,
-    warmup: int = DEFAULT_WARMUP,
+    archs: int | None = None,
+    reps: int | None = None,
+    warmup: int | None = None,
     seed: int = 0,
     space: str = "nb201",
     threads: int = 1,
@@ -137,6 +136,8 @@ def profile(
     """Profile one device (10 reference architectures + ``archs`` sampled); resumable.
 
     The keyword form of :func:`profile_job` (see there for the summary it returns).
+    ``archs``, ``reps`` and ``warmup`` left out are the space's defaults, as for ``hilnas
+    profile`` (nb201 50 / 30 / 5, gpt_s 20 / 20 / 3).
     """
     request = {
         "device": device,
