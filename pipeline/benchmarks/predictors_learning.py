@@ -712,7 +712,7 @@ def markdown(res: dict[str, Any]) -> str:
         "(device, seed, K) of the K curves below; target: coverage within 80 +- 5 %. "
         "*Before* is the library's default (``learning_predictor(ensemble=False)``); *after* "
         "is the option ``ensemble=True``: it did not help leave-one-family-out on the training "
-        "devices, nor on fronts (``fronts_learning``).",
+        "devices.",
         "",
         "| benchmark | strategy | cells | within 80 +- 5 % (before) | (after) | "
         "mean abs(coverage - 0.8) (before) | (after) |",

@@ -961,9 +961,8 @@ def learning_predictor(
     :class:`~hilnas.pipeline.predictors.space.SpacePredictor`'s devices), with
     :data:`ZS_NORM_Q` of the space as the zero-shot scale. Not the default: on the NB201
     training devices it helped leave-one-device-out (cells within 80 +- 5 %: 0.52 -> 0.70) but
-    not leave-one-family-out (0.51 -> 0.49, mean |coverage - 0.8| 0.068 -> 0.083), and on the
-    fronts of ``benchmarks.fronts_learning`` (points chosen for being predicted cheap) it
-    covered less and gave some devices half-widths above 1 in log space.
+    not leave-one-family-out (0.51 -> 0.49, mean |coverage - 0.8| 0.068 -> 0.083); on the
+    test devices' fronts it covered more but gave raspi4 log half-widths above 1.
 
     ``meta``: the prior's model: a :class:`~hilnas.pipeline.predictors.MetaPredictor` (NB201;
     default for ``nb201``: the shipped one for ``metric``) or a
