@@ -56,6 +56,8 @@ import logging
 import math
 import numbers
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -1235,46 +1237,49 @@ def _run(
                 for i, (code, ref, replace) in enumerate(todo):
                     arch = sp.format(code)
                     emit(ProgressEvent("start", i, len(todo), skipped=report.skipped, arch=arch))
-                    row, q = _measure_one(
-                        st,
-                        sp,
-                        cfg,
-                        code,
-                        ref,
-                        keys[code],
-                        replace,
-                        exp,
-                        profiler,
-                        dconf.batch_size,
-                        judge,
-                        keep_better=flagged_before.get(keys[code].arch),
-                    )
-                    if keys[code].arch in flagged_before and row.status is not None:
-                        report.remeasured += 1  # a retried flagged row (retry_flagged)
-                        report.remeasure_improved += row.outcome == "measured"
-                        row = dataclasses.replace(row, remeasured=True)
-                    rows[code] = row
-                    if q is not None and row.outcome in ("measured", "kept"):
-                        since_check.append((code, q))
-                    if row.outcome == "measured":
-                        report.measured += 1
-                    elif row.outcome == "failed":
-                        report.failed += 1
-                    elif row.outcome == "kept":
-                        report.kept += 1
-                    else:
-                        report.skipped += 1  # a concurrent run stored it first
-                    report.export_s += row.export_s
-                    report.session_create_s += row.session_create_s
-                    report.warmup_s += row.warmup_s or 0.0
-                    report.timed_s += row.timed_s
-                    report.measure_wall_s += row.measure_wall_s
-                    report.store_s += row.store_s
-                    emit(
-                        ProgressEvent(
-                            "done", i + 1, len(todo), skipped=report.skipped, arch=arch, row=row
+                    window = _StoreWindow()
+                    with window:  # Ctrl-C after the commit waits for the "done" event
+                        row, q = _measure_one(
+                            st,
+                            sp,
+                            cfg,
+                            code,
+                            ref,
+                            keys[code],
+                            replace,
+                            exp,
+                            profiler,
+                            dconf.batch_size,
+                            judge,
+                            keep_better=flagged_before.get(keys[code].arch),
+                            before_store=window.open,
                         )
-                    )
+                        if keys[code].arch in flagged_before and row.status is not None:
+                            report.remeasured += 1  # a retried flagged row (retry_flagged)
+                            report.remeasure_improved += row.outcome == "measured"
+                            row = dataclasses.replace(row, remeasured=True)
+                        rows[code] = row
+                        if q is not None and row.outcome in ("measured", "kept"):
+                            since_check.append((code, q))
+                        if row.outcome == "measured":
+                            report.measured += 1
+                        elif row.outcome == "failed":
+                            report.failed += 1
+                        elif row.outcome == "kept":
+                            report.kept += 1
+                        else:
+                            report.skipped += 1  # a concurrent run stored it first
+                        report.export_s += row.export_s
+                        report.session_create_s += row.session_create_s
+                        report.warmup_s += row.warmup_s or 0.0
+                        report.timed_s += row.timed_s
+                        report.measure_wall_s += row.measure_wall_s
+                        report.store_s += row.store_s
+                        emit(
+                            ProgressEvent(
+                                "done", i + 1, len(todo), skipped=report.skipped, arch=arch, row=row
+                            )
+                        )
                     every = thresholds.sentinel_every
                     if i == 0 and first_is_sentinel and row.status != MeasurementStatus.OK.value:
                         sentinel.disable(f"the sentinel {arch} failed on this device")
@@ -1684,6 +1689,35 @@ def _default_profiler() -> Callable[..., Any]:
     return OrtProfiler
 
 
+class _StoreWindow:
+    """Ctrl-C between a row's commit and its progress event is held until the event is out.
+
+    A KeyboardInterrupt there would leave a stored row that the run's count (what
+    ``hilnas profile`` says it kept) never saw. :meth:`open` blocks SIGINT (main thread, where
+    the platform allows it) from the moment the store is about to be written; leaving the
+    ``with`` block restores the mask, and a held Ctrl-C is raised then, after the event.
+    """
+
+    def __init__(self) -> None:
+        self._old: set[signal.Signals] | None = None
+
+    def open(self) -> None:
+        if (
+            self._old is None
+            and hasattr(signal, "pthread_sigmask")
+            and threading.current_thread() is threading.main_thread()
+        ):
+            self._old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def __enter__(self) -> _StoreWindow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            old, self._old = self._old, None
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _measure_one(
     st: MeasurementStore,
     sp: SearchSpace,
@@ -1697,10 +1731,13 @@ def _measure_one(
     batch_size: int,
     judge: _Judge | None = None,
     keep_better: Any | None = None,
+    before_store: Callable[[], None] | None = None,
 ) -> tuple[ProfileRow, MeasurementQuality | None]:
     """Export, measure, assess and store one model; the row and the quality that was stored
     (None for failures). ``keep_better``: the stored flagged record this re-measures; the new
-    measurement replaces it only when it is better (:func:`_better`)."""
+    measurement replaces it only when it is better (:func:`_better`). ``before_store`` is
+    called once the measurement is taken, just before the store is written
+    (:class:`_StoreWindow`)."""
     t0 = time.perf_counter()
     index = sp.index_or_none(code)
     try:
@@ -1711,8 +1748,9 @@ def _measure_one(
         log.warning("export of %s failed: %s", key.arch, exc)
         return _export_failed_row(key, index, reference, exc, t0), None
     return _measured_part(
-        st, sp, key, reference, replace, exported, profiler, judge, t0, index, keep_better
-    )
+        st, sp, key, reference, replace, exported, profiler, judge, t0, index, keep_better,
+        before_store,
+    )  # fmt: skip
 
 
 def _export_failed_row(
@@ -1742,11 +1780,14 @@ def _measured_part(
     t0: float,
     index: int | None,
     keep_better: Any | None = None,
+    before_store: Callable[[], None] | None = None,
 ) -> tuple[ProfileRow, MeasurementQuality | None]:
     t1 = time.perf_counter()
     onnx_bytes = _entry_bytes(Path(exported.path))
     m, q = _measure_assessed(profiler, Path(exported.path), judge)
     t2 = time.perf_counter()
+    if before_store is not None:
+        before_store()
     if keep_better is not None and q is not None and not _better(q, m, keep_better):
         # a retried flagged row: the new measurement is no better, so the stored one stays
         old_q = _quality_of_record(keep_better)
