@@ -530,6 +530,7 @@ def front_with_intervals(
     store: Any = None,
     level: float = FRONT_INTERVAL_LEVEL,
     priors: dict[str, Any] | None = None,
+    ensemble: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``(records, note)``: a front's points with the ``level`` prediction interval of each
     hardware objective, and a note for the front's metadata (level, residual model,
@@ -539,7 +540,8 @@ def front_with_intervals(
     (``{metric: SpacePredictor}``, a saved space search's predictors) and
     :func:`hilnas.pipeline.spacesearch.targets.learning_predictor_for`. Intervals are widened to
     contain each point's own value. A target without the needed reference values gets the plain
-    records and an empty note."""
+    records and an empty note. ``ensemble`` (NB201): normalised intervals, an option of
+    :func:`hilnas.pipeline.predictors.learning.learning_predictor`."""
     hardware = [o for o in objectives if o in ("latency_ms", "energy_mj")]
     records = point_records(points, objectives)
     if not hardware or not points:
@@ -552,7 +554,9 @@ def front_with_intervals(
         o: np.array([r["objectives"][o] for r in records], dtype=np.float64) for o in hardware
     }
     if space.name == "nb201":
-        bands = pio.predict_intervals(target, codes, values, level=level, store=store)
+        bands = pio.predict_intervals(
+            target, codes, values, level=level, store=store, ensemble=ensemble
+        )
     else:
         from hilnas.pipeline.spacesearch.targets import learning_predictor_for
 

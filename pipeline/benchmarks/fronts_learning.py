@@ -103,6 +103,7 @@ def front_interval_coverage(
     true_latency: np.ndarray,
     points: Sequence[Any],
     objectives: Sequence[str],
+    ensemble: bool = False,
 ) -> dict[str, Any]:
     """The front's 80 % latency intervals as ``hilnas front`` writes them: the device is
     imported into ``store`` (a real SQLite store) with the TRUE latencies of ``measured``
@@ -116,7 +117,7 @@ def front_interval_coverage(
     rows = [(space.format(codes[i]), float(true_latency[i]), None) for i in measured]
     store.import_external_device(name, rows, space="nb201", source="fronts_learning", replace=True)
     records, note = front_with_intervals(
-        name, list(points), tuple(objectives), space=space, store=store
+        name, list(points), tuple(objectives), space=space, store=store, ensemble=ensemble
     )
     if not note or "latency_ms" not in note:
         return {"interval_coverage": None, "interval_half_width": None}
@@ -188,6 +189,7 @@ def run(
     draws: int = 3,
     epochs: int = 10,
     patterned: bool = True,
+    ensemble_intervals: bool = False,
     progress=print,
 ) -> dict[str, Any]:
     """Train the search, read every device's fronts along K; returns the results (plain data)."""
@@ -273,6 +275,7 @@ def run(
                                 y,
                                 pts,
                                 trained.objectives,
+                                ensemble=ensemble_intervals,
                             )
                         rows.append(rec)
                         if k == 0 and variant == "learning":
@@ -285,7 +288,8 @@ def run(
         store.close()
     return {
         "benchmark": "fronts_learning",
-        "command": "python -m hilnas.pipeline.benchmarks.fronts_learning",
+        "command": "python -m hilnas.pipeline.benchmarks.fronts_learning",  # main adds its args
+        "ensemble_intervals": bool(ensemble_intervals),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_before": load_before,
         "load_after": uptime(),
@@ -600,6 +604,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--devices", default=None, help="comma-separated (default: the six)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--no-patterned", action="store_true", help="skip the synthetic device")
+    ap.add_argument(
+        "--ensemble-intervals",
+        action="store_true",
+        help="the fronts' intervals with learning_predictor(ensemble=True) (an option); results "
+        "go to fronts_learning_ensemble.*",
+    )
     extra = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(extra)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -608,7 +618,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.quick:
         devices = devices or ["raspi4", "pixel2"]
         draws, epochs = 1, 3
-    res = run(devices=devices, draws=draws, epochs=epochs, patterned=not args.no_patterned)
+    res = run(
+        devices=devices,
+        draws=draws,
+        epochs=epochs,
+        patterned=not args.no_patterned,
+        ensemble_intervals=args.ensemble_intervals,
+    )
     shown, skip = [], False
     for a in extra:  # the command as run, without where it wrote
         if skip or a.startswith("--out"):
@@ -619,6 +635,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         res["command"] += " " + " ".join(shown)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "fronts_learning_quick" if args.quick else "fronts_learning"
+    if args.ensemble_intervals:
+        name += "_ensemble"
     (args.out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
     (args.out / f"{name}.md").write_text(markdown(res))
     print(markdown(res))

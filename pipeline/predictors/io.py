@@ -626,9 +626,11 @@ def predict_intervals(
     level: float = 0.8,
     store: MeasurementStore | None = None,
     include_flagged: bool = False,
+    ensemble: bool = False,
 ) -> dict[str, PredictionIntervals]:
     """NB201 prediction intervals at ``level`` for every metric of ``points`` (the predictions
-    written beside them, ``{metric: values}`` over ``codes``).
+    written beside them, ``{metric: values}`` over ``codes``). ``ensemble``: the normalised
+    intervals of :func:`~hilnas.pipeline.predictors.learning.learning_predictor` (an option).
 
     Each comes from a :class:`~hilnas.pipeline.predictors.learning.LearningPredictor` (the
     shipped meta-predictor as its prior) conditioned on the target's reference values (imputed
@@ -656,6 +658,7 @@ def predict_intervals(
             network=emb.network,
             level=level,
             widening=1.0 if imp is None else float(imp.widening),
+            ensemble=ensemble,
         ).fit(emb.support_codes, emb.support_values)
         _, lo, hi = model.predict_interval(c, level)
         p = np.asarray(point, dtype=np.float64)
