@@ -21,6 +21,12 @@ evaluations), three seeds, mean and min over seeds. Another method joins in two 
 :meth:`SearchBenchmark.add_method` (raw oracle values) or :meth:`SearchBenchmark.add_found`
 (architecture codes, evaluated here with the oracle so that predicted values never score).
 
+For the objective sets with energy the HV ratios are also given with every front, the
+reference's too, restricted to points whose surrogate energy lies in the range the device's
+surrogate spans over the 10,000 measured architectures (``in_range``: the score without the
+energy MLP's extrapolation beyond its training architectures). ``--cost-model`` picks the
+hypernetwork's zero-shot cost model (:data:`~hilnas.pipeline.spacesearch.targets.COST_MODELS`).
+
 Results: ``pipeline/benchmarks/results/search_gpt.{json,md}`` (``--quick``:
 ``search_gpt_quick.*``: one seed, three devices, a 2,000-evaluation reference run).
 """
@@ -120,6 +126,7 @@ class SearchBenchmark:
     runs: dict[str, dict[Key, list[_Run]]] = field(init=False, default_factory=dict)
     method_wall_s: dict[str, float] = field(init=False, default_factory=dict)
     bounds_wall_s: float = field(init=False, default=0.0)
+    _energy_ranges: dict[str, tuple[float, float]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         from hilnas.pipeline.spaces.gpt_s.surrogates import DEVICES, load_surrogates
@@ -266,6 +273,9 @@ class SearchBenchmark:
                     "invalid": [int((~np.all(np.isfinite(r.F), axis=1)).sum()) for r in rs],
                     "seeds": [r.seed for r in rs],
                 }
+            objs = self.objective_sets[oname]
+            if "energy_mj" in objs:
+                cell["in_range"] = self._in_range(dev, oname, problem, allF)
             table.setdefault(oname, {})[dev] = cell
         methods = list(self.runs)
         means: dict[str, dict[str, dict[str, float]]] = {}
@@ -296,6 +306,45 @@ class SearchBenchmark:
             "scoring_wall_s": round(time.perf_counter() - t0, 2),
         }
 
+    def _in_range(
+        self, dev: str, oname: str, problem: OracleProblem, allF: np.ndarray
+    ) -> dict[str, Any]:
+        """HV ratios with every front (the reference's too) restricted to points whose
+        surrogate energy lies in the range the surrogate spans over the 10,000 MEASURED
+        architectures (``measured.csv``, the energy surrogate's training inputs; as in
+        ``search_gpt_energy.md``): the score without its extrapolation beyond them."""
+        if self._energy_ranges is None:
+            from hilnas.pipeline.predictors.space import gpt_measured_table
+            from hilnas.pipeline.spaces.gpt_s.surrogates import load_surrogates
+
+            codes, sur = gpt_measured_table("energy_mj").codes, load_surrogates()
+            self._energy_ranges = {}
+            for d in self.devices:
+                e = sur.energy_mj(codes, d)
+                self._energy_ranges[d] = (float(np.nanmin(e)), float(np.nanmax(e)))
+        lo, hi = self._energy_ranges[dev]
+        j = list(self.objective_sets[oname]).index("energy_mj")
+
+        def keep(F: np.ndarray) -> np.ndarray:
+            F = np.asarray(F, dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                ok = np.all(np.isfinite(F), axis=1) & (F[:, j] >= lo) & (F[:, j] <= hi)
+            return F[ok]
+
+        ref = keep(allF)
+        ref_hv = problem.hv(ref) if len(ref) else 0.0
+        out: dict[str, Any] = {
+            "energy_range_mj": [round(lo, 3), round(hi, 3)],
+            "reference_points_in_range": int(len(ref)),
+        }
+        for method, runs in self.runs.items():
+            ratios = [
+                problem.hv(f) / ref_hv if ref_hv > 0 and len(f) else 0.0
+                for f in (keep(r.F) for r in runs[(dev, oname)])
+            ]
+            out[method] = {"mean": float(np.mean(ratios)), "min": float(np.min(ratios))}
+        return out
+
 
 def _is_list_of_arrays(value: Sequence[Any]) -> bool:
     """A list of per-seed code arrays (2-D each), not one list of codes."""
@@ -319,11 +368,14 @@ def _fmt(x: float | None) -> str:
 def _flags(res: dict[str, Any]) -> str:
     """The hypernetwork's command-line settings that differ from the defaults."""
     h = res.get("hypernet")
+    devs = "" if len(res["devices"]) == 10 else f" --devices {','.join(res['devices'])}"
     if not h:
-        return " --no-hypernet"
-    out = f" --queries {h['queries']}" if h["queries"] != 300 else ""
+        return devs + " --no-hypernet"
+    out = devs + f" --queries {h['queries']}" if h["queries"] != 300 else ""
     out += f" --steps {h['steps']}" if h["steps"] != 600 else ""
     out += f" --costs {h['costs']}" if h["costs"] != "surrogate" else ""
+    cm = h.get("cost_model", "space")
+    out += f" --cost-model {cm}" if cm != "space" else ""
     jobs = res["settings"].get("jobs", 1)
     return out + (f" --jobs {jobs}" if jobs != 1 else "")
 
@@ -384,6 +436,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"after: {s['load_after'].get('uptime', s['load_after']['loadavg'])}.",
         "",
     ]
+    lines += _in_range_markdown(res)
     hyper = res.get("hypernet")
     if hyper:
         lines += [
@@ -403,6 +456,35 @@ def markdown(res: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _in_range_markdown(res: dict[str, Any]) -> list[str]:
+    methods = res["methods"]
+    lines: list[str] = []
+    for oname, objs in res["objective_sets"].items():
+        cells = [res["table"][oname][d].get("in_range") for d in res["devices"]]
+        if "energy_mj" not in objs or not all(cells):
+            continue
+        lines += [
+            f"## {oname} in the measured energy range",
+            "",
+            "Every front, the reference's too, restricted to points whose surrogate energy lies "
+            "in the range the device's surrogate spans over the 10,000 measured architectures "
+            "(`measured.csv`, min..max mJ, as in `search_gpt_energy.md`): the HV ratio without "
+            "the energy surrogate's extrapolation beyond its training architectures.",
+            "",
+        ]
+        head = ["device", "range mJ", *methods, "ref points in range"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for dev, c in zip(res["devices"], cells, strict=True):
+            lo, hi = c["energy_range_mj"]
+            row = [dev, f"{lo:.0f}..{hi:.0f}"]
+            row += [f"{_fmt(c[m]['mean'])} ({_fmt(c[m]['min'])})" for m in methods]
+            lines.append("| " + " | ".join(row + [str(c["reference_points_in_range"])]) + " |")
+        row = ["**mean**", ""]
+        row += [f"**{_fmt(float(np.mean([c[m]['mean'] for c in cells])))}**" for m in methods]
+        lines += ["| " + " | ".join(row + [""]) + " |", ""]
+    return lines
 
 
 def write_results(res: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path, Path]:
@@ -462,6 +544,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     ap.add_argument(
+        "--stem", default="", help="results file name stem (default search_gpt / _quick)"
+    )
+    ap.add_argument(
         "--cache-dir",
         type=Path,
         default=None,
@@ -479,6 +564,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=("surrogate", "measured"),
         default="surrogate",
         help="what the hypernetwork's predictors learn from (see search_gpt_hypernet)",
+    )
+    ap.add_argument(
+        "--cost-model",
+        choices=("space", "oracle_mix", "mix-energy"),
+        default="space",
+        help="hypernetwork: zero-shot cost model of the left-out device "
+        "(spacesearch.targets.COST_MODELS)",
     )
     ap.add_argument(
         "--jobs",
@@ -516,9 +608,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 queries=args.queries,
                 steps=args.steps,
                 costs=args.costs,
+                cost_model=args.cost_model,
             )
+            suffix = "" if args.cost_model == "space" else f", {args.cost_model}"
             bench.add_found(
-                f"hypernet(B={args.queries})",
+                f"hypernet(B={args.queries}{suffix})",
                 found,
                 evaluations=args.queries,
                 wall_s=time.perf_counter() - t,
@@ -529,6 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "queries": args.queries,
                 "steps": args.steps,
                 "costs": args.costs,
+                "cost_model": args.cost_model,
                 "per_device": hyper_details,
             }
     res["settings"] = {
@@ -542,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "blas_threads": 1,
         "jobs": max(1, args.jobs),
     }
-    stem = "search_gpt_quick" if args.quick else "search_gpt"
+    stem = args.stem or ("search_gpt_quick" if args.quick else "search_gpt")
     jp, mp = write_results(res, args.out_dir, stem)
     print(markdown(res))
     print(f"wrote {jp} and {mp}")

@@ -46,6 +46,7 @@ def loo_fronts(
     evaluations: int | None = None,
     config: Mapping[str, Any] | None = None,
     keep_models: bool = False,
+    cost_model: str = "space",
 ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, Any]]:
     """Codes per ``(device, objective set)`` and per-device details (wall time, Spearman).
 
@@ -56,8 +57,13 @@ def loo_fronts(
     ``evaluations``: :meth:`SpaceSearchModel.front`'s (None: every non-dominated point, its
     default predicted-NSGA-II budget); ``config``: further :class:`SpaceSearchConfig` fields;
     ``keep_models``: the trained model and the joined target in ``details[dev]["model"]`` /
-    ``["target"]`` (not JSON)."""
+    ``["target"]`` (not JSON). ``cost_model``: the search's zero-shot cost model per metric,
+    ``space`` (:class:`~hilnas.pipeline.predictors.space.SpacePredictor` fit on the 9 training
+    devices' table) or a :data:`~hilnas.pipeline.spacesearch.targets.COST_MODELS` choice that
+    uses the 9 training devices' oracles (:mod:`hilnas.pipeline.predictors.oracle_mix`): e.g.
+    ``oracle_mix`` for both metrics, ``mix-energy`` for energy only."""
     from hilnas.pipeline.predictors import spearman
+    from hilnas.pipeline.predictors.oracle_mix import OracleMix
     from hilnas.pipeline.predictors.space import fit_predictor, gpt_measured_table
     from hilnas.pipeline.spaces import get_space
     from hilnas.pipeline.spaces.gpt_s.surrogates import DEVICES, load_surrogates
@@ -67,7 +73,7 @@ def loo_fronts(
         SpaceSearchConfig,
         train_space_search,
     )
-    from hilnas.pipeline.spacesearch.targets import SpaceTarget
+    from hilnas.pipeline.spacesearch.targets import SpaceTarget, uses_oracle_mix
 
     space = get_space("gpt_s")
     sur = load_surrogates()
@@ -80,6 +86,9 @@ def loo_fronts(
         t0 = time.perf_counter()
         train = [d for d in DEVICES if d != dev]
         predictors = {m: fit_predictor(t, devices=train) for m, t in tables.items()}
+        for m in tables:
+            if uses_oracle_mix(cost_model, m):
+                predictors[m] = OracleMix(metric=m, devices=tuple(train))
         fit_s = time.perf_counter() - t0
         rho = {}
         for m, t in tables.items():

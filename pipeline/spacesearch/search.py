@@ -676,8 +676,8 @@ class SpaceSearchModel:
         predictors = {}
         for metric in cfg.hardware:
             try:
-                predictors[metric] = load_predictor(
-                    path / f"predictor_{metric}.json", space=cfg.space, metric=metric
+                predictors[metric] = _load_cost_model(
+                    path / f"predictor_{metric}.json", cfg.space, metric, load_predictor
                 )
             except (DataIntegrityError, OSError) as exc:
                 raise DamagedSearchError(path / f"predictor_{metric}.json", str(exc)) from None
@@ -692,6 +692,25 @@ class SpaceSearchModel:
             settings.get("info", {}),
             path,
         )
+
+
+def _load_cost_model(path: Path, space: str, metric: str, load_predictor: Any) -> Any:
+    """A saved cost model: an oracle mix (``"kind": "oracle_mix"``) or a space predictor."""
+    from hilnas.pipeline.predictors.oracle_mix import KIND, OracleMix
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict) and data.get("kind") == KIND:
+        try:
+            mix = OracleMix.from_json(data)
+        except (KeyError, TypeError, InvalidInputError) as exc:
+            raise DataIntegrityError(f"{path}: bad oracle-mix model ({exc})") from None
+        if mix.space != space or mix.metric != metric:
+            raise DataIntegrityError(f"{path}: oracle mix of {mix.space}/{mix.metric}")
+        return mix
+    return load_predictor(path, space=space, metric=metric)
 
 
 def latest_space_run(space: str) -> Path:
@@ -1013,7 +1032,7 @@ def run_space_search(
 ) -> Path:
     """Resolve the targets, build the predictors and the quality oracle, train, save."""
     from hilnas.pipeline.home import home_dir
-    from hilnas.pipeline.predictors.space import default_predictor
+    from hilnas.pipeline.spacesearch.targets import cost_predictor
 
     names = list(cfg.targets) or reference_targets(cfg.space, cfg.hardware)
     if not names:
@@ -1027,7 +1046,8 @@ def run_space_search(
     predictors = {}
     for m in cfg.hardware:
         _report(progress, "predictors", 0, 1, m)
-        predictors[m] = default_predictor(cfg.space, m, cache_dir=cache)
+        # the space's default cost model (targets.DEFAULT_COST_MODEL; else the space predictor)
+        predictors[m] = cost_predictor(cfg.space, m, cache_dir=cache)
     oracle = (
         default_oracle(cfg, progress)
         if cfg.quality_objective in cfg.objectives

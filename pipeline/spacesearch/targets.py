@@ -34,14 +34,29 @@ HARDWARE: tuple[str, ...] = _OBJ.HARDWARE
 UNITS: dict[str, str] = dict(_OBJ.UNITS)
 
 __all__ = [
+    "COST_MODELS",
     "HARDWARE",
     "QUALITY",
     "SpaceTarget",
     "check_space",
+    "cost_predictor",
     "parse_objectives",
     "reference_targets",
     "resolve_target",
+    "uses_oracle_mix",
 ]
+
+#: Zero-shot cost models of the space search: ``space`` (the cross-device
+#: :class:`~hilnas.pipeline.predictors.space.SpacePredictor`, every space), ``oracle_mix``
+#: (GPT-S: a combination of the reference devices' own oracles fitted on the target's reference
+#: values, :mod:`hilnas.pipeline.predictors.oracle_mix`, for every hardware metric) and
+#: ``mix-energy`` (the oracle mix for energy, the space predictor for latency).
+COST_MODELS: tuple[str, ...] = ("space", "oracle_mix", "mix-energy")
+#: What a search uses unless told otherwise, per space (else ``space``). Leave-one-device-out
+#: of the 10 GPT-S devices (2026-12-02, ``results/search_gpt_costmodel.md``): the oracle mix
+#: ranks energy WORSE than the space predictor on all 10 left-out devices (Spearman on
+#: measured.csv rows 8000-9999, mean 0.891 vs 0.963), so it is not the default.
+DEFAULT_COST_MODEL: dict[str, str] = {}
 
 
 def check_space(space: str) -> str:
@@ -227,7 +242,9 @@ def learning_predictor_for(
     """The per-device learning predictor of target ``name`` for ``metric``, fitted.
 
     ``prior``: the space's cross-device predictor
-    (:class:`~hilnas.pipeline.predictors.space.SpacePredictor`, e.g. a saved search's). A
+    (:class:`~hilnas.pipeline.predictors.space.SpacePredictor`, e.g. a saved search's; a
+    search's :class:`~hilnas.pipeline.predictors.oracle_mix.OracleMix` is replaced by the
+    space's default predictor, which has the residual model intervals need). A
     reference device of ``prior`` gets it conditioned on its reference values (zero-shot); a
     store target (profiled or imported, resolved as :func:`resolve_target` does) also fits a
     residual model on its further measurements of the space's default workload
@@ -235,7 +252,19 @@ def learning_predictor_for(
     cross-validation). Raises :class:`NotFoundError` as :func:`resolve_target` does.
     """
     from hilnas.pipeline.predictors.learning import learning_predictor
+    from hilnas.pipeline.predictors.oracle_mix import OracleMix
 
+    if isinstance(prior, OracleMix):
+        # the oracle mix has no cross-device residual model: intervals come from the space's
+        # own predictor (what `hilnas predict` uses), trained on the shipped table
+        from hilnas.pipeline.home import HomeError, home_dir
+        from hilnas.pipeline.predictors.space import default_predictor
+
+        try:
+            cache: Any = home_dir() / "models" / "spaces"
+        except HomeError:
+            cache = None
+        prior = default_predictor(space, metric, cache_dir=cache)
     sp = get_space(space)
     measured: dict[str, float] = {}
     if name in prior.devices:
@@ -259,3 +288,37 @@ def learning_predictor_for(
         np.asarray([measured[a] for a in extra], dtype=np.float64),
     )
     return learner
+
+
+def uses_oracle_mix(cost_model: str, metric: str) -> bool:
+    """Whether ``cost_model`` (one of :data:`COST_MODELS`) takes the oracle mix for ``metric``."""
+    if cost_model not in COST_MODELS:
+        raise InvalidInputError(
+            f"unknown cost model {cost_model!r}; choose one of {', '.join(COST_MODELS)}"
+        )
+    return cost_model == "oracle_mix" or (cost_model == "mix-energy" and metric == "energy_mj")
+
+
+def cost_predictor(
+    space: str, metric: str, *, cost_model: str | None = None, cache_dir: Any = None
+) -> Any:
+    """The space search's zero-shot cost model of ``space`` for ``metric``.
+
+    ``cost_model``: one of :data:`COST_MODELS` (None: :data:`DEFAULT_COST_MODEL` of the space,
+    else ``space``). The oracle mix exists only where the reference devices have oracles
+    (``gpt_s``); asking it of another space is an :class:`InvalidInputError`.
+    """
+    space = check_space(space)
+    choice = cost_model or DEFAULT_COST_MODEL.get(space, "space")
+    if uses_oracle_mix(choice, metric):
+        if space != "gpt_s":
+            raise InvalidInputError(
+                f"cost model {choice!r} needs per-device oracles, which only gpt_s ships; "
+                f"use --cost-model space for {space}"
+            )
+        from hilnas.pipeline.predictors.oracle_mix import oracle_mix
+
+        return oracle_mix(metric)
+    from hilnas.pipeline.predictors.space import default_predictor
+
+    return default_predictor(space, metric, cache_dir=cache_dir)
