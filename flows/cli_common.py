@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from hilnas.devices.errors import InvalidInputError, NotFoundError, UserError
 from rich.console import Console
@@ -232,3 +232,19 @@ def train_search(
         typer.echo(json.dumps(summary, indent=2))
         return
     console.print(saved_line(summary, path))
+
+
+def print_interval_notes(note: dict[str, Any]) -> None:
+    """One line per hardware objective of a front's interval note
+    (:func:`hilnas.pipeline.fronts.front_with_intervals`): level, model, measurements, imputed
+    references and the selection widening."""
+    for m, n in note.items():
+        widening = n.get("selection_widening", 1.0)
+        console.print(
+            f"[{m}]: {100 * n['level']:g} % prediction intervals of the {m} predictor "
+            f"({n['model']} on {n['measured']} measurements beyond the references"
+            + (f"; {n['imputed']} imputed references" if n.get("imputed") else "")
+            + (f"; widened x{widening:g} in log for a front's selection" if widening != 1 else "")
+            + ")",
+            highlight=False,
+        )

@@ -129,6 +129,7 @@ def front_interval_coverage(
         "interval_coverage": round(float(inside.mean()), 4),
         "interval_half_width": round(float(np.median(np.log(hi / lo) / 2)), 4),
         "interval_level": note["latency_ms"]["level"],
+        "interval_widening": note["latency_ms"].get("selection_widening", 1.0),
     }
 
 
@@ -290,6 +291,9 @@ def run(
         "benchmark": "fronts_learning",
         "command": "python -m hilnas.pipeline.benchmarks.fronts_learning",  # main adds its args
         "ensemble_intervals": bool(ensemble_intervals),
+        "interval_widening": next(
+            (r["interval_widening"] for r in rows if r.get("interval_widening") is not None), None
+        ),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_before": load_before,
         "load_after": uptime(),
@@ -535,7 +539,10 @@ def markdown(res: dict[str, Any]) -> str:
             "whose TRUE latency lies inside, and in brackets the median half-width in log space. "
             "A front is chosen for being predicted cheap, so its points are where a model's "
             "errors lean optimistic: this is the coverage a user reading a front sees, not the "
-            "coverage over random architectures (predictors_learning).",
+            "coverage over random architectures (predictors_learning). The intervals' log "
+            f"half-width is widened x{res.get('interval_widening') or 1.0} for that selection "
+            "(`pipeline.fronts.FRONT_WIDENING`, measured on the training devices by "
+            "`python -m hilnas.pipeline.benchmarks.front_intervals`; x1 means none).",
             "",
             "| device | " + " | ".join(f"K={k}" for k in ks) + " |",
             "|---|" + "---|" * len(ks),

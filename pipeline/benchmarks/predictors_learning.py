@@ -579,26 +579,45 @@ def partial(d: NB201, devices: Sequence[str], missing: int = 2, seed: int = 0) -
 # ----------------------------------------------------------------------------------------------
 # other spaces
 # ----------------------------------------------------------------------------------------------
-def bench_space(space: str, *, ks, seeds: int, n_test: int, devices=None) -> dict[str, Any]:
-    """LOO over a space's shipped table; the prior is the SpacePredictor trained without the
-    device (penalty chosen once, on all devices but the first, as the spaces benchmark does)."""
+def space_split(space: str, n_test: int, n_train: int = 1000) -> dict[str, Any]:
+    """A space's shipped latency table split for leave-one-device-out: ``table``, features
+    ``x``, reference rows ``refs``, ``test`` (``n_test`` rows valid on every device, never a
+    reference), the measurement ``pool`` (the other valid rows) and the prior's ``train_rows``
+    (``n_train`` rows outside the test set: the 9-10 refits stay at minutes)."""
     from hilnas.pipeline.predictors import space as S
     from hilnas.pipeline.spaces import get_space
 
-    t0 = time.time()
     table = S.shipped_table(space, "latency_ms")
-    sp = get_space(space)
     codes = table.codes
-    x = S.arch_features(sp, [tuple(c) for c in codes])
+    x = S.arch_features(get_space(space), [tuple(c) for c in codes])
     refs = np.asarray(table.reference_rows)
     ok_all = np.all(np.isfinite(table.values), axis=1)
     rest = np.setdiff1d(np.flatnonzero(ok_all), refs)
     perm = np.random.default_rng(0).permutation(rest)
     test, pool = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-    # the meta never sees test rows; 1,000 training rows keep the 9-10 refits to minutes
     train_rows = np.sort(
-        np.random.default_rng(2).choice(np.setdiff1d(np.arange(len(codes)), test), 1000, False)
+        np.random.default_rng(2).choice(np.setdiff1d(np.arange(len(codes)), test), n_train, False)
     )
+    return {
+        "table": table,
+        "x": x,
+        "refs": refs,
+        "test": test,
+        "pool": pool,
+        "train_rows": train_rows,
+    }
+
+
+def bench_space(space: str, *, ks, seeds: int, n_test: int, devices=None) -> dict[str, Any]:
+    """LOO over a space's shipped table; the prior is the SpacePredictor trained without the
+    device (penalty chosen once, on all devices but the first, as the spaces benchmark does)."""
+    from hilnas.pipeline.predictors import space as S
+
+    t0 = time.time()
+    sp_rows = space_split(space, n_test)
+    table, x, refs = sp_rows["table"], sp_rows["x"], sp_rows["refs"]
+    test, pool, train_rows = sp_rows["test"], sp_rows["pool"], sp_rows["train_rows"]
+    codes = table.codes
     first = fit_alpha = None
     priors = {}
     metas: dict[str, Any] = {}

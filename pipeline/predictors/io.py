@@ -12,7 +12,7 @@ import io
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -616,6 +616,18 @@ class PredictionIntervals:
             n_extra=int(learner.n_extra),
         )
         return point, band
+
+    def widened(self, factor: float) -> PredictionIntervals:
+        """The same intervals with their log half-width times ``factor`` (>= 1), around each
+        interval's geometric centre: how a front's intervals account for selection
+        (:data:`hilnas.pipeline.fronts.FRONT_WIDENING`)."""
+        f = float(factor)
+        if not math.isfinite(f) or f < 1.0:
+            raise PredictorError(f"an interval widening factor must be >= 1, got {factor!r}")
+        lo, hi = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
+        centre = np.sqrt(lo * hi)
+        half = np.log(hi / lo) / 2.0
+        return replace(self, low=centre * np.exp(-f * half), high=centre * np.exp(f * half))
 
 
 def predict_intervals(

@@ -249,3 +249,42 @@ def test_points_without_a_preference_are_drawn_too(tmp_path, monkeypatch):
     ]
     fronts.plot_front_png(tmp_path / "f.png", "d", ("error", "latency_ms"), pts)
     assert sorted(drawn) == [1, 2]  # the coloured one and the two refined ones, in grey
+
+
+def test_front_intervals_are_widened_for_selection_around_the_same_centre(tmp_path):
+    """A front's intervals (a real SQLite store; a device imported from raspi4's 10 real
+    reference latencies) are the random-architecture intervals with their log half-width times
+    the space's selection widening (FRONT_WIDENING, measured by the front_intervals
+    benchmark); the note records the factor; a factor below 1 is refused."""
+    from hilnas.pipeline.predictors import io as pio
+    from hilnas.pipeline.spaces import get_space
+    from hilnas.pipeline.store import MeasurementStore
+
+    sp = get_space("nb201")
+    ref = load_nb201()
+    lat = np.asarray(ref.latency("raspi4"))
+    rows = [(sp.format(ref.arch_codes[i]), float(lat[i])) for i in ref.reference_indices]
+    archs = [sp.format(ref.arch_codes[i]) for i in (11, 222, 3333, 4444, 15000)]
+    codes = np.array([sp.parse(a) for a in archs], dtype=np.int64)
+    with MeasurementStore(f"sqlite:///{tmp_path / 'h.db'}") as st:
+        st.import_external_device("edge_front", rows)
+        pred = pio.predict_target("edge_front", codes, metrics=("latency_ms",), store=st)
+        pts = [
+            {"arch": a, "objectives": {"error": 10.0, "latency_ms": float(v)}}
+            for a, v in zip(archs, pred["latency_ms"], strict=True)
+        ]
+        objs = ("error", "latency_ms")
+        plain, n1 = fronts.front_with_intervals(
+            "edge_front", pts, objs, space=sp, store=st, widening=1.0
+        )
+        wide, n2 = fronts.front_with_intervals("edge_front", pts, objs, space=sp, store=st)
+        with pytest.raises(fronts.InvalidInputError, match="widening must be a number >= 1"):
+            fronts.front_with_intervals("edge_front", pts, objs, space=sp, store=st, widening=0.5)
+    factor = fronts.FRONT_WIDENING["nb201"]
+    assert factor > 1.0 and n1["latency_ms"]["selection_widening"] == 1.0
+    assert n2["latency_ms"]["selection_widening"] == factor
+    for a, b in zip(plain, wide, strict=True):
+        (lo1, hi1), (lo2, hi2) = a["intervals"]["latency_ms"], b["intervals"]["latency_ms"]
+        assert lo2 < lo1 < hi1 < hi2
+        assert np.log(hi2 / lo2) == pytest.approx(factor * np.log(hi1 / lo1), rel=1e-9)
+        assert np.sqrt(lo2 * hi2) == pytest.approx(np.sqrt(lo1 * hi1), rel=1e-9)
