@@ -92,15 +92,17 @@ def device_cells(
     out: dict[str, dict[str, Any]] = {}
     for k in ks:
         rows = np.concatenate([refs, order[:k]])
-        model = L.LearningPredictor(
-            prior=lambda c: None,  # unused: the arrays are precomputed
-            features=lambda c: None,
-            reference_codes=codes[refs],
-            reference_values=y[refs],
-            zero_shot_model=width_model,
+        model = PL.fit_learner(
+            x,
+            lp,
+            y,
+            codes,
+            refs,
+            rows,
+            width_model=width_model,
             group_column=group_column,
             seed=seed,
-        ).fit_arrays(x[rows], lp[rows], y[rows])
+        )
         pred, lo, hi = model.interval_arrays(x, lp)
         cand = np.setdiff1d(np.flatnonzero(valid), rows)
         front = front_proxy(quality_err, pred, cand)

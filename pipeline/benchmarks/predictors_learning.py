@@ -203,6 +203,37 @@ def width_models(
     }
 
 
+def fit_learner(
+    x: np.ndarray,
+    lp: np.ndarray,
+    y: np.ndarray,
+    codes: np.ndarray,
+    refs: np.ndarray,
+    rows: np.ndarray,
+    *,
+    width_model: tuple[float, float],
+    group_column: int | None = None,
+    seed: int = 0,
+    difficulty: np.ndarray | None = None,
+    zero_shot_scale: float | None = None,
+) -> L.LearningPredictor:
+    """A device's learning predictor fit on ``rows`` (references first) from precomputed
+    features ``x`` and log prior ``lp`` over the whole table (``difficulty`` likewise, for the
+    normalised intervals)."""
+    return L.LearningPredictor(
+        prior=lambda c: None,  # unused: the arrays are precomputed
+        features=lambda c: None,
+        reference_codes=codes[refs],
+        reference_values=y[refs],
+        zero_shot_model=width_model,
+        group_column=group_column,
+        seed=seed,
+        **({} if zero_shot_scale is None else {"zero_shot_scale": zero_shot_scale}),
+    ).fit_arrays(
+        x[rows], lp[rows], y[rows], difficulty=None if difficulty is None else difficulty[rows]
+    )
+
+
 def k_curve(
     x: np.ndarray,
     lp: np.ndarray,
@@ -251,17 +282,18 @@ def k_curve(
                 new = [int(i) for i in cand[pick]]
             measured += new
         rows = np.concatenate([refs, np.asarray(measured, dtype=np.int64)])
-        model = L.LearningPredictor(
-            prior=lambda c: None,  # unused: the arrays are precomputed
-            features=lambda c: None,
-            reference_codes=codes[refs],
-            reference_values=y[refs],
-            zero_shot_model=width_model,
+        model = fit_learner(
+            x,
+            lp,
+            y,
+            codes,
+            refs,
+            rows,
+            width_model=width_model,
             group_column=group_column,
             seed=seed,
-            **({} if zero_shot_scale is None else {"zero_shot_scale": zero_shot_scale}),
-        ).fit_arrays(
-            x[rows], lp[rows], y[rows], difficulty=None if difficulty is None else difficulty[rows]
+            difficulty=difficulty,
+            zero_shot_scale=zero_shot_scale,
         )
         pred, lo, hi = model.interval_arrays(
             x[test], lp[test], difficulty=None if difficulty is None else difficulty[test]
