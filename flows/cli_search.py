@@ -261,8 +261,30 @@ def front_command(
         "latest search of that space).",
     ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    measure: bool = typer.Option(
+        False,
+        "--measure",
+        help="Also measure the front's architectures on the device (a device of this machine "
+        "profiled with `hilnas profile --device cpu`), store them, and compare measured with "
+        "predicted latency.",
+    ),
+    reps: int | None = typer.Option(
+        None,
+        "--reps",
+        help="With --measure: timed runs per architecture (default: the space's profiling "
+        "default).",
+    ),
+    warmup: int | None = typer.Option(
+        None,
+        "--warmup",
+        help="With --measure: untimed warm-up runs (default: the space's profiling default).",
+    ),
 ) -> None:
-    """The architectures the trained hypernetwork picks for a device (no retraining)."""
+    """The architectures the trained hypernetwork picks for a device (no retraining).
+
+    With --measure, the front is then measured on the device (this machine's) and stored like
+    any profiling run: a table of predicted and measured latency and a summary line (Spearman,
+    share within 10 % / 25 %, interval coverage, flagged measurements) follow the front."""
     from hilnas.pipeline import fronts
     from hilnas.pipeline.search import MAX_FRONT_POINTS, TrainedSearch
 
@@ -278,6 +300,10 @@ def front_command(
         )
     if export_onnx and out is None:
         raise InvalidInputError("--export-onnx writes into --out DIR; give --out too")
+    if not measure and (reps is not None or warmup is not None):
+        raise InvalidInputError(
+            "--reps and --warmup set how --measure times the front; add --measure or drop them"
+        )
     if out is not None:
         check_output_dir(out, "--out")
     pref = None
@@ -298,6 +324,7 @@ def front_command(
 
         space = get_space(space).name
     other = cli_spacesearch.load(space, search)
+    measuring = {"reps": reps, "warmup": warmup} if measure else None
     if other is not None:
         cli_spacesearch.front(
             other,
@@ -309,12 +336,15 @@ def front_command(
             export_onnx=export_onnx,
             db=db,
             as_json=as_json,
+            measure=measuring,
         )
         return
     from hilnas.pipeline.fronts import front_with_intervals
 
     trained = TrainedSearch.load(search)
     objectives = tuple(trained.objectives)
+    if measuring is not None:  # refused before the front is read or anything is measured
+        check_measure(device, trained.space.name, db, measuring)
     store = _store(db, _needs_store([device]), read_only=True)
     try:
         pts = trained.front(device, points=points, preference=pref, store=store)
@@ -328,6 +358,11 @@ def front_command(
     meta = {"search": trained.describe(), "points": points, "preference": pref, "costs": costs}
     if note:
         meta["intervals"] = note
+    check = None
+    if measuring is not None:
+        check = run_measure(records, trained.space.name, device, db, measuring, as_json)
+        records = check.attach(records)
+        meta["check"] = check.to_dict()
     written: list[Path] = []
     if out is not None:
         reference = _exact_front(trained, device)
@@ -348,8 +383,10 @@ def front_command(
                 "writable directory"
             ) from None
     if as_json:
-        extra = {"intervals": note} if note else None
-        echo_front_json(device, objectives, records, meta["search"], written, extra)
+        extra = {"intervals": note} if note else {}
+        if check is not None:
+            extra["check"] = check.to_dict()
+        echo_front_json(device, objectives, records, meta["search"], written, extra or None)
         return
     table = Table(title=f"front on {device} ({len(pts)} architectures; search {trained.path.name})")
     table.add_column("#", justify="right")
@@ -376,16 +413,77 @@ def front_command(
             f"{len(pts)} distinct non-dominated architectures for {device}",
             highlight=False,
         )
-    for m, n in note.items():
-        cli_common.console.print(
-            f"[{m}]: {100 * n['level']:g} % prediction intervals of the {m} predictor "
-            f"({n['model']} on {n['measured']} measurements beyond the references"
-            + (f"; {n['imputed']} imputed references" if n["imputed"] else "")
-            + ")",
-            highlight=False,
-        )
+    cli_common.print_interval_notes(note)
+    if check is not None:
+        print_check(check)
     for path in written:
         cli_common.console.print(f"wrote {path}")
+
+
+def check_measure(device: str, space: str, db: str | None, measuring: dict[str, Any]) -> None:
+    """``hilnas front --measure``: refuse a device this machine cannot measure (a reference
+    or imported device, another machine's) and bad --reps / --warmup, before the front is
+    read and before anything is profiled or written."""
+    from hilnas.pipeline.front_check import check_measurable
+
+    check_measurable(device, space=space, store=db, **measuring)
+
+
+def run_measure(
+    records: list[dict[str, Any]],
+    space: str,
+    device: str,
+    db: str | None,
+    measuring: dict[str, Any],
+    as_json: bool,
+):
+    """Measure a front's records on the local device (:func:`hilnas.pipeline.front_check.
+    measure_front`), with a progress bar on standard error; the results are stored."""
+    from hilnas.pipeline.front_check import measure_front
+
+    with cli_common.stage_progress(as_json) as update:
+
+        def progress(event: Any) -> None:
+            if event.kind in ("plan", "done"):
+                update(f"measuring the front on {device}", event.done, max(event.total, 1))
+
+        return measure_front(
+            records, space=space, device=device, store=db, progress=progress, **measuring
+        )
+
+
+def print_check(check: Any) -> None:
+    """The measured front: predicted and measured latency per point, then the summary line."""
+    table = Table(
+        title=f"measured on {check.config_key} ({check.reps} reps, {check.warmup} warm-up)"
+    )
+    table.add_column("#", justify="right")
+    table.add_column("architecture", overflow="fold")
+    table.add_column("predicted ms", justify="right")
+    table.add_column("measured ms", justify="right")
+    table.add_column("CV", justify="right")
+    table.add_column("in interval")
+    table.add_column("quality")
+    for i, p in enumerate(check.points):
+        quality = "failed" if p.measured_ms is None else (p.quality or "-")
+        table.add_row(
+            str(i),
+            p.arch,
+            "-" if p.predicted_ms is None else f"{p.predicted_ms:.3g}",
+            "-" if p.measured_ms is None else f"{p.measured_ms:.3g}",
+            "-" if p.cv is None else f"{p.cv:.2f}",
+            {True: "yes", False: "no", None: "-"}[p.in_interval],
+            quality + ("" if p.outcome != "stored" else " (stored)"),
+        )
+    cli_common.console.print(table)
+    cli_common.console.print(check.summary_line(), highlight=False)
+    if check.summary["n_flagged"]:
+        cli_common.console.print(
+            f"note: {check.quality_summary}. Flagged measurements are kept in these figures "
+            "and marked; the device's predictor leaves them out by default (measure on a "
+            "quieter machine for clean ones)",
+            highlight=False,
+        )
 
 
 def echo_front_json(

@@ -135,12 +135,20 @@ def front(
     export_onnx: bool,
     db: str | None,
     as_json: bool,
+    measure: dict[str, Any] | None = None,
 ) -> None:
+    """``hilnas front`` for a space search; ``measure`` (``{"reps", "warmup"}``, from
+    ``--measure``): measure the front on the local device too (see
+    :func:`hilnas.flows.cli_search.run_measure`)."""
+    from hilnas.flows.cli_search import check_measure, print_check, run_measure
     from hilnas.pipeline import fronts
 
     space = trained.cfg.space
     names = [t.name for t in trained.targets]
     from hilnas.pipeline.fronts import front_with_intervals
+
+    if measure is not None:  # refused before the front is read or anything is measured
+        check_measure(device, space, db, measure)
 
     store = None if device in names else _store(db, [device], space, trained.cfg.hardware, True)
     objectives = trained.objectives
@@ -156,6 +164,11 @@ def front(
     meta = {"search": trained.describe(), "points": points, "preference": preference}
     if note:
         meta["intervals"] = note
+    check = None
+    if measure is not None:
+        check = run_measure(records, space, device, db, measure, as_json)
+        records = check.attach(records)
+        meta["check"] = check.to_dict()
     written: list[Path] = []
     if out is not None:
         try:
@@ -183,6 +196,8 @@ def front(
         from hilnas.flows.cli_search import echo_front_json
 
         extra = {"space": space, **({"intervals": note} if note else {})}
+        if check is not None:
+            extra["check"] = check.to_dict()
         echo_front_json(device, objectives, records, meta["search"], written, extra)
         return
     table = Table(
@@ -204,12 +219,9 @@ def front(
             cells.append(f"{p.objectives[o]:.2f}{' (queried)' if queried else ''}{band}")
         table.add_row(str(i), p.arch, pref, *cells)
     cli_common.console.print(table)
-    for m, n in note.items():
-        cli_common.console.print(
-            f"[{m}]: {100 * n['level']:g} % prediction intervals of the {m} predictor "
-            f"({n['model']} on {n['measured']} measurements beyond the references)",
-            highlight=False,
-        )
+    cli_common.print_interval_notes(note)
+    if check is not None:
+        print_check(check)
     for path in written:
         cli_common.console.print(f"wrote {path}")
 

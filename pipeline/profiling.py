@@ -871,7 +871,9 @@ def profile_device(
     )
     if model_config is not None:
         request.search_space().check_config(model_config)  # another space's configuration
-        request = dataclasses.replace(request, settings=config_settings(model_config))
+    else:  # one workload: the space's default (gpt_s's settings would sweep prefill and decode)
+        model_config = request.search_space().default_model_config()
+    request = dataclasses.replace(request, settings=config_settings(model_config))
     (report,) = profile_request(
         request,
         store=store,

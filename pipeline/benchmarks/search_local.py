@@ -51,6 +51,7 @@ def run(
     decode: bool,
     db: str,
 ) -> dict[str, Any]:
+    from hilnas.pipeline.front_check import measure_front
     from hilnas.pipeline.predictors import spearman
     from hilnas.pipeline.profiling import profile_device, workload_configs
     from hilnas.pipeline.spaces import get_space
@@ -65,7 +66,7 @@ def run(
     sp = get_space(space)
     times: dict[str, float] = {}
     t = time.perf_counter()
-    configs = workload_configs(sp, {}) if decode else [None]
+    configs = workload_configs(sp, {}) if decode else [sp.default_model_config()]
     reports = [
         profile_device(
             "cpu", space=space, archs=archs, reps=reps, warmup=warmup, store=db, model_config=c
@@ -88,34 +89,18 @@ def run(
     pts = model.front(key, points=points)
     chosen = [p.arch for p in pts]
     t = time.perf_counter()
-    measured: dict[str, dict[str, float]] = {}
-    flagged: dict[str, list[str]] = {}
-    for c in configs:
-        profile_device(
-            "cpu",
-            space=space,
-            archs=0,
-            reps=reps,
-            warmup=warmup,
-            store=db,
-            include=chosen,
-            model_config=c,
-            references=False,
+    # the front's architectures measured on this CPU (stored like any profiling run) through
+    # the one path of `hilnas front --measure`; every measurement counts here, flagged ones too
+    # (a short run of a fast subnet on a busy machine is often flagged noisy), and which ones
+    # were flagged is recorded beside the figures
+    checks = {
+        c.key(): measure_front(
+            pts, space=space, device=key, store=db, reps=reps, warmup=warmup, model_config=c
         )
-        with MeasurementStore(db, read_only=True) as store:
-            mck = (c or sp.default_model_config()).key()
-            # every measurement of a chosen architecture counts here, flagged ones too (a short
-            # run of a fast subnet on a busy machine is often flagged noisy); which ones were
-            # flagged is recorded beside the figures
-            measured[mck] = store.latency_table(
-                key, space, model_config_key=mck, include_flagged=True
-            )
-            unflagged = store.latency_table(key, space, model_config_key=mck)
-            flagged[mck] = [a for a in chosen if a in measured[mck] and a not in unflagged]
+        for c in configs
+    }
     times["measure_front_s"] = round(time.perf_counter() - t, 1)
     q = QUALITY[space]
-    w = np.array([p.preference[0] if p.preference else np.nan for p in pts])
-    pred = np.array([p.objectives["latency_ms"] for p in pts])
     quality = np.array([p.objectives[q] for p in pts])
     out: dict[str, Any] = {
         "space": space,
@@ -148,21 +133,18 @@ def run(
         codes = [sp.parse(a) for a in chosen]
         out["supernet_val_error_pct"] = (100 * oracle.error(codes)).round(2).tolist()
         out["supernet_test_error_pct"] = (100 * oracle.test_error(codes)).round(2).tolist()
-    for mck, table in measured.items():
-        lat = np.array([table.get(a, np.nan) for a in chosen])
+    for mck, check in checks.items():
+        lat = np.array([np.nan if c.measured_ms is None else c.measured_ms for c in check.points])
         ok = np.isfinite(lat)
-        has_w = ok & np.isfinite(w)
-        rel = np.abs(pred[ok] / lat[ok] - 1.0)
+        s = check.summary
         out["workloads"][mck] = {
             "measured_latency_ms": lat.round(4).tolist(),
-            "flagged": [i for i, a in enumerate(chosen) if a in flagged[mck]],
-            "spearman_quality_weight_vs_measured_latency": (
-                round(float(spearman(w[has_w], lat[has_w])), 3) if has_w.sum() >= 3 else None
-            ),
-            "spearman_predicted_vs_measured": round(float(spearman(pred[ok], lat[ok])), 3),
+            "flagged": [i for i, c in enumerate(check.points) if c.flagged],
+            "spearman_quality_weight_vs_measured_latency": s["spearman_quality_weight_vs_measured"],
+            "spearman_predicted_vs_measured": s["spearman_predicted_vs_measured"],
             "spearman_quality_vs_measured_latency": round(float(spearman(quality[ok], lat[ok])), 3),
-            "within10": round(float(np.mean(rel <= 0.10)), 3),
-            "within25": round(float(np.mean(rel <= 0.25)), 3),
+            "within10": s["within10"],
+            "within25": s["within25"],
         }
     return out
 

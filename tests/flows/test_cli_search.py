@@ -11,6 +11,8 @@ pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
 
+from hilnas.pipeline.fronts import FRONT_WIDENING
+
 from .conftest import invoke, reference_csv, user_error
 
 pytestmark = pytest.mark.usefixtures("wide_console")
@@ -77,7 +79,8 @@ def test_search_then_front_for_a_device_imported_afterwards(searched, tmp_path):
     # every point carries its 80 % latency interval (zero-shot: no measurements beyond the
     # references), containing the point; the file keeps it and says how it was obtained
     assert doc["intervals"]["latency_ms"] == {
-        "level": 0.8, "model": "none", "measured": 0, "imputed": 0
+        "level": 0.8, "model": "none", "measured": 0, "imputed": 0,
+        "selection_widening": FRONT_WIDENING["nb201"],
     }  # fmt: skip
     for p in doc["points"]:
         lo, hi = p["intervals"]["latency_ms"]
@@ -91,6 +94,7 @@ def test_search_then_front_for_a_device_imported_afterwards(searched, tmp_path):
     table = invoke("front", "--device", "my_board", "--points", "12")
     assert table.exit_code == 0 and "front on my_board" in table.output
     assert "80 % prediction intervals of the latency_ms predictor" in table.output
+    assert f"widened x{FRONT_WIDENING['nb201']:g} in log" in table.output
 
 
 def test_front_with_one_preference_and_onnx_export(searched, tmp_path):
