@@ -847,7 +847,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-cpu", action="store_true", help="leave out the local CPU")
     ap.add_argument("--random-seeds", default="0,1,2")
     ap.add_argument("--nsga-seeds", default="0")
-    ap.add_argument("--budgets", default="100", help="baseline budgets, e.g. 100,1000")
+    ap.add_argument("--budgets", default="100,1000", help="baseline budgets (error evaluations)")
     ap.add_argument("--bounds-samples", type=int, default=None)
     ap.add_argument("--reference-evaluations", type=int, default=None)
     ap.add_argument("--queries", type=int, default=None, help="hypernetwork: error queries B")
@@ -893,7 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=args.warmup,
     )
     if quick:
-        st.budgets = _ints(args.budgets) if args.budgets != "100" else (30,)
+        st.budgets = _ints(args.budgets) if args.budgets != "100,1000" else (30,)
     cache = None if args.no_cache else (args.cache_dir or home_dir() / "cache" / "search_ofa")
     res = benchmark(st, cache_dir=cache, quick=quick)
     stem = "search_ofa_quick" if quick else "search_ofa"
