@@ -197,6 +197,8 @@ def summarize(
     :func:`hilnas.pipeline.predictors.within`); ``interval_coverage``: share of the measured
     points with an interval whose interval holds the measurement.
     """
+    from hilnas.pipeline.predictors import within
+
     n = len(measured)
     if len(predicted) != n:
         raise InvalidInputError(f"{len(predicted)} predictions for {n} measurements")
@@ -225,8 +227,8 @@ def summarize(
         "spearman_predicted_vs_measured": _rank_corr(pred[both], meas[both]),
         "spearman_quality_weight_vs_measured": _rank_corr(w[has_w], meas[has_w]),
         "n_with_preference": int(has_w.sum()),
-        "within10": round(float(np.mean(rel <= WITHIN[0])), 3) if both.any() else None,
-        "within25": round(float(np.mean(rel <= WITHIN[1])), 3) if both.any() else None,
+        "within10": round(within(pred[both], meas[both], WITHIN[0]), 3) if both.any() else None,
+        "within25": round(within(pred[both], meas[both], WITHIN[1]), 3) if both.any() else None,
         "median_rel_error": round(float(np.median(rel)), 3) if both.any() else None,
         "n_with_interval": len(inside),
         "in_interval": int(sum(inside)),
